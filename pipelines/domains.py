@@ -1,0 +1,78 @@
+"""What Amazon Forecast and Amazon Personalize require of each dataset.
+
+These tables mirror the managed services' documented schemas so that a migrating team's
+files and schemas load unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TARGET_TIME_SERIES = "TARGET_TIME_SERIES"
+RELATED_TIME_SERIES = "RELATED_TIME_SERIES"
+ITEM_METADATA = "ITEM_METADATA"
+INTERACTIONS = "INTERACTIONS"
+ITEMS = "ITEMS"
+USERS = "USERS"
+
+FORECAST_DATASET_TYPES = (TARGET_TIME_SERIES, RELATED_TIME_SERIES, ITEM_METADATA)
+PERSONALIZE_DATASET_TYPES = (INTERACTIONS, ITEMS, USERS)
+
+
+@dataclass(frozen=True)
+class ForecastDomain:
+    """A Forecast domain: which field identifies a series and which holds the target."""
+
+    name: str
+    identifier: str
+    target: str
+    non_negative: bool  # the domain's target counts something, so it cannot go below zero
+
+
+FORECAST_DOMAINS: dict[str, ForecastDomain] = {
+    d.name: d
+    for d in (
+        ForecastDomain("RETAIL", "item_id", "demand", True),
+        ForecastDomain("CUSTOM", "item_id", "target_value", False),
+        ForecastDomain("INVENTORY_PLANNING", "item_id", "demand", True),
+        ForecastDomain("EC2_CAPACITY", "instance_type", "number_of_instances", True),
+        ForecastDomain("WORK_FORCE", "workforce_type", "workforce_demand", True),
+        ForecastDomain("WEB_TRAFFIC", "item_id", "value", True),
+        ForecastDomain("METRICS", "metric_name", "metric_value", False),
+    )
+}
+
+# Forecast's column quotas (CreateDatasetImportJob): required + dimensions (+ features).
+MAX_FORECAST_DIMENSIONS = 10
+MAX_COLUMNS = {TARGET_TIME_SERIES: 13, RELATED_TIME_SERIES: 25, ITEM_METADATA: 10}
+MAX_RELATED_FEATURES = 13
+MAX_HORIZON = 500
+
+# Personalize: required fields per dataset type and how many others a schema may add.
+PERSONALIZE_REQUIRED = {
+    INTERACTIONS: ("USER_ID", "ITEM_ID", "TIMESTAMP"),
+    ITEMS: ("ITEM_ID",),
+    USERS: ("USER_ID",),
+}
+PERSONALIZE_RESERVED = {
+    INTERACTIONS: ("EVENT_TYPE", "EVENT_VALUE", "IMPRESSION", "RECOMMENDATION_ID"),
+    ITEMS: ("CREATION_TIMESTAMP",),
+    USERS: (),
+}
+PERSONALIZE_EXTRA_FIELDS = {INTERACTIONS: (0, 20), ITEMS: (1, 50), USERS: (1, 5)}
+MIN_INTERACTIONS = 1000
+MIN_ACTIVE_USERS = 25  # users with at least two interactions
+MULTI_VALUE_SEPARATOR = "|"
+
+# Field types, with Avro's names (Personalize schemas) folded onto Forecast's.
+FIELD_TYPES = {
+    "string": "string",
+    "integer": "integer",
+    "int": "integer",
+    "long": "integer",
+    "float": "float",
+    "double": "float",
+    "timestamp": "timestamp",
+    "geolocation": "geolocation",
+    "boolean": "boolean",
+}

@@ -1,0 +1,1 @@
+"""Reading, checking and importing dataset files into snapshots."""

@@ -1,0 +1,127 @@
+"""Turn text columns into the schema's types, and say which values would not turn.
+
+The raw Great Expectations stage has already checked each value's shape with a regular
+expression (TYPE_PATTERNS); what can still fail here is meaning, such as 2023-02-30.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines.importing.reader import STRING
+
+_NUMBER = r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?"
+_DATE = r"\d{4}-\d{2}-\d{2}"
+_DATETIME = r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}"
+TIMESTAMP_PATTERNS = {
+    "yyyy-MM-dd": rf"^{_DATE}$",
+    "yyyy-MM-dd HH:mm:ss": rf"^{_DATETIME}$",
+    "auto": rf"^{_DATE}([ T]\d{{2}}:\d{{2}}:\d{{2}})?$",
+    "epoch": r"^\d{1,12}$",
+}
+TYPE_PATTERNS = {
+    "integer": r"^[+-]?\d+(\.0*)?$",
+    "float": rf"^{_NUMBER}$",
+    "geolocation": r"^([A-Z]{2}_\d{5}|[+-]?\d{1,2}(\.\d+)?_[+-]?\d{1,3}(\.\d+)?)$",
+    "boolean": r"^(true|false|True|False|TRUE|FALSE|0|1)$",
+}
+
+
+def value_pattern(field_type: str, timestamp_format: str, epoch_allowed: bool) -> str | None:
+    """The regular expression a text value of this type must match (None: any text)."""
+    if field_type == "timestamp" or epoch_allowed:
+        pattern = TIMESTAMP_PATTERNS[timestamp_format]
+        if epoch_allowed and timestamp_format == "auto":
+            pattern = f"({pattern})|({TIMESTAMP_PATTERNS['epoch']})"
+        return pattern
+    return TYPE_PATTERNS.get(field_type)
+
+
+def _arrow(series: pd.Series) -> pa.Array:
+    return pc.utf8_trim_whitespace(pa.array(series, type=pa.string(), from_pandas=True))
+
+
+def to_float(series: pd.Series) -> pd.Series:
+    if not isinstance(series.dtype, pd.StringDtype):
+        return pd.to_numeric(series, errors="coerce").astype("float64")
+    return pd.Series(pc.cast(_arrow(series), pa.float64()).to_numpy(zero_copy_only=False), index=series.index)
+
+
+def to_integer(series: pd.Series) -> pd.Series:
+    values = to_float(series)
+    return values.round().astype("Int64")
+
+
+def to_boolean(series: pd.Series) -> pd.Series:
+    text = series.astype(STRING).str.lower()
+    return text.map({"true": True, "1": True, "false": False, "0": False}).astype("boolean")
+
+
+def to_datetime(series: pd.Series, timestamp_format: str = "auto") -> pd.Series:
+    """Parse Forecast's timestamp formats (and epoch seconds); NaT where a value won't parse."""
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        return series.astype("datetime64[ns]")
+    if pd.api.types.is_numeric_dtype(series.dtype):
+        return pd.to_datetime(series, unit="s", errors="coerce").astype("datetime64[ns]")
+    arr = _arrow(series)
+    out = pa.nulls(len(arr), pa.timestamp("s"))
+    formats = {
+        "yyyy-MM-dd": ["%Y-%m-%d"],
+        "yyyy-MM-dd HH:mm:ss": ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"],
+        "auto": ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"],
+        "epoch": [],
+    }[timestamp_format]
+    for fmt in formats:
+        parsed = pc.strptime(arr, format=fmt, unit="s", error_is_null=True)
+        out = pc.coalesce(out, parsed)
+    if timestamp_format in ("auto", "epoch"):
+        digits = pc.match_substring_regex(arr, TIMESTAMP_PATTERNS["epoch"])
+        seconds = pc.cast(pc.if_else(digits, arr, None), pa.int64())
+        out = pc.coalesce(out, pc.cast(seconds, pa.timestamp("s")))
+    values = out.to_numpy(zero_copy_only=False).astype("datetime64[ns]")
+    return pd.Series(values, index=series.index)
+
+
+def to_epoch_seconds(series: pd.Series, timestamp_format: str = "auto") -> pd.Series:
+    """Personalize keeps timestamps as Unix epoch seconds."""
+    parsed = to_datetime(series, timestamp_format)
+    seconds = parsed.to_numpy("datetime64[ns]").astype("int64") // 10**9
+    return pd.Series(seconds, index=series.index).where(parsed.notna()).astype("Int64")
+
+
+def coerce(frame: pd.DataFrame, fields, timestamp_format: str, epoch_fields=()) -> tuple[pd.DataFrame, dict]:
+    """Typed copy of ``frame``; and per column, a mask of values present but not convertible."""
+    typed, failures = {}, {}
+    for attr in fields:
+        if attr.name not in frame:
+            continue
+        raw = frame[attr.name]
+        if attr.name in epoch_fields:
+            value = to_epoch_seconds(raw, timestamp_format)
+        elif attr.type == "timestamp":
+            value = to_datetime(raw, timestamp_format)
+        elif attr.type == "float":
+            value = to_float(raw)
+        elif attr.type == "integer":
+            value = to_integer(raw)
+        elif attr.type == "boolean":
+            value = to_boolean(raw)
+        else:
+            value = raw if isinstance(raw.dtype, pd.StringDtype) else _as_text(raw)
+        bad = value.isna().to_numpy() & raw.notna().to_numpy()
+        if bad.any():
+            failures[attr.name] = bad
+        typed[attr.name] = value
+    return pd.DataFrame(typed, index=frame.index), failures
+
+
+def _as_text(series: pd.Series) -> pd.Series:
+    # Ids that arrive as numbers (Parquet ints, floats like 12.0) become their integer text.
+    if pd.api.types.is_float_dtype(series.dtype):
+        whole = series.dropna()
+        if (whole == np.floor(whole)).all():
+            series = series.astype("Int64")
+    return series.astype(STRING)

@@ -1,0 +1,441 @@
+"""Dataset group settings: one YAML file per group, loaded into pydantic models.
+
+A settings file names the group, its kind (forecast or personalize), where each dataset's
+file is, the dataset's schema and, where the file's columns are named otherwise, how they
+map onto the schema. Errors name the file and the key. This module imports only pydantic
+and PyYAML (both already loaded by Airflow), so DAG files may use it at parse time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from pipelines import domains as d
+from pipelines.errors import SettingsError
+from pipelines.frequency import MONTHS, WEEKDAYS, Boundary, Frequency
+
+NAME_PATTERN = r"^[a-zA-Z][a-zA-Z0-9_]{0,62}$"
+AGGREGATIONS = ("sum", "avg", "first", "min", "max")
+TARGET_FILLS = ("zero", "nan", "value", "median", "mean", "min", "max")
+RELATED_FILLS = ("zero", "value", "median", "mean", "min", "max")
+TIMESTAMP_FORMATS = ("auto", "yyyy-MM-dd", "yyyy-MM-dd HH:mm:ss", "epoch")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Attribute(Strict):
+    """One schema field. Accepts Forecast's (AttributeName/AttributeType) and Avro's spelling."""
+
+    name: str = Field(validation_alias=AliasChoices("name", "AttributeName"))
+    type: str = Field(validation_alias=AliasChoices("type", "AttributeType"))
+    nullable: bool = False
+    categorical: bool = False
+    textual: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _avro_union(cls, value: Any) -> Any:
+        # Avro writes an optional field as {"type": ["null", "string"]}.
+        if isinstance(value, dict) and isinstance(value.get("type"), list):
+            types = [t for t in value["type"] if t not in ("null", None)]
+            value = {**value, "type": types[0] if len(types) == 1 else value["type"]}
+            value.setdefault("nullable", True)
+        return value
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in d.FIELD_TYPES:
+            raise ValueError(f"unknown field type {value!r}; use one of {sorted(set(d.FIELD_TYPES))}")
+        return d.FIELD_TYPES[value]
+
+
+def _schema_fields(value: Any) -> Any:
+    # Accept a bare list, Forecast's {"Attributes": [...]} and Avro's {"fields": [...]}.
+    if isinstance(value, dict):
+        for key in ("Attributes", "attributes", "fields"):
+            if key in value:
+                return value[key]
+    return value
+
+
+class DatasetSettings(Strict):
+    """Where one dataset's file is and how to read it."""
+
+    path: str
+    format: Literal["csv", "parquet"] | None = None
+    header: bool = True
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    columns: list[str] | None = None  # the file's columns in order, for files without a header
+    column_mapping: dict[str, str] = Field(default_factory=dict)  # file column -> schema field
+    fields: Annotated[list[Attribute], Field(min_length=1)] = Field(
+        validation_alias=AliasChoices("schema", "fields")
+    )
+    timestamp_format: Literal[TIMESTAMP_FORMATS] = "auto"  # type: ignore[valid-type]
+    import_mode: Literal["FULL", "INCREMENTAL"] = "FULL"
+    max_rejected_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _fields(cls, value: Any) -> Any:
+        return _schema_fields(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DatasetSettings:
+        names = [f.name for f in self.fields]
+        if len(set(names)) != len(names):
+            raise ValueError(f"schema names a field twice: {names}")
+        if not self.header and not self.columns and self.resolved_format == "csv":
+            # A headerless file's columns are the schema's fields in order, as Forecast reads it.
+            self.columns = names
+        unknown = sorted(set(self.column_mapping.values()) - set(names))
+        if unknown:
+            raise ValueError(f"column_mapping maps onto fields not in the schema: {unknown}")
+        return self
+
+    @property
+    def resolved_format(self) -> str:
+        if self.format:
+            return self.format
+        return "parquet" if re.search(r"\.parq(uet)?$", self.path, re.I) else "csv"
+
+    def field(self, name: str) -> Attribute | None:
+        return next((f for f in self.fields if f.name == name), None)
+
+    @property
+    def field_names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+
+class TargetFilling(Strict):
+    """Forecast's missing-value filling for the target: no frontfill; zero by default."""
+
+    middlefill: Literal[TARGET_FILLS] = "zero"  # type: ignore[valid-type]
+    middlefill_value: float | None = None
+    backfill: Literal[TARGET_FILLS] = "zero"  # type: ignore[valid-type]
+    backfill_value: float | None = None
+    frontfill: Literal["none"] = "none"
+
+    @model_validator(mode="after")
+    def _values(self):
+        for kind in ("middlefill", "backfill"):
+            if getattr(self, kind) == "value" and getattr(self, f"{kind}_value") is None:
+                raise ValueError(f"{kind}: value needs {kind}_value")
+        return self
+
+
+class RelatedFilling(Strict):
+    """Forecast's filling for related series; unset means gaps stay empty."""
+
+    middlefill: Literal[RELATED_FILLS] | None = None  # type: ignore[valid-type]
+    middlefill_value: float | None = None
+    backfill: Literal[RELATED_FILLS] | None = None  # type: ignore[valid-type]
+    backfill_value: float | None = None
+    futurefill: Literal[RELATED_FILLS] | None = None  # type: ignore[valid-type]
+    futurefill_value: float | None = None
+
+    @model_validator(mode="after")
+    def _values(self):
+        for kind in ("middlefill", "backfill", "futurefill"):
+            if getattr(self, kind) == "value" and getattr(self, f"{kind}_value") is None:
+                raise ValueError(f"{kind}: value needs {kind}_value")
+        return self
+
+
+Aggregation = Literal[AGGREGATIONS]  # type: ignore[valid-type]
+
+
+class TimeSeriesDataset(DatasetSettings):
+    # None means: duplicate timestamps are an error, and finer data is summed into periods.
+    aggregation: Aggregation | dict[str, Aggregation] | None = None
+
+    def aggregation_for(self, field: str) -> str:
+        if isinstance(self.aggregation, dict):
+            return self.aggregation.get(field, "sum")
+        return self.aggregation or "sum"
+
+
+class TargetDataset(TimeSeriesDataset):
+    filling: TargetFilling = Field(default_factory=TargetFilling)
+
+
+class RelatedDataset(TimeSeriesDataset):
+    filling: RelatedFilling = Field(default_factory=RelatedFilling)
+
+
+class ForecastDatasets(Strict):
+    TARGET_TIME_SERIES: TargetDataset
+    RELATED_TIME_SERIES: RelatedDataset | None = None
+    ITEM_METADATA: DatasetSettings | None = None
+
+
+class AlignmentBoundary(Strict):
+    """Forecast's TimeAlignmentBoundary."""
+
+    month: Literal[MONTHS] | None = None  # type: ignore[valid-type]
+    day_of_month: int | None = Field(None, ge=1, le=28)
+    day_of_week: Literal[WEEKDAYS] | None = None  # type: ignore[valid-type]
+    hour: int | None = Field(None, ge=0, le=23)
+
+    def to_boundary(self) -> Boundary:
+        return Boundary(
+            month=MONTHS.index(self.month) + 1 if self.month else 1,
+            day_of_month=self.day_of_month or 1,
+            day_of_week=WEEKDAYS.index(self.day_of_week) if self.day_of_week else 0,
+            hour=self.hour or 0,
+        )
+
+
+class GroupBase(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    schedule: str | None = None  # cron or an Airflow preset, for the DAG
+    storage: str | None = None  # where snapshots go; default $AIRSIGHT_HOME/<name>
+    source_file: str | None = Field(None, exclude=True)
+
+    @property
+    def storage_root(self) -> str:
+        if self.storage:
+            return self.storage
+        home = os.environ.get("AIRSIGHT_HOME") or str(Path.cwd() / ".airsight")
+        return str(Path(home) / "groups" / self.name)
+
+
+class ForecastGroup(GroupBase):
+    kind: Literal["forecast"]
+    domain: Literal[tuple(d.FORECAST_DOMAINS)]  # type: ignore[valid-type]
+    frequency: str
+    horizon: int = Field(ge=1, le=d.MAX_HORIZON)
+    forecast_dimensions: list[str] = Field(default_factory=list, max_length=d.MAX_FORECAST_DIMENSIONS)
+    time_alignment_boundary: AlignmentBoundary | None = None
+    holidays_country: str | None = Field(None, pattern=r"^[A-Z]{2}$")
+    datasets: ForecastDatasets
+
+    @field_validator("frequency")
+    @classmethod
+    def _frequency(cls, value: str) -> str:
+        return str(Frequency.parse(value))
+
+    @property
+    def freq(self) -> Frequency:
+        return Frequency.parse(self.frequency)
+
+    @property
+    def boundary(self) -> Boundary:
+        return self.time_alignment_boundary.to_boundary() if self.time_alignment_boundary else Boundary()
+
+    @property
+    def domain_info(self) -> d.ForecastDomain:
+        return d.FORECAST_DOMAINS[self.domain]
+
+    @property
+    def series_keys(self) -> list[str]:
+        return [self.domain_info.identifier, *self.forecast_dimensions]
+
+    def dataset(self, kind: str) -> DatasetSettings | None:
+        return getattr(self.datasets, kind)
+
+    @model_validator(mode="after")
+    def _schemas(self) -> ForecastGroup:
+        dom = self.domain_info
+        tb = self.time_alignment_boundary
+        if tb:
+            allowed = {"D": {"hour"}, "W": {"day_of_week", "hour"}, "M": {"day_of_month", "hour"}}
+            allowed["Y"] = {"month", "day_of_month", "hour"}
+            given = {k for k, v in tb.model_dump().items() if v is not None}
+            ok = allowed.get(self.freq.unit, set())
+            if given - ok:
+                raise ValueError(
+                    f"time_alignment_boundary {sorted(given - ok)} does not apply to frequency "
+                    f"{self.frequency} (it takes {sorted(ok) or 'none'})"
+                )
+        target = self.datasets.TARGET_TIME_SERIES
+        _require(target, "TARGET_TIME_SERIES", {dom.identifier: "string", "timestamp": "timestamp"})
+        _require(target, "TARGET_TIME_SERIES", {dom.target: ("float", "integer")})
+        for dim in self.forecast_dimensions:
+            _require(target, "TARGET_TIME_SERIES", {dim: ("string", "integer")}, "forecast dimension ")
+        extra = set(target.field_names) - {dom.identifier, "timestamp", dom.target, *self.forecast_dimensions}
+        if extra:
+            raise ValueError(
+                f"datasets.TARGET_TIME_SERIES: fields {sorted(extra)} are neither required nor forecast "
+                "dimensions; list them in forecast_dimensions or move them to RELATED_TIME_SERIES"
+            )
+        related = self.datasets.RELATED_TIME_SERIES
+        if related:
+            _require(related, "RELATED_TIME_SERIES", {dom.identifier: "string", "timestamp": "timestamp"})
+            features = [
+                f
+                for f in related.field_names
+                if f not in {dom.identifier, "timestamp", *self.forecast_dimensions}
+            ]
+            if not features:
+                raise ValueError("datasets.RELATED_TIME_SERIES: the schema has no related feature")
+            if len(features) > d.MAX_RELATED_FEATURES:
+                raise ValueError(
+                    f"datasets.RELATED_TIME_SERIES: {len(features)} related features; Forecast allows "
+                    f"{d.MAX_RELATED_FEATURES}"
+                )
+        meta = self.datasets.ITEM_METADATA
+        if meta:
+            _require(meta, "ITEM_METADATA", {dom.identifier: "string"})
+            if len(meta.fields) < 2:
+                raise ValueError("datasets.ITEM_METADATA: the schema needs at least one field besides the id")
+        for kind, ds in (("TARGET_TIME_SERIES", target), ("RELATED_TIME_SERIES", related), ("ITEM_METADATA", meta)):
+            if ds and len(ds.fields) > d.MAX_COLUMNS[kind]:
+                raise ValueError(
+                    f"datasets.{kind}: {len(ds.fields)} columns; Forecast allows {d.MAX_COLUMNS[kind]}"
+                )
+        return self
+
+
+class PersonalizeDatasets(Strict):
+    INTERACTIONS: DatasetSettings
+    ITEMS: DatasetSettings | None = None
+    USERS: DatasetSettings | None = None
+
+
+class TrainingFilter(Strict):
+    """Which interactions train a solution, as Personalize's eventType and eventValueThreshold."""
+
+    event_types: list[str] = Field(default_factory=list)
+    event_value_threshold: float | None = None
+
+
+class PersonalizeGroup(GroupBase):
+    kind: Literal["personalize"]
+    domain: Literal["CUSTOM", "ECOMMERCE", "VIDEO_ON_DEMAND"] = "CUSTOM"
+    datasets: PersonalizeDatasets
+    training_filter: TrainingFilter = Field(default_factory=TrainingFilter)
+
+    def dataset(self, kind: str) -> DatasetSettings | None:
+        return getattr(self.datasets, kind)
+
+    @model_validator(mode="after")
+    def _schemas(self) -> PersonalizeGroup:
+        for kind in d.PERSONALIZE_DATASET_TYPES:
+            ds = self.dataset(kind)
+            if ds is None:
+                continue
+            required = {name: ("string", "integer") for name in d.PERSONALIZE_REQUIRED[kind]}
+            if kind == d.INTERACTIONS:
+                required["TIMESTAMP"] = ("integer", "timestamp")
+            _require(ds, kind, required)
+            others = [n for n in ds.field_names if n not in d.PERSONALIZE_REQUIRED[kind]]
+            low, high = d.PERSONALIZE_EXTRA_FIELDS[kind]
+            if not low <= len(others) <= high:
+                raise ValueError(
+                    f"datasets.{kind}: {len(others)} fields besides {list(d.PERSONALIZE_REQUIRED[kind])}; "
+                    f"Personalize takes {low} to {high}"
+                )
+        return self
+
+
+Group = ForecastGroup | PersonalizeGroup
+
+
+def _require(ds: DatasetSettings, kind: str, fields: dict, what: str = "") -> None:
+    for name, types in fields.items():
+        types = (types,) if isinstance(types, str) else types
+        attr = ds.field(name)
+        if attr is None:
+            raise ValueError(f"datasets.{kind}.schema: {what}field {name!r} is required")
+        if attr.type not in types:
+            raise ValueError(
+                f"datasets.{kind}.schema: {what}field {name!r} has type {attr.type}, expected {' or '.join(types)}"
+            )
+
+
+def _format_error(path: str, error: ValidationError) -> str:
+    lines = [f"{path}: invalid dataset group settings"]
+    for e in error.errors():
+        loc = ".".join(str(p) for p in e["loc"] if p not in ("ForecastGroup", "PersonalizeGroup"))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  key {loc or '(top level)'}: {msg}")
+    return "\n".join(lines)
+
+
+def resolve_path(base: Path, path: str) -> str:
+    """Paths in a settings file are relative to it; URLs (s3://, memory://) pass through."""
+    if "://" in path or os.path.isabs(path):
+        return path
+    return str((base / path).resolve())
+
+
+def load_group(path: str | os.PathLike) -> Group:
+    """Load and check one settings file; raise SettingsError naming the file and the key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise SettingsError(f"{path}: no such settings file") from exc
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{path}: expected a mapping of keys, got {type(raw).__name__}")
+    kind = raw.get("kind")
+    model = {"forecast": ForecastGroup, "personalize": PersonalizeGroup}.get(kind)
+    if model is None:
+        raise SettingsError(f"{path}: key kind: must be 'forecast' or 'personalize', got {kind!r}")
+    try:
+        group = model.model_validate(raw)
+    except ValidationError as exc:
+        raise SettingsError(_format_error(str(path), exc)) from None
+    group.source_file = str(path.resolve())
+    for kind_name, ds in group.datasets:
+        if ds is not None:
+            ds.path = resolve_path(path.parent, ds.path)
+    if group.storage:
+        group.storage = resolve_path(path.parent, group.storage)
+    return group
+
+
+def groups_dir() -> Path:
+    """Where dataset group settings live: $AIRSIGHT_GROUPS_DIR, else $AIRSIGHT_HOME/groups.d."""
+    if os.environ.get("AIRSIGHT_GROUPS_DIR"):
+        return Path(os.environ["AIRSIGHT_GROUPS_DIR"])
+    home = os.environ.get("AIRSIGHT_HOME") or str(Path.cwd() / ".airsight")
+    return Path(home) / "groups.d"
+
+
+def discover_groups(directory: str | os.PathLike | None = None) -> list[Path]:
+    """Every settings file in the groups directory, sorted by name."""
+    root = Path(directory) if directory else groups_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.suffix in (".yaml", ".yml"))
+
+
+def find_group(name_or_path: str) -> Group:
+    """A group by its settings file path or by its name in the groups directory."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") or candidate.is_file():
+        return load_group(candidate)
+    for path in discover_groups():
+        if path.stem == name_or_path:
+            return load_group(path)
+    for path in discover_groups():
+        try:
+            group = load_group(path)
+        except SettingsError:
+            continue
+        if group.name == name_or_path:
+            return group
+    raise SettingsError(f"no dataset group named {name_or_path!r} in {groups_dir()}")
