@@ -84,9 +84,7 @@ class DatasetSettings(Strict):
     delimiter: str = Field(",", min_length=1, max_length=1)
     columns: list[str] | None = None  # the file's columns in order, for files without a header
     column_mapping: dict[str, str] = Field(default_factory=dict)  # file column -> schema field
-    fields: Annotated[list[Attribute], Field(min_length=1)] = Field(
-        validation_alias=AliasChoices("schema", "fields")
-    )
+    fields: Annotated[list[Attribute], Field(min_length=1)] = Field(validation_alias=AliasChoices("schema", "fields"))
     timestamp_format: Literal[TIMESTAMP_FORMATS] = "auto"  # type: ignore[valid-type]
     import_mode: Literal["FULL", "INCREMENTAL"] = "FULL"
     max_rejected_fraction: float = Field(0.0, ge=0.0, lt=1.0)
@@ -280,9 +278,7 @@ class ForecastGroup(GroupBase):
         if related:
             _require(related, "RELATED_TIME_SERIES", {dom.identifier: "string", "timestamp": "timestamp"})
             features = [
-                f
-                for f in related.field_names
-                if f not in {dom.identifier, "timestamp", *self.forecast_dimensions}
+                f for f in related.field_names if f not in {dom.identifier, "timestamp", *self.forecast_dimensions}
             ]
             if not features:
                 raise ValueError("datasets.RELATED_TIME_SERIES: the schema has no related feature")
@@ -298,9 +294,7 @@ class ForecastGroup(GroupBase):
                 raise ValueError("datasets.ITEM_METADATA: the schema needs at least one field besides the id")
         for kind, ds in (("TARGET_TIME_SERIES", target), ("RELATED_TIME_SERIES", related), ("ITEM_METADATA", meta)):
             if ds and len(ds.fields) > d.MAX_COLUMNS[kind]:
-                raise ValueError(
-                    f"datasets.{kind}: {len(ds.fields)} columns; Forecast allows {d.MAX_COLUMNS[kind]}"
-                )
+                raise ValueError(f"datasets.{kind}: {len(ds.fields)} columns; Forecast allows {d.MAX_COLUMNS[kind]}")
         return self
 
 
@@ -399,7 +393,7 @@ def load_group(path: str | os.PathLike) -> Group:
     except ValidationError as exc:
         raise SettingsError(_format_error(str(path), exc)) from None
     group.source_file = str(path.resolve())
-    for kind_name, ds in group.datasets:
+    for _, ds in group.datasets:
         if ds is not None:
             ds.path = resolve_path(path.parent, ds.path)
     if group.storage:

@@ -9,7 +9,7 @@ raw files; a failure leaves the previous snapshot as it was.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -54,8 +54,12 @@ def validate_schema(group: Group, as_of=None, progress=None) -> dict:
     return _small(manifest)
 
 
-def import_data(group: Group, as_of=None, progress=None) -> dict:
-    """Validate, then build and publish the snapshot for ``as_of``; return its manifest."""
+def import_data(group: Group, as_of=None, progress=None, validated: dict | None = None) -> dict:
+    """Validate, then build and publish the snapshot for ``as_of``; return its manifest.
+
+    ``validated`` is validate_schema's manifest when a DAG ran it first: a file whose sha256
+    differs from the one validated then is noted in the manifest (it was checked again here).
+    """
     import pyarrow as pa
 
     as_of = storage.resolve_as_of(as_of)
@@ -78,7 +82,7 @@ def import_data(group: Group, as_of=None, progress=None) -> dict:
         "as_of": as_of.isoformat(),
         "snapshot": str(target),
         "data_docs": str(docs / "index.html"),
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "incremental_base": previous.get("_path"),
         "datasets": {},
     }
@@ -93,6 +97,9 @@ def import_data(group: Group, as_of=None, progress=None) -> dict:
                 "columns": list(frame.column_names if isinstance(frame, pa.Table) else frame.columns),
             }
             entry.pop("expectations", None)
+            if validated:
+                before = validated.get("datasets", {}).get(kind, {}).get("sha256")
+                entry["changed_since_validation"] = before is not None and before != entry["sha256"]
             if len(rejected):
                 (tmp / "quarantine").mkdir(exist_ok=True)
                 rejected.to_csv(tmp / "quarantine" / f"{kind}.csv", index=False)

@@ -16,7 +16,7 @@ import os
 import shutil
 import uuid
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -27,7 +27,7 @@ KEY_FORMAT = "%Y%m%dT%H%M%S"
 def resolve_as_of(value=None) -> pd.Timestamp:
     """A run's data cut-off as a naive UTC timestamp, to the second (now when not given)."""
     if value is None or value == "":
-        ts = pd.Timestamp(datetime.now(timezone.utc))
+        ts = pd.Timestamp(datetime.now(UTC))
     else:
         ts = pd.Timestamp(value)
     if ts.tzinfo is not None:

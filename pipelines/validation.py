@@ -22,6 +22,7 @@ import pandas as pd
 
 from pipelines import domains as d
 from pipelines.errors import DataError, Violation
+from pipelines.importing import calendar
 from pipelines.importing.coerce import coerce, value_pattern
 from pipelines.importing.reader import RawTable, read_raw
 from pipelines.settings import DatasetSettings, ForecastGroup, Group, PersonalizeGroup
@@ -130,7 +131,7 @@ def _schema_expectations(group: Group, dataset: str, raw: RawTable | None) -> li
     epoch = _epoch_fields(group, dataset)
     for attr in ds.fields:
         dtype = raw.frame[attr.name].dtype if raw is not None and attr.name in raw.frame else None
-        textual = dtype is None or isinstance(dtype, pd.StringDtype) or dtype == object
+        textual = dtype is None or isinstance(dtype, pd.StringDtype) or pd.api.types.is_object_dtype(dtype)
         pattern = value_pattern(attr.type, ds.timestamp_format, attr.name in epoch)
         if pattern and textual:
             out.append(
@@ -155,15 +156,16 @@ def _schema_expectations(group: Group, dataset: str, raw: RawTable | None) -> li
                     "meta": {"stage": "raw", "rule": f"{attr.type}_type"},
                 }
             )
-        if isinstance(group, PersonalizeGroup) and not attr.nullable and attr.name in (raw.frame if raw else {}):
-            if attr.name not in d.PERSONALIZE_REQUIRED[dataset] + ("TIMESTAMP",):
-                out.append(
-                    {
-                        "type": "expect_column_values_to_not_be_null",
-                        "kwargs": {"column": attr.name},
-                        "meta": {"stage": "raw", "rule": "non_null_field", "row_level": True},
-                    }
-                )
+        present = raw is not None and attr.name in raw.frame
+        required = attr.name in (*d.PERSONALIZE_REQUIRED.get(dataset, ()), "TIMESTAMP")
+        if isinstance(group, PersonalizeGroup) and not attr.nullable and present and not required:
+            out.append(
+                {
+                    "type": "expect_column_values_to_not_be_null",
+                    "kwargs": {"column": attr.name},
+                    "meta": {"stage": "raw", "rule": "non_null_field", "row_level": True},
+                }
+            )
     return out
 
 
@@ -220,7 +222,9 @@ class _Runner:
         suite = self.context.suites.add(suite)
         asset = self.source.add_dataframe_asset(name=name)
         batch = asset.add_batch_definition_whole_dataframe(f"{name}.all")
-        definition = self.context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
+        definition = self.context.validation_definitions.add(
+            gx.ValidationDefinition(name=name, data=batch, suite=suite)
+        )
         actions = [gx.checkpoint.UpdateDataDocsAction(name="docs")] if self.docs_dir else []
         result_format = {"result_format": "COMPLETE" if complete else "SUMMARY", "partial_unexpected_count": 20}
         checkpoint = self.context.checkpoints.add(
@@ -393,7 +397,7 @@ class Validator:
         """Rows after this are not read; related series may run a horizon past as_of."""
         group = self.group
         if isinstance(group, ForecastGroup) and dataset == d.RELATED_TIME_SERIES:
-            return group.freq.shift(self.as_of, group.horizon, group.boundary)
+            return calendar.shift(group.freq, self.as_of, group.horizon, group.boundary)
         return self.as_of
 
     def _in_range(self, dataset: str, typed: pd.DataFrame) -> np.ndarray:
@@ -423,15 +427,13 @@ class Validator:
         raise ValueError(f"unknown derived batch {name!r}")
 
     def _check_frequency(self, raw: RawTable, typed: pd.DataFrame) -> None:
-        from pipelines.frequency import infer_spacing
-
         group: ForecastGroup = self.group
         keys = [k for k in group.series_keys if k in typed]
         if typed.empty or not keys:
             return
         codes = typed.groupby(keys, sort=False, observed=True).ngroup().to_numpy()
-        spacing = infer_spacing(typed["timestamp"], codes)
-        shortest, longest = group.freq.nominal_range()
+        spacing = calendar.infer_spacing(typed["timestamp"], codes)
+        _, longest = group.freq.nominal_range()
         if spacing is not None and spacing > longest:
             raise DataError(
                 raw.dataset,

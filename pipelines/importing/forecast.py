@@ -22,6 +22,7 @@ import pandas as pd
 
 from pipelines import domains as d
 from pipelines.frequency import Boundary, Frequency
+from pipelines.importing import calendar
 from pipelines.settings import ForecastGroup, RelatedDataset, TargetDataset
 
 FILL_WINDOW = 64
@@ -33,7 +34,7 @@ def align_and_aggregate(
 ) -> tuple[pd.DataFrame, int]:
     """One row per series and period; returns it and how many input rows were combined."""
     frame = frame.sort_values([*keys, "timestamp"], kind="stable")
-    frame = frame.assign(timestamp=freq.align(frame["timestamp"], boundary))
+    frame = frame.assign(timestamp=calendar.align(freq, frame["timestamp"], boundary))
     grouped = frame.groupby([*keys, "timestamp"], sort=True, observed=True, dropna=False)
     parts = {}
     for name in fields:
@@ -123,7 +124,7 @@ def build_target(group: ForecastGroup, frame: pd.DataFrame, base: pd.DataFrame |
     keys, target = group.series_keys, group.domain_info.target
     aligned, combined = align_and_aggregate(frame, keys, [target], group.freq, group.boundary, ds.aggregation_for)
     aligned = _merge_incremental(aligned, base, keys, [target])
-    periods = group.freq.periods(aligned["timestamp"].min(), aligned["timestamp"].max(), group.boundary)
+    periods = calendar.periods(group.freq, aligned["timestamp"].min(), aligned["timestamp"].max(), group.boundary)
     fill = ds.filling
     methods = {
         "middlefill": (fill.middlefill, fill.middlefill_value),
@@ -141,9 +142,9 @@ def build_related(group: ForecastGroup, frame: pd.DataFrame, target_periods: pd.
     numeric = [f for f in features if ds.field(f).type in ("float", "integer")]
     aligned, combined = align_and_aggregate(frame, keys, numeric, group.freq, group.boundary, ds.aggregation_for)
     aligned = _merge_incremental(aligned, base, keys, numeric)
-    horizon_end = group.freq.shift(target_periods[-1], group.horizon, group.boundary)
+    horizon_end = calendar.shift(group.freq, target_periods[-1], group.horizon, group.boundary)
     start = min(aligned["timestamp"].min(), target_periods[0])
-    periods = group.freq.periods(start, horizon_end, group.boundary)
+    periods = calendar.periods(group.freq, start, horizon_end, group.boundary)
     end_pos = int(periods.searchsorted(target_periods[-1]))
     fill = ds.filling
     methods = {
@@ -199,5 +200,9 @@ def build_forecast_snapshot(group: ForecastGroup, checked: dict, previous: dict)
         frames[d.ITEM_METADATA] = meta
         known = set(target[ident].astype(str))
         cold = sorted(set(meta[ident].astype(str)) - known)
-        manifest[d.ITEM_METADATA] = {"rows": len(meta), "items_without_history": len(cold), "cold_start_items": cold[:50]}
+        manifest[d.ITEM_METADATA] = {
+            "rows": len(meta),
+            "items_without_history": len(cold),
+            "cold_start_items": cold[:50],
+        }
     return frames, manifest

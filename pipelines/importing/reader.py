@@ -124,7 +124,7 @@ def _read_csv(ds: DatasetSettings, dataset: str, data: bytes, digest: str) -> Ra
     expected = len(ds.columns) if not ds.header and ds.columns else None
     observed = len(first_line.decode("utf-8", "replace").split(ds.delimiter))
     wanted = expected or len({*ds.field_names} & {ds.column_mapping.get(n, n) for n in names}) or 1
-    if observed == 1 and (expected or 1) > 1 or (ds.header and observed == 1 and len(ds.fields) > 1):
+    if (observed == 1 and (expected or 1) > 1) or (ds.header and observed == 1 and len(ds.fields) > 1):
         for other in OTHER_DELIMITERS:
             if other != ds.delimiter and len(first_line.decode("utf-8", "replace").split(other)) >= max(2, wanted):
                 raise _fail(
@@ -146,9 +146,7 @@ def _read_csv(ds: DatasetSettings, dataset: str, data: bytes, digest: str) -> Ra
         bad_rows.append(row.text)
         return "skip"
 
-    read = pacsv.ReadOptions(
-        column_names=names, skip_rows=1 if ds.header else 0, use_threads=True, block_size=1 << 24
-    )
+    read = pacsv.ReadOptions(column_names=names, skip_rows=1 if ds.header else 0, use_threads=True, block_size=1 << 24)
     parse = pacsv.ParseOptions(delimiter=ds.delimiter, invalid_row_handler=on_invalid)
     convert = pacsv.ConvertOptions(
         column_types={n: pa.string() for n in names},
@@ -193,11 +191,15 @@ def _finish(ds, dataset, table: pa.Table, sources, digest, header_lines, is_csv,
         )
     if len(set(table.column_names)) != len(table.column_names):
         dupes = sorted({c for c in table.column_names if table.column_names.count(c) > 1})
-        raise _fail(dataset, ds.path, "unique_columns", f"columns {dupes} appear more than once", column=", ".join(dupes))
+        raise _fail(
+            dataset, ds.path, "unique_columns", f"columns {dupes} appear more than once", column=", ".join(dupes)
+        )
     present = [f for f in wanted if f in table.column_names]
     ignored = [sources[c] for c in table.column_names if c not in wanted]
     table = table.select(present)
-    frame = table.to_pandas(types_mapper=lambda t: STRING if pa.types.is_string(t) or pa.types.is_large_string(t) else None)
+    frame = table.to_pandas(
+        types_mapper=lambda t: STRING if pa.types.is_string(t) or pa.types.is_large_string(t) else None
+    )
     return RawTable(
         dataset=dataset,
         path=ds.path,
