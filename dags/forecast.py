@@ -1,4 +1,4 @@
-"""Forecast DAGs: validate_schema >> import_data for each forecast dataset group.
+"""Airflow DAGs for Forecast: validate_schema >> import_data for each forecast dataset group.
 
 The remaining steps of Amazon Forecast's workflow (train predictors, backtest, forecast,
 publish) are added to the same DAG as the engines land.

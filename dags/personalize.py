@@ -1,4 +1,4 @@
-"""Personalize DAGs: validate_schema >> import_data for each personalize dataset group.
+"""Airflow DAGs for Personalize: validate_schema >> import_data for each personalize dataset group.
 
 Training solutions, offline evaluation, batch recommendations and publishing follow as the
 recipe engine lands.

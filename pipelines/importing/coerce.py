@@ -13,20 +13,20 @@ import pyarrow.compute as pc
 
 from pipelines.importing.reader import STRING
 
-_NUMBER = r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?"
+_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _DATE = r"\d{4}-\d{2}-\d{2}"
 _DATETIME = r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}"
 TIMESTAMP_PATTERNS = {
     "yyyy-MM-dd": rf"^{_DATE}$",
     "yyyy-MM-dd HH:mm:ss": rf"^{_DATETIME}$",
-    "auto": rf"^{_DATE}([ T]\d{{2}}:\d{{2}}:\d{{2}})?$",
+    "auto": rf"^{_DATE}(?:[ T]\d{{2}}:\d{{2}}:\d{{2}})?$",
     "epoch": r"^\d{1,12}$",
 }
 TYPE_PATTERNS = {
-    "integer": r"^[+-]?\d+(\.0*)?$",
+    "integer": r"^[+-]?\d+(?:\.0*)?$",
     "float": rf"^{_NUMBER}$",
-    "geolocation": r"^([A-Z]{2}_\d{5}|[+-]?\d{1,2}(\.\d+)?_[+-]?\d{1,3}(\.\d+)?)$",
-    "boolean": r"^(true|false|True|False|TRUE|FALSE|0|1)$",
+    "geolocation": r"^(?:[A-Z]{2}_\d{5}|[+-]?\d{1,2}(?:\.\d+)?_[+-]?\d{1,3}(?:\.\d+)?)$",
+    "boolean": r"^(?:true|false|True|False|TRUE|FALSE|0|1)$",
 }
 
 
@@ -35,7 +35,7 @@ def value_pattern(field_type: str, timestamp_format: str, epoch_allowed: bool) -
     if field_type == "timestamp" or epoch_allowed:
         pattern = TIMESTAMP_PATTERNS[timestamp_format]
         if epoch_allowed and timestamp_format == "auto":
-            pattern = f"({pattern})|({TIMESTAMP_PATTERNS['epoch']})"
+            pattern = f"(?:{pattern})|(?:{TIMESTAMP_PATTERNS['epoch']})"
         return pattern
     return TYPE_PATTERNS.get(field_type)
 
