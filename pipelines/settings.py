@@ -84,6 +84,7 @@ class DatasetSettings(Strict):
     delimiter: str = Field(",", min_length=1, max_length=1)
     columns: list[str] | None = None  # the file's columns in order, for files without a header
     column_mapping: dict[str, str] = Field(default_factory=dict)  # file column -> schema field
+    constants: dict[str, str] = Field(default_factory=dict)  # fields the file lacks, same on every row
     fields: Annotated[list[Attribute], Field(min_length=1)] = Field(validation_alias=AliasChoices("schema", "fields"))
     timestamp_format: Literal[TIMESTAMP_FORMATS] = "auto"  # type: ignore[valid-type]
     import_mode: Literal["FULL", "INCREMENTAL"] = "FULL"
@@ -102,9 +103,9 @@ class DatasetSettings(Strict):
         if not self.header and not self.columns and self.resolved_format == "csv":
             # A headerless file's columns are the schema's fields in order, as Forecast reads it.
             self.columns = names
-        unknown = sorted(set(self.column_mapping.values()) - set(names))
+        unknown = sorted((set(self.column_mapping.values()) | set(self.constants)) - set(names))
         if unknown:
-            raise ValueError(f"column_mapping maps onto fields not in the schema: {unknown}")
+            raise ValueError(f"column_mapping or constants name fields not in the schema: {unknown}")
         return self
 
     @property
@@ -362,7 +363,7 @@ def _format_error(path: str, error: ValidationError) -> str:
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
-        lines.append(f"  key {loc or '(top level)'}: {msg}")
+        lines.append(f"  key {loc}: {msg}" if loc else f"  {msg}")
     return "\n".join(lines)
 
 

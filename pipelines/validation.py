@@ -368,12 +368,14 @@ class Validator:
             if violations:
                 raise DataError(dataset, violations)
             typed, positions = typed[~bad], positions[~bad]
+        typed = typed.reset_index(drop=True)
+        stage("typed", typed, [e for e in expectations if e["meta"]["stage"] == "typed"], positions)
         keep = self._in_range(dataset, typed)
         typed, positions = typed[keep].reset_index(drop=True), positions[keep]
         after = int((~keep).sum())
-        typed_exps = [e for e in expectations if e["meta"]["stage"] == "typed"]
-        stage("typed", typed, [e for e in typed_exps if not e["meta"].get("batch")], positions)
-        for exp in (e for e in typed_exps if e["meta"].get("batch")):
+        cut_exps = [e for e in expectations if e["meta"]["stage"] == "as_of"]
+        stage("as_of", typed, [e for e in cut_exps if not e["meta"].get("batch")], positions)
+        for exp in (e for e in cut_exps if e["meta"].get("batch")):
             derived = self._derived(exp["meta"]["batch"], typed)
             stage(exp["meta"]["batch"], derived, [exp], np.arange(len(derived)))
         if isinstance(group, ForecastGroup) and dataset != d.ITEM_METADATA:

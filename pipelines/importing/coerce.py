@@ -20,7 +20,7 @@ TIMESTAMP_PATTERNS = {
     "yyyy-MM-dd": rf"^{_DATE}$",
     "yyyy-MM-dd HH:mm:ss": rf"^{_DATETIME}$",
     "auto": rf"^{_DATE}(?:[ T]\d{{2}}:\d{{2}}:\d{{2}})?$",
-    "epoch": r"^\d{1,12}$",
+    "epoch": r"^\d{1,13}$",  # 13 digits are let through so the typed stage can say "milliseconds"
 }
 TYPE_PATTERNS = {
     "integer": r"^[+-]?\d+(?:\.0*)?$",
@@ -77,6 +77,7 @@ def to_datetime(series: pd.Series, timestamp_format: str = "auto") -> pd.Series:
     for fmt in formats:
         parsed = pc.strptime(arr, format=fmt, unit="s", error_is_null=True)
         out = pc.coalesce(out, parsed)
+    out = _strict(arr, out)
     if timestamp_format in ("auto", "epoch"):
         digits = pc.match_substring_regex(arr, TIMESTAMP_PATTERNS["epoch"])
         seconds = pc.cast(pc.if_else(digits, arr, None), pa.int64())
@@ -85,8 +86,31 @@ def to_datetime(series: pd.Series, timestamp_format: str = "auto") -> pd.Series:
     return pd.Series(values, index=series.index)
 
 
+_FIELDS = (("year", 0, 4), ("month", 5, 7), ("day", 8, 10), ("hour", 11, 13), ("minute", 14, 16), ("second", 17, 19))
+
+
+def _strict(text: pa.Array, parsed: pa.Array) -> pa.Array:
+    """Null where strptime rolled an impossible value over (2024-02-30 became March 1)."""
+    ok = pc.is_valid(parsed)
+    for name, start, stop in _FIELDS:
+        part = pc.utf8_slice_codeunits(text, start, stop)
+        digits = pc.match_substring_regex(part, r"^\d+$")
+        written = pc.cast(pc.if_else(digits, part, None), pa.int64())
+        same = pc.equal(getattr(pc, name)(parsed), written)
+        ok = pc.and_kleene(ok, pc.or_kleene(same, pc.is_null(written)))
+    return pc.if_else(pc.fill_null(ok, False), parsed, pa.scalar(None, parsed.type))
+
+
 def to_epoch_seconds(series: pd.Series, timestamp_format: str = "auto") -> pd.Series:
     """Personalize keeps timestamps as Unix epoch seconds."""
+    if isinstance(series.dtype, pd.StringDtype):
+        arr = _arrow(series)
+        digits = pc.match_substring_regex(arr, TIMESTAMP_PATTERNS["epoch"])
+        if pc.all(pc.fill_null(digits, True)).as_py():
+            values = pc.cast(arr, pa.int64()).to_numpy(zero_copy_only=False)
+            return pd.Series(pd.array(values, dtype="Int64") if arr.null_count else values, index=series.index)
+    elif pd.api.types.is_integer_dtype(series.dtype):
+        return series.astype("Int64")
     parsed = to_datetime(series, timestamp_format)
     seconds = parsed.to_numpy("datetime64[ns]").astype("int64") // 10**9
     return pd.Series(seconds, index=series.index).where(parsed.notna()).astype("Int64")

@@ -171,6 +171,10 @@ def _read_csv(ds: DatasetSettings, dataset: str, data: bytes, digest: str) -> Ra
 
 def _finish(ds, dataset, table: pa.Table, sources, digest, header_lines, is_csv, data) -> RawTable:
     wanted = ds.field_names
+    for name, value in ds.constants.items():
+        if name not in table.column_names:
+            table = table.append_column(name, pa.repeat(pa.scalar(value, pa.string()), table.num_rows))
+            sources[name] = name
     missing = [f for f in wanted if f not in table.column_names and not ds.field(f).nullable]
     if missing:
         hint = ""
