@@ -1,8 +1,10 @@
 """Validate + import throughput (rows/s) and peak RSS of Airsight, against plain pandas read_csv + to_parquet.
 
-Each case runs in a fresh subprocess, so its peak RSS (ru_maxrss) is its own. Imports are done
-before the clock starts; the timed window is the call alone. Input files are generated (seeded)
-into --workdir and reused when their row count matches.
+Each case runs in a fresh subprocess, so its peak RSS (ru_maxrss) is its own. Linux carries a
+process's ru_maxrss over fork and exec, so this parent stays lean: it imports only the standard
+library and generates the (seeded) input files in a subprocess too, into --workdir, reusing them
+when their row count matches. Imports are done before the clock starts; the timed window is the
+call alone.
 
     python benchmarks/bench_import.py [--quick] [--interactions-rows N] [--target-rows N] [--out DIR]
 """
@@ -79,14 +81,19 @@ def count_rows(path: Path) -> int:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 24), b"")) - 1
 
 
-def ensure_csv(path: Path, rows: int, make, seed: int) -> None:
+def generate(dataset: str, rows: str, path: str) -> None:
     import numpy as np
     import pyarrow.csv as pacsv
 
-    if path.is_file() and count_rows(path) == rows:
-        return
-    print(f"generating {path} ({rows:,} rows)", file=sys.stderr)
-    pacsv.write_csv(make(rows, np.random.default_rng(seed)), path, pacsv.WriteOptions(quoting_style="none"))
+    make, seed = {"INTERACTIONS": (make_interactions, 0), "TARGET_TIME_SERIES": (make_target, 1)}[dataset]
+    table = make(int(rows), np.random.default_rng(seed))
+    pacsv.write_csv(table, path, pacsv.WriteOptions(quoting_style="none"))
+
+
+def child(*argv) -> subprocess.CompletedProcess:
+    """Run this file's ``--child`` mode in a fresh interpreter; raise with its stderr if it fails."""
+    cmd = [sys.executable, __file__, "--child", *map(str, argv)]
+    return subprocess.run(cmd, capture_output=True, text=True, check=True)
 
 
 def write_settings(work: Path, dataset: str, csv: Path) -> Path:
@@ -135,13 +142,11 @@ def run_case(case: str, dataset: str, csv: Path, settings: Path, rows: int, work
     out = work / "out" / dataset.lower()  # the group's storage; the pandas peer writes out.parquet
     source, target = (csv, out.with_suffix(".parquet")) if case == "pandas" else (settings, out)
     print(f"{dataset} {case} ...", file=sys.stderr, flush=True)
-    proc = subprocess.run(
-        [sys.executable, __file__, "--measure", case, str(source), str(target)], capture_output=True, text=True
-    )
     row = {"dataset": dataset, "case": case, "rows": rows}
-    if proc.returncode:
-        return {**row, "error": proc.stderr.strip().splitlines()[-40:]}
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    try:
+        result = json.loads(child("measure", case, source, target).stdout.strip().splitlines()[-1])
+    except subprocess.CalledProcessError as exc:
+        return {**row, "error": exc.stderr.strip().splitlines()[-40:]}
     return {**row, **result, "rows_per_s": round(rows / result["seconds"])}
 
 
@@ -171,23 +176,25 @@ def main() -> int:
     parser.add_argument("--interactions-rows", type=int, default=10_000_000)
     parser.add_argument("--target-rows", type=int, default=5_000_000)
     parser.add_argument("--quick", action="store_true", help="1,000,000 interactions and 500,000 target rows")
-    parser.add_argument("--measure", nargs=3, metavar=("CASE", "SOURCE", "TARGET"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)  # generate DATASET ROWS PATH | measure ...
     args = parser.parse_args()
-    if args.measure:
-        print(json.dumps(measure(*args.measure)))
+    if args.child:
+        mode, *rest = args.child
+        if mode == "generate":
+            generate(*rest)
+        else:
+            print(json.dumps(measure(*rest)))
         return 0
     if args.quick:
         args.interactions_rows, args.target_rows = 1_000_000, 500_000
     work = args.workdir.resolve()
     (work / "out").mkdir(parents=True, exist_ok=True)
     results = []
-    inputs = [
-        ("INTERACTIONS", args.interactions_rows, make_interactions),
-        ("TARGET_TIME_SERIES", args.target_rows, make_target),
-    ]
-    for seed, (dataset, rows, make) in enumerate(inputs):
+    for dataset, rows in (("INTERACTIONS", args.interactions_rows), ("TARGET_TIME_SERIES", args.target_rows)):
         csv = work / f"{dataset.lower()}_{rows}.csv"
-        ensure_csv(csv, rows, make, seed)
+        if not (csv.is_file() and count_rows(csv) == rows):
+            print(f"generating {csv} ({rows:,} rows)", file=sys.stderr, flush=True)
+            child("generate", dataset, rows, csv)
         settings = write_settings(work, dataset, csv)
         cases = {case: run_case(case, dataset, csv, settings, rows, work) for case in CASES}
         for case in ("validate", "import"):

@@ -378,7 +378,7 @@ class Validator:
         for exp in (e for e in cut_exps if e["meta"].get("batch")):
             derived = self._derived(exp["meta"]["batch"], typed)
             stage(exp["meta"]["batch"], derived, [exp], np.arange(len(derived)))
-        if isinstance(group, ForecastGroup) and dataset != d.ITEM_METADATA:
+        if isinstance(group, ForecastGroup) and dataset == d.TARGET_TIME_SERIES:
             self._check_frequency(raw, typed)
         if rejected:
             quarantine = pd.concat(rejected, ignore_index=True).sort_values("position", kind="stable")
@@ -434,7 +434,7 @@ class Validator:
         if typed.empty or not keys:
             return
         codes = typed.groupby(keys, sort=False, observed=True).ngroup().to_numpy()
-        spacing = calendar.infer_spacing(typed["timestamp"], codes)
+        spacing = calendar.finest_spacing(typed["timestamp"], codes)
         _, longest = group.freq.nominal_range()
         if spacing is not None and spacing > longest:
             raise DataError(
@@ -442,8 +442,8 @@ class Validator:
                 [
                     Violation(
                         rule="frequency",
-                        message=f"frequency {group.frequency} is finer than the data allows: consecutive "
-                        f"observations are usually {spacing} apart; use a frequency of at least that",
+                        message=f"frequency {group.frequency} is finer than the data allows: no two "
+                        f"observations of a series are less than {spacing} apart; use a coarser frequency",
                         file=raw.path,
                         column=raw.column_label("timestamp"),
                     )

@@ -77,14 +77,16 @@ def month_starts(months: pd.Series, day_of_month: int = 1) -> pd.Series:
     return pd.to_datetime(frame).astype("datetime64[ns]")
 
 
-def infer_spacing(timestamps: pd.Series, series_codes: np.ndarray) -> pd.Timedelta | None:
-    """The most common gap between consecutive observations of the same series."""
+def finest_spacing(timestamps: pd.Series, series_codes: np.ndarray, min_gaps: int = 10) -> pd.Timedelta | None:
+    """The shortest gap between two observations of one series: the data's resolution.
+
+    None when fewer than ``min_gaps`` gaps are seen (too little data to say).
+    """
     ts = timestamps.to_numpy("datetime64[ns]").astype("int64")
     order = np.lexsort((ts, series_codes))
     ts, codes = ts[order], series_codes[order]
     gaps = np.diff(ts)[np.diff(codes) == 0]
     gaps = gaps[gaps > 0]
-    if gaps.size == 0:
+    if gaps.size < min_gaps:
         return None
-    values, counts = np.unique(gaps, return_counts=True)
-    return pd.Timedelta(int(values[np.argmax(counts)]), "ns")
+    return pd.Timedelta(int(gaps.min()), "ns")
