@@ -1,0 +1,102 @@
+"""Dataset group settings: domains, schemas, limits and errors that name file and key."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.errors import SettingsError
+from pipelines.settings import discover_groups, find_group, load_group
+from tests.conftest import personalize, retail
+
+
+def error_for(groups, body) -> str:
+    with pytest.raises(SettingsError) as info:
+        load_group(groups.settings(body))
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("domain", "identifier", "target"),
+    [
+        ("RETAIL", "item_id", "demand"),
+        ("CUSTOM", "item_id", "target_value"),
+        ("INVENTORY_PLANNING", "item_id", "demand"),
+        ("EC2_CAPACITY", "instance_type", "number_of_instances"),
+        ("WORK_FORCE", "workforce_type", "workforce_demand"),
+        ("WEB_TRAFFIC", "item_id", "value"),
+        ("METRICS", "metric_name", "metric_value"),
+    ],
+)
+def test_every_forecast_domain_and_its_required_fields(groups, domain, identifier, target):
+    body = retail("t.csv", domain=domain)
+    body["datasets"]["TARGET_TIME_SERIES"]["schema"] = [
+        {"AttributeName": identifier, "AttributeType": "string"},
+        {"AttributeName": "timestamp", "AttributeType": "timestamp"},
+        {"AttributeName": target, "AttributeType": "float"},
+    ]
+    group = load_group(groups.settings(body))
+    assert group.series_keys == [identifier]
+    body["datasets"]["TARGET_TIME_SERIES"]["schema"][2]["AttributeName"] = "something_else"
+    assert f"field '{target}' is required" in error_for(groups, body)
+
+
+def test_paths_are_relative_to_the_settings_file(groups):
+    group = load_group(groups.settings(retail("../data/t.csv")))
+    assert group.datasets.TARGET_TIME_SERIES.path == str((groups.root / "data" / "t.csv").resolve())
+
+
+def test_forecast_schema_rules(groups):
+    body = retail("t.csv", forecast_dimensions=["store_id"])
+    assert "forecast dimension field 'store_id' is required" in error_for(groups, body)
+    body = retail("t.csv")
+    body["datasets"]["TARGET_TIME_SERIES"]["schema"].append({"name": "price", "type": "float"})
+    assert "move them to RELATED_TIME_SERIES" in error_for(groups, body)
+    body = retail("t.csv", horizon=501)
+    assert "key horizon" in error_for(groups, body)
+    body = retail("t.csv", frequency="2Y")
+    assert "Y takes a multiple from 1 to 1" in error_for(groups, body)
+    body = retail("t.csv", frequency="1H", time_alignment_boundary={"hour": 3})
+    assert "does not apply to frequency 1H" in error_for(groups, body)
+
+
+def test_column_limits(groups):
+    dims = [f"d{i}" for i in range(11)]
+    body = retail("t.csv", forecast_dimensions=dims)
+    assert "forecast_dimensions" in error_for(groups, body)
+    meta = [{"name": "item_id", "type": "string"}] + [{"name": f"m{i}", "type": "string"} for i in range(10)]
+    body = retail("t.csv", datasets={"ITEM_METADATA": {"path": "m.csv", "schema": meta}})
+    assert "ITEM_METADATA: 11 columns; Forecast allows 10" in error_for(groups, body)
+
+
+def test_personalize_schemas(groups):
+    load_group(groups.settings(personalize("i.csv")))
+    body = personalize("i.csv", datasets={"USERS": {"path": "u.csv", "schema": [{"name": "USER_ID", "type": "string"}]}})
+    assert "Personalize takes 1 to 5" in error_for(groups, body)
+    body = personalize("i.csv")
+    body["datasets"]["INTERACTIONS"]["schema"] = body["datasets"]["INTERACTIONS"]["schema"][1:]
+    assert "field 'USER_ID' is required" in error_for(groups, body)
+
+
+def test_headerless_files_take_the_schema_order(groups):
+    body = retail("t.csv", target={"header": False})
+    group = load_group(groups.settings(body))
+    assert group.datasets.TARGET_TIME_SERIES.columns == ["item_id", "timestamp", "demand"]
+
+
+def test_not_yaml_and_wrong_kind(groups, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed")
+    with pytest.raises(SettingsError, match="not valid YAML"):
+        load_group(bad)
+    bad.write_text("name: x\nkind: predictor\n")
+    with pytest.raises(SettingsError, match="key kind"):
+        load_group(bad)
+
+
+def test_discover_and_find_groups(groups):
+    groups.settings(retail("t.csv", name="alpha"))
+    groups.settings(personalize("i.csv", name="beta"))
+    assert [p.stem for p in discover_groups()] == ["alpha", "beta"]
+    assert find_group("beta").kind == "personalize"
+    with pytest.raises(SettingsError, match="no dataset group named"):
+        find_group("gamma")
