@@ -337,12 +337,15 @@ class Validator:
             if failures:
                 raise DataError(dataset, failures, report=str(self.runner.docs_dir or "") or None)
 
+        def without_rejected(frame: pd.DataFrame, positions: np.ndarray):
+            if not rejected:
+                return frame, positions
+            keep = ~np.isin(positions, np.concatenate([r["position"].to_numpy() for r in rejected]))
+            return frame[keep].reset_index(drop=True), positions[keep]
+
         positions = np.arange(len(raw.frame))
         stage("raw", raw.frame, [e for e in expectations if e["meta"]["stage"] == "raw"], positions)
-        frame = raw.frame
-        if rejected:
-            keep = ~np.isin(positions, np.concatenate([r["position"].to_numpy() for r in rejected]))
-            frame, positions = frame[keep], positions[keep]
+        frame, positions = without_rejected(raw.frame, positions)
         typed, unparseable = coerce(frame, ds.fields, ds.timestamp_format, _epoch_fields(group, dataset))
         if unparseable:
             bad = np.zeros(len(typed), dtype=bool)
@@ -370,6 +373,7 @@ class Validator:
             typed, positions = typed[~bad], positions[~bad]
         typed = typed.reset_index(drop=True)
         stage("typed", typed, [e for e in expectations if e["meta"]["stage"] == "typed"], positions)
+        typed, positions = without_rejected(typed, positions)
         keep = self._in_range(dataset, typed)
         typed, positions = typed[keep].reset_index(drop=True), positions[keep]
         after = int((~keep).sum())

@@ -70,7 +70,9 @@ def test_column_limits(groups):
 
 def test_personalize_schemas(groups):
     load_group(groups.settings(personalize("i.csv")))
-    body = personalize("i.csv", datasets={"USERS": {"path": "u.csv", "schema": [{"name": "USER_ID", "type": "string"}]}})
+    body = personalize(
+        "i.csv", datasets={"USERS": {"path": "u.csv", "schema": [{"name": "USER_ID", "type": "string"}]}}
+    )
     assert "Personalize takes 1 to 5" in error_for(groups, body)
     body = personalize("i.csv")
     body["datasets"]["INTERACTIONS"]["schema"] = body["datasets"]["INTERACTIONS"]["schema"][1:]

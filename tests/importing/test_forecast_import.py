@@ -53,9 +53,11 @@ def test_monthly_alignment_with_day_of_month_boundary(groups):
     assert frame["demand"].tolist() == [1.0, 6.0, 8.0]
 
 
-GAPPY = "item_id,timestamp,demand\n" + "".join(
-    f"a,2024-01-{d:02d},{v}\n" for d, v in [(1, 4), (2, 2), (4, 6), (5, ""), (6, 10)]
-) + "b,2024-01-01,1\nb,2024-01-03,3\n"
+GAPPY = (
+    "item_id,timestamp,demand\n"
+    + "".join(f"a,2024-01-{d:02d},{v}\n" for d, v in [(1, 4), (2, 2), (4, 6), (5, ""), (6, 10)])
+    + "b,2024-01-01,1\nb,2024-01-03,3\n"
+)
 
 
 @pytest.mark.parametrize(
@@ -65,7 +67,12 @@ GAPPY = "item_id,timestamp,demand\n" + "".join(
         ({"middlefill": "value", "middlefill_value": 7}, {"backfill": "nan"}, [4, 2, 7, 6, 7, 10], [1, 7, 3]),
         ({"middlefill": "mean"}, {"backfill": "max"}, [4, 2, 3, 6, 4, 10], [1, 1, 3, 3, 3, 3]),
         ({"middlefill": "median"}, {"backfill": "min"}, [4, 2, 3, 6, 4, 10], [1, 1, 3, 1, 1, 1]),
-        ({"middlefill": "min"}, {"backfill": "value", "backfill_value": -1}, [4, 2, 2, 6, 2, 10], [1, 1, 3, -1, -1, -1]),
+        (
+            {"middlefill": "min"},
+            {"backfill": "value", "backfill_value": -1},
+            [4, 2, 2, 6, 2, 10],
+            [1, 1, 3, -1, -1, -1],
+        ),
     ],
 )
 def test_target_filling(groups, middlefill, backfill, a_values, b_values):
@@ -157,8 +164,8 @@ def test_incremental_import_replaces_overlap_and_keeps_the_rest(groups):
 def test_reimport_of_the_same_as_of_is_identical(groups):
     path = groups.file("t.csv", GAPPY)
     group = groups.group(retail(path))
-    one = (pd.read_parquet(f"{import_data(group, AS_OF)['snapshot']}/TARGET_TIME_SERIES.parquet"))
-    two = (pd.read_parquet(f"{import_data(group, AS_OF)['snapshot']}/TARGET_TIME_SERIES.parquet"))
+    one = pd.read_parquet(f"{import_data(group, AS_OF)['snapshot']}/TARGET_TIME_SERIES.parquet")
+    two = pd.read_parquet(f"{import_data(group, AS_OF)['snapshot']}/TARGET_TIME_SERIES.parquet")
     pd.testing.assert_frame_equal(one, two)
 
 

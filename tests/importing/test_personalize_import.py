@@ -83,7 +83,10 @@ def test_items_and_users_with_multi_valued_categoricals(groups):
             },
             "USERS": {
                 "path": str(users),
-                "schema": [{"name": "USER_ID", "type": "string"}, {"name": "TIER", "type": "string", "categorical": True}],
+                "schema": [
+                    {"name": "USER_ID", "type": "string"},
+                    {"name": "TIER", "type": "string", "categorical": True},
+                ],
             },
         },
     )
