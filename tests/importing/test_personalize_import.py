@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -97,6 +100,6 @@ def test_items_and_users_with_multi_valued_categoricals(groups):
     entry = manifest["datasets"]
     assert entry["ITEMS"]["rows"] == 40
     assert entry["USERS"]["rows"] == 25
-    details = __import__("json").load(open(f"{manifest['snapshot']}/manifest.json"))["datasets"]
+    details = json.loads(Path(manifest["snapshot"], "manifest.json").read_text())["datasets"]
     assert details["ITEMS"]["interacted_item_ids_without_metadata"] == 10  # i40..i49
     assert details["USERS"]["interacted_user_ids_without_metadata"] == 5
