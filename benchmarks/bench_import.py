@@ -203,6 +203,8 @@ def main() -> int:
         results += cases.values()
     machine = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
     machine |= {pkg: version(pkg) for pkg in ("numpy", "pandas", "pyarrow", "great_expectations")}
+    git = ["git", "-C", str(Path(__file__).parent), "describe", "--always", "--dirty"]
+    machine["airsight_commit"] = subprocess.run(git, capture_output=True, text=True).stdout.strip() or None
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "import.json").write_text(json.dumps({"machine": machine, "as_of": AS_OF, "cases": results}, indent=2))
     table = markdown(results, machine)

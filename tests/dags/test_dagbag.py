@@ -1,0 +1,51 @@
+"""DAG files import cleanly, one DAG per group, and load nothing heavy at parse time."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from pipelines.demo import DAGS_FOLDER
+
+HEAVY = ("pandas", "numpy", "pyarrow", "great_expectations", "torch", "mlflow", "prophet", "statsmodels", "optuna")
+
+
+def test_dagbag_has_one_dag_per_group_and_no_import_errors(airflow_home, example_groups):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS_FOLDER))
+    assert bag.import_errors == {}
+    assert sorted(bag.dags) == ["forecast__retail_demo", "personalize__interactions_demo"]
+    for dag in bag.dags.values():
+        assert [t.task_id for t in dag.topological_sort()] == ["validate_schema", "import_data"]
+        assert {"dataset_group", "as_of"} <= set(dag.params)
+        assert dag.get_task("validate_schema").retries == 0  # bad data fails fast
+        assert dag.get_task("import_data").retries == 2
+    assert bag.dags["forecast__retail_demo"].schedule == "@weekly"  # from the settings file
+
+
+def test_dag_files_import_nothing_heavy(example_groups):
+    code = (
+        "import sys, json; sys.path.insert(0, sys.argv[1]);"
+        "import forecast, personalize;"
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(DAGS_FOLDER)],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        check=True,
+    )
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_no_groups_means_no_dags_and_no_errors(airflow_home, tmp_path, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("AIRSIGHT_GROUPS_DIR", str(tmp_path / "empty"))
+    bag = DagBag(dag_folder=str(DAGS_FOLDER))
+    assert bag.import_errors == {}
+    assert bag.dags == {}
