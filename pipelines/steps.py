@@ -26,17 +26,20 @@ def dataset_types(group: Group) -> list[str]:
     return [k for k in kinds if group.dataset(k) is not None]
 
 
-def _check_all(group: Group, as_of: pd.Timestamp, progress=None) -> tuple[dict, Path]:
+def _check_all(group: Group, as_of: pd.Timestamp, progress=None, docs: bool = True) -> tuple[dict, Path]:
+    """Check every dataset; Data Docs are written on failure, and after success if ``docs``."""
     from pipelines.validation import Validator
 
-    docs = storage.validation_dir(group.storage_root, as_of) / "docs"
-    validator = Validator(group, as_of, docs_dir=docs)
+    folder = storage.validation_dir(group.storage_root, as_of) / "docs"
+    validator = Validator(group, as_of, docs_dir=folder)
     checked = {}
     for kind in dataset_types(group):
         if progress:
             progress(f"checking {kind}")
         checked[kind] = validator.check(kind)
-    return checked, docs
+    if docs:
+        validator.runner.build_docs()
+    return checked, folder
 
 
 def validate_schema(group: Group, as_of=None, progress=None) -> dict:
@@ -63,7 +66,9 @@ def import_data(group: Group, as_of=None, progress=None, validated: dict | None 
     import pyarrow as pa
 
     as_of = storage.resolve_as_of(as_of)
-    checked, docs = _check_all(group, as_of, progress)
+    # Where validate_schema already wrote this as_of's Data Docs, they are only rewritten on failure.
+    written = (storage.validation_dir(group.storage_root, as_of) / "docs" / "index.html").is_file()
+    checked, docs = _check_all(group, as_of, progress, docs=not written)
     previous = _previous_frames(group, as_of)
     if progress:
         progress("building snapshot")

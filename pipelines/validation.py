@@ -206,8 +206,17 @@ class _Runner:
                 },
             )
         self.source = self.context.data_sources.add_pandas("airsight")
+        self._results: list = []  # identifiers of validation results and suites not yet in Data Docs
+
+    def build_docs(self) -> None:
+        """Render every validation run so far into the Data Docs site, in one pass."""
+        if self.docs_dir is None or not self._results:
+            return
+        self.context.build_data_docs(site_names=["airsight"], resource_identifiers=self._results)
+        self._results = []
 
     def run(self, name: str, frame: pd.DataFrame, expectations: list[dict], complete: bool):
+        from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
         from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
         gx = self.gx
@@ -225,13 +234,14 @@ class _Runner:
         definition = self.context.validation_definitions.add(
             gx.ValidationDefinition(name=name, data=batch, suite=suite)
         )
-        actions = [gx.checkpoint.UpdateDataDocsAction(name="docs")] if self.docs_dir else []
         result_format = {"result_format": "COMPLETE" if complete else "SUMMARY", "partial_unexpected_count": 20}
         checkpoint = self.context.checkpoints.add(
-            gx.Checkpoint(name=name, validation_definitions=[definition], actions=actions, result_format=result_format)
+            gx.Checkpoint(name=name, validation_definitions=[definition], result_format=result_format)
         )
         outcome = checkpoint.run(batch_parameters={"dataframe": frame})
-        return next(iter(outcome.run_results.values())).results
+        (identifier, result), *_ = outcome.run_results.items()
+        self._results += [identifier, ExpectationSuiteIdentifier(name=name)]
+        return result.results
 
 
 def _violation(raw: RawTable, exp: dict, result: dict) -> Violation:
@@ -335,7 +345,9 @@ class Validator:
                     column = exp["kwargs"].get("column")
                     set_aside(positions[idx], exp["meta"].get("rule"), column, frame[column].to_numpy()[idx])
             if failures:
-                raise DataError(dataset, failures, report=str(self.runner.docs_dir or "") or None)
+                self.runner.build_docs()
+                report = self.runner.docs_dir / "index.html" if self.runner.docs_dir else None
+                raise DataError(dataset, failures, report=str(report) if report else None)
 
         def without_rejected(frame: pd.DataFrame, positions: np.ndarray):
             if not rejected:
@@ -389,12 +401,14 @@ class Validator:
             quarantine.insert(0, "line", raw.lines(quarantine.pop("position").to_numpy()))
         else:
             quarantine = _empty_quarantine()
+        rows_read = len(raw.frame)
+        raw.frame = raw.frame.iloc[:0]  # the text is no longer needed; the typed frame is
         return CheckedDataset(
             dataset=dataset,
             raw=raw,
             frame=typed,
             rejected=quarantine.reset_index(drop=True),
-            rows_read=len(raw.frame),
+            rows_read=rows_read,
             rows_after_as_of=after,
             results=results,
         )

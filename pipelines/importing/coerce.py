@@ -60,6 +60,14 @@ def to_boolean(series: pd.Series) -> pd.Series:
     return text.map({"true": True, "1": True, "false": False, "0": False}).astype("boolean")
 
 
+_FORMATS = {
+    "yyyy-MM-dd": ["%Y-%m-%d"],
+    "yyyy-MM-dd HH:mm:ss": ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"],
+    "auto": ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"],
+    "epoch": [],
+}
+
+
 def to_datetime(series: pd.Series, timestamp_format: str = "auto") -> pd.Series:
     """Parse Forecast's timestamp formats (and epoch seconds); NaT where a value won't parse."""
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
@@ -67,38 +75,34 @@ def to_datetime(series: pd.Series, timestamp_format: str = "auto") -> pd.Series:
     if pd.api.types.is_numeric_dtype(series.dtype):
         return pd.to_datetime(series, unit="s", errors="coerce").astype("datetime64[ns]")
     arr = _arrow(series)
-    out = pa.nulls(len(arr), pa.timestamp("s"))
-    formats = {
-        "yyyy-MM-dd": ["%Y-%m-%d"],
-        "yyyy-MM-dd HH:mm:ss": ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"],
-        "auto": ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"],
-        "epoch": [],
-    }[timestamp_format]
+    seconds = np.full(len(arr), np.iinfo(np.int64).min)  # NaT
+    todo = np.flatnonzero(arr.is_valid().to_numpy(zero_copy_only=False))
+    formats = _FORMATS[timestamp_format]
+    if len(todo) and len(arr[int(todo[0])].as_py()) == 10:
+        formats = sorted(formats, key=len)  # date-only data: try the date format first
     for fmt in formats:
-        parsed = pc.strptime(arr, format=fmt, unit="s", error_is_null=True)
-        out = pc.coalesce(out, parsed)
-    out = _strict(arr, out)
-    if timestamp_format in ("auto", "epoch"):
-        digits = pc.match_substring_regex(arr, TIMESTAMP_PATTERNS["epoch"])
-        seconds = pc.cast(pc.if_else(digits, arr, None), pa.int64())
-        out = pc.coalesce(out, pc.cast(seconds, pa.timestamp("s")))
-    values = out.to_numpy(zero_copy_only=False).astype("datetime64[ns]")
-    return pd.Series(values, index=series.index)
-
-
-_FIELDS = (("year", 0, 4), ("month", 5, 7), ("day", 8, 10), ("hour", 11, 13), ("minute", 14, 16), ("second", 17, 19))
+        if not len(todo):
+            break
+        # Each format only sees the values the ones before it could not parse.
+        text = arr if len(todo) == len(arr) else arr.take(pa.array(todo))
+        parsed = _strict(text, pc.strptime(text, format=fmt, unit="s", error_is_null=True))
+        ok = parsed.is_valid().to_numpy(zero_copy_only=False)
+        seconds[todo[ok]] = parsed.filter(pa.array(ok)).cast(pa.int64()).to_numpy()
+        todo = todo[~ok]
+    if len(todo) and timestamp_format in ("auto", "epoch"):
+        text = arr.take(pa.array(todo))
+        ok = pc.fill_null(pc.match_substring_regex(text, TIMESTAMP_PATTERNS["epoch"]), False).to_numpy(
+            zero_copy_only=False
+        )
+        seconds[todo[ok]] = pc.cast(text.filter(pa.array(ok)), pa.int64()).to_numpy()
+    values = np.where(seconds == np.iinfo(np.int64).min, np.iinfo(np.int64).min, seconds * 10**9)
+    return pd.Series(values.astype("datetime64[ns]"), index=series.index)
 
 
 def _strict(text: pa.Array, parsed: pa.Array) -> pa.Array:
-    """Null where strptime rolled an impossible value over (2024-02-30 became March 1)."""
-    ok = pc.is_valid(parsed)
-    for name, start, stop in _FIELDS:
-        part = pc.utf8_slice_codeunits(text, start, stop)
-        digits = pc.match_substring_regex(part, r"^\d+$")
-        written = pc.cast(pc.if_else(digits, part, None), pa.int64())
-        same = pc.equal(getattr(pc, name)(parsed), written)
-        ok = pc.and_kleene(ok, pc.or_kleene(same, pc.is_null(written)))
-    return pc.if_else(pc.fill_null(ok, False), parsed, pa.scalar(None, parsed.type))
+    """Null where strptime rolled an impossible day over (2024-02-30 became March 1)."""
+    day = pc.cast(pc.utf8_slice_codeunits(pc.if_else(pc.is_valid(parsed), text, None), 8, 10), pa.int64())
+    return pc.if_else(pc.fill_null(pc.equal(pc.day(parsed), day), False), parsed, pa.scalar(None, parsed.type))
 
 
 def to_epoch_seconds(series: pd.Series, timestamp_format: str = "auto") -> pd.Series:

@@ -10,6 +10,7 @@ many interacted items and users have metadata.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,10 +36,8 @@ def clean_interactions(group: PersonalizeGroup, frame: pd.DataFrame, base: pd.Da
         frame = frame[keep]
     if base is not None and len(base):
         frame = pd.concat([base[frame.columns], frame], ignore_index=True)
-    before = len(frame)
-    frame = frame.drop_duplicates(keep="first")
-    stats["duplicate_events_dropped"] = before - len(frame)
-    frame = frame.sort_values(["TIMESTAMP", "USER_ID", "ITEM_ID"], kind="stable").reset_index(drop=True)
+    frame, dropped = drop_duplicate_events(frame)
+    stats["duplicate_events_dropped"] = dropped
     stats.update(
         rows=len(frame),
         users=int(frame["USER_ID"].nunique()),
@@ -49,6 +48,27 @@ def clean_interactions(group: PersonalizeGroup, frame: pd.DataFrame, base: pd.Da
     if "EVENT_TYPE" in frame:
         stats["event_types"] = {str(k): int(v) for k, v in frame["EVENT_TYPE"].value_counts().items()}
     return frame, stats
+
+
+def drop_duplicate_events(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Sorted by time (ties in file order), with exact duplicate events kept once.
+
+    Two events can only be equal if their timestamps are, so only rows that share a timestamp
+    with another row are compared: a small share of the data instead of all of it.
+    """
+    order = np.argsort(frame["TIMESTAMP"].to_numpy(dtype="int64", na_value=0), kind="stable")
+    frame = frame.iloc[order].reset_index(drop=True)
+    ts = frame["TIMESTAMP"].to_numpy(dtype="int64", na_value=0)
+    tied = np.zeros(len(ts), dtype=bool)
+    same = ts[1:] == ts[:-1]
+    tied[1:] |= same
+    tied[:-1] |= same
+    if not tied.any():
+        return frame, 0
+    candidates = frame[tied]
+    duplicated = np.zeros(len(frame), dtype=bool)
+    duplicated[np.flatnonzero(tied)[candidates.duplicated(keep="first").to_numpy()]] = True
+    return frame[~duplicated].reset_index(drop=True), int(duplicated.sum())
 
 
 def to_table(frame: pd.DataFrame, ds: DatasetSettings) -> pa.Table:

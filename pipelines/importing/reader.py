@@ -39,17 +39,17 @@ class RawTable:
     header_lines: int = 1
     is_csv: bool = True
     ignored_columns: list[str] = field(default_factory=list)
-    _data: bytes | None = field(default=None, repr=False)
     _lines: np.ndarray | None = field(default=None, repr=False)
 
     def lines(self, positions) -> list[int]:
         """1-based file line numbers (CSV) or row numbers (Parquet) of data rows by position."""
         positions = np.asarray(list(positions), dtype="int64")
-        if not self.is_csv or self._data is None:
+        if not self.is_csv:
             return (positions + 1).tolist()
         if self._lines is None:
+            # Only error reports need line numbers, so the file is read again here rather than kept.
             # Blank lines are skipped by the parser, so count only lines with content.
-            buf = np.frombuffer(self._data, dtype=np.uint8)
+            buf = np.frombuffer(_open_bytes(self.path), dtype=np.uint8)
             ends = np.flatnonzero(buf == 10)
             if len(buf) and buf[-1] != 10:
                 ends = np.append(ends, len(buf))
@@ -103,7 +103,7 @@ def _read_parquet(ds: DatasetSettings, dataset: str, data: bytes, digest: str) -
         raise _fail(dataset, ds.path, "parquet_readable", f"not a readable Parquet file: {exc}") from None
     table = table.rename_columns([ds.column_mapping.get(c, c) for c in table.column_names])
     sources = {ds.column_mapping.get(c, c): c for c in table.schema.names}
-    return _finish(ds, dataset, table, sources, digest, header_lines=0, is_csv=False, data=None)
+    return _finish(ds, dataset, table, sources, digest, header_lines=0, is_csv=False)
 
 
 def _read_csv(ds: DatasetSettings, dataset: str, data: bytes, digest: str) -> RawTable:
@@ -166,10 +166,11 @@ def _read_csv(ds: DatasetSettings, dataset: str, data: bytes, digest: str) -> Ra
         raise _fail(dataset, path, "has_rows", "the file has no data rows")
     table = table.rename_columns([ds.column_mapping.get(c, c) for c in names])
     sources = {ds.column_mapping.get(c, c): c for c in names}
-    return _finish(ds, dataset, table, sources, digest, header_lines=int(ds.header), is_csv=True, data=data)
+    del data
+    return _finish(ds, dataset, table, sources, digest, header_lines=int(ds.header), is_csv=True)
 
 
-def _finish(ds, dataset, table: pa.Table, sources, digest, header_lines, is_csv, data) -> RawTable:
+def _finish(ds, dataset, table: pa.Table, sources, digest, header_lines, is_csv) -> RawTable:
     wanted = ds.field_names
     for name, value in ds.constants.items():
         if name not in table.column_names:
@@ -213,7 +214,6 @@ def _finish(ds, dataset, table: pa.Table, sources, digest, header_lines, is_csv,
         header_lines=header_lines,
         is_csv=is_csv,
         ignored_columns=ignored,
-        _data=data,
     )
 
 
