@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 export AIRSIGHT_HOME ?= $(CURDIR)/.airsight
 EXAMPLES := $(AIRSIGHT_HOME)/examples
 
-.PHONY: install demo test bench lint format airflow clean
+.PHONY: install demo test bench lint format clean
 
 install: $(VENV)/.installed
 

@@ -352,8 +352,7 @@ class Validator:
         def without_rejected(frame: pd.DataFrame, positions: np.ndarray):
             if not rejected:
                 return frame, positions
-            keep = ~np.isin(positions, np.concatenate([r["position"].to_numpy() for r in rejected]))
-            return frame[keep].reset_index(drop=True), positions[keep]
+            return _subset(frame, positions, ~np.isin(positions, np.concatenate([r["position"] for r in rejected])))
 
         positions = np.arange(len(raw.frame))
         stage("raw", raw.frame, [e for e in expectations if e["meta"]["stage"] == "raw"], positions)
@@ -382,12 +381,12 @@ class Validator:
                 )
             if violations:
                 raise DataError(dataset, violations)
-            typed, positions = typed[~bad], positions[~bad]
+            typed, positions = _subset(typed, positions, ~bad)
         typed = typed.reset_index(drop=True)
         stage("typed", typed, [e for e in expectations if e["meta"]["stage"] == "typed"], positions)
         typed, positions = without_rejected(typed, positions)
         keep = self._in_range(dataset, typed)
-        typed, positions = typed[keep].reset_index(drop=True), positions[keep]
+        typed, positions = _subset(typed, positions, keep)
         after = int((~keep).sum())
         cut_exps = [e for e in expectations if e["meta"]["stage"] == "as_of"]
         stage("as_of", typed, [e for e in cut_exps if not e["meta"].get("batch")], positions)
@@ -467,6 +466,13 @@ class Validator:
                     )
                 ],
             )
+
+
+def _subset(frame: pd.DataFrame, positions: np.ndarray, keep: np.ndarray):
+    """Rows where ``keep``; the frame itself when that is all of them (copies cost seconds)."""
+    if keep.all():
+        return frame, positions
+    return frame[keep].reset_index(drop=True), positions[keep]
 
 
 def _empty_quarantine() -> pd.DataFrame:

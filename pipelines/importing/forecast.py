@@ -23,6 +23,7 @@ import pandas as pd
 from pipelines import domains as d
 from pipelines.frequency import Boundary, Frequency
 from pipelines.importing import calendar
+from pipelines.importing.reader import STRING
 from pipelines.settings import ForecastGroup, RelatedDataset, TargetDataset
 
 FILL_WINDOW = 64
@@ -33,7 +34,9 @@ def align_and_aggregate(
     frame: pd.DataFrame, keys: list[str], fields: list[str], freq: Frequency, boundary: Boundary, how
 ) -> tuple[pd.DataFrame, int]:
     """One row per series and period; returns it and how many input rows were combined."""
-    frame = frame.sort_values([*keys, "timestamp"], kind="stable")
+    if any(how(name) == "first" for name in fields):
+        # "first" means earliest in time; other aggregations do not care about row order.
+        frame = frame.iloc[np.argsort(frame["timestamp"].to_numpy(), kind="stable")]
     frame = frame.assign(timestamp=calendar.align(freq, frame["timestamp"], boundary))
     grouped = frame.groupby([*keys, "timestamp"], sort=True, observed=True, dropna=False)
     parts = {}
@@ -79,8 +82,12 @@ def fill_grid(
     kind[cell_pos <= np.repeat(last, length)] = "middlefill"
     kind[cell_pos > np.repeat(last, length)] = "backfill"
     kind[cell_pos > end_pos] = "futurefill"
+    # Keys are written as categoricals (dictionary-encoded in Parquet): one small int per row.
     firsts = frame.drop_duplicates(keys)[keys]
-    out = firsts.iloc[cell_code].reset_index(drop=True)
+    out = pd.DataFrame(index=pd.RangeIndex(total))
+    for key in keys:
+        codes_k, uniques = pd.factorize(firsts[key].to_numpy())
+        out[key] = pd.Categorical.from_codes(codes_k[cell_code], categories=pd.Index(uniques, dtype=STRING))
     out["timestamp"] = periods[cell_pos]
     stats = {"cells": total, "filled": {}}
     was_missing = ~observed
