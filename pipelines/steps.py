@@ -1,9 +1,9 @@
 """The DAG steps: each takes a dataset group and an as_of, and returns a small manifest.
 
-``validate_schema`` runs every dataset's Great Expectations suites and writes Data Docs;
-``import_data`` checks again (a file may change between the two tasks: its sha256 is in both
-manifests), builds the snapshot and moves it into place in one rename. Neither touches the
-raw files; a failure leaves the previous snapshot as it was.
+``validate_schema`` runs every dataset's Great Expectations suites, writes Data Docs and stages
+the validated datasets; ``import_data`` takes them from there when the raw files and settings
+are unchanged (and checks again when not), builds the snapshot and moves it into place in one
+rename. Neither touches the raw files; a failure leaves the previous snapshot as it was.
 """
 
 from __future__ import annotations
@@ -26,20 +26,33 @@ def dataset_types(group: Group) -> list[str]:
     return [k for k in kinds if group.dataset(k) is not None]
 
 
-def _check_all(group: Group, as_of: pd.Timestamp, progress=None, docs: bool = True) -> tuple[dict, Path]:
-    """Check every dataset; Data Docs are written on failure, and after success if ``docs``."""
+def _check_all(group: Group, as_of: pd.Timestamp, progress=None, reuse: bool = False) -> tuple[dict, Path]:
+    """Check every dataset and keep it staged for the import step.
+
+    With ``reuse``, a dataset already validated for this as_of, from the same bytes and
+    settings, is taken as it was staged instead of being checked again. Data Docs are
+    written when anything was checked, and on failure.
+    """
+    from pipelines import staging
     from pipelines.validation import Validator
 
-    folder = storage.validation_dir(group.storage_root, as_of) / "docs"
-    validator = Validator(group, as_of, docs_dir=folder)
-    checked = {}
+    root = storage.validation_dir(group.storage_root, as_of)
+    validator = Validator(group, as_of, docs_dir=root / "docs")
+    key = staging.fingerprint(group)
+    checked, fresh = {}, False
     for kind in dataset_types(group):
         if progress:
             progress(f"checking {kind}")
-        checked[kind] = validator.check(kind)
-    if docs:
+        checked[kind] = staging.load(group, kind, root / "staged", key) if reuse else None
+        if checked[kind] is None:
+            checked[kind] = validator.check(kind)
+            staging.save(checked[kind], root / "staged", key)
+            fresh = True
+        else:
+            log.info("%s: reusing the validation of %s (same sha256 and settings)", kind, checked[kind].raw.path)
+    if fresh:
         validator.runner.build_docs()
-    return checked, folder
+    return checked, root / "docs"
 
 
 def validate_schema(group: Group, as_of=None, progress=None) -> dict:
@@ -66,9 +79,7 @@ def import_data(group: Group, as_of=None, progress=None, validated: dict | None 
     import pyarrow as pa
 
     as_of = storage.resolve_as_of(as_of)
-    # Where validate_schema already wrote this as_of's Data Docs, they are only rewritten on failure.
-    written = (storage.validation_dir(group.storage_root, as_of) / "docs" / "index.html").is_file()
-    checked, docs = _check_all(group, as_of, progress, docs=not written)
+    checked, docs = _check_all(group, as_of, progress, reuse=True)
     previous = _previous_frames(group, as_of)
     if progress:
         progress("building snapshot")

@@ -65,6 +65,17 @@ class RawTable:
         return name if source == name else f"{source} (schema field {name})"
 
 
+def file_sha256(path: str) -> str:
+    """The sha256 of a file, read in blocks (local paths and fsspec URLs)."""
+    import fsspec
+
+    digest = hashlib.sha256()
+    with fsspec.open(path, "rb") as handle:
+        while block := handle.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _open_bytes(path: str) -> bytes:
     if "://" in path and not path.startswith("file://"):
         import fsspec
