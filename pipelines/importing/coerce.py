@@ -41,7 +41,8 @@ def value_pattern(field_type: str, timestamp_format: str, epoch_allowed: bool) -
 
 
 def _arrow(series: pd.Series) -> pa.Array:
-    return pc.utf8_trim_whitespace(pa.array(series, type=pa.string(), from_pandas=True))
+    # No trimming: the raw stage's patterns already refuse values with surrounding spaces.
+    return pa.array(series, type=pa.string(), from_pandas=True)
 
 
 def to_float(series: pd.Series) -> pd.Series:
@@ -101,8 +102,12 @@ def to_datetime(series: pd.Series, timestamp_format: str = "auto") -> pd.Series:
 
 def _strict(text: pa.Array, parsed: pa.Array) -> pa.Array:
     """Null where strptime rolled an impossible day over (2024-02-30 became March 1)."""
-    day = pc.cast(pc.utf8_slice_codeunits(pc.if_else(pc.is_valid(parsed), text, None), 8, 10), pa.int64())
-    return pc.if_else(pc.fill_null(pc.equal(pc.day(parsed), day), False), parsed, pa.scalar(None, parsed.type))
+    written = pc.utf8_slice_codeunits(text, 8, 10)
+    late = pc.fill_null(pc.and_(pc.greater_equal(written, "29"), pc.is_valid(parsed)), False)
+    if not pc.any(late).as_py():  # only days 29-31 can roll over into the next month
+        return parsed
+    rolled = pc.and_(late, pc.not_equal(pc.day(parsed), pc.cast(pc.if_else(late, written, None), pa.int64())))
+    return pc.if_else(pc.fill_null(rolled, False), pa.scalar(None, parsed.type), parsed)
 
 
 def to_epoch_seconds(series: pd.Series, timestamp_format: str = "auto") -> pd.Series:

@@ -30,21 +30,48 @@ FILL_WINDOW = 64
 _AGG = {"sum": "sum", "avg": "mean", "first": "first", "min": "min", "max": "max"}
 
 
+def series_codes(frame: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """An integer per row for its series (numbered in order of appearance), and each series' keys.
+
+    Grouping by these integers instead of the key strings is what keeps millions of rows fast.
+    """
+    codes = np.zeros(len(frame), dtype="int64")
+    for key in keys:
+        key_codes, uniques = pd.factorize(frame[key])
+        codes = pd.factorize(codes * len(uniques) + key_codes)[0]
+    first_rows = pd.Series(codes).drop_duplicates().index.to_numpy()
+    return codes, frame[keys].iloc[first_rows].reset_index(drop=True)
+
+
+def key_columns(series_keys: pd.DataFrame, series: np.ndarray) -> dict[str, pd.Categorical]:
+    """Key columns for rows of the given series, as categoricals (dictionary-encoded in Parquet)."""
+    out = {}
+    for key in series_keys.columns:
+        codes, uniques = pd.factorize(series_keys[key])
+        out[key] = pd.Categorical.from_codes(codes[series], categories=pd.Index(uniques, dtype=STRING))
+    return out
+
+
 def align_and_aggregate(
     frame: pd.DataFrame, keys: list[str], fields: list[str], freq: Frequency, boundary: Boundary, how
 ) -> tuple[pd.DataFrame, int]:
     """One row per series and period; returns it and how many input rows were combined."""
+    codes, series_keys = series_codes(frame, keys)
+    work = pd.DataFrame({"_series": codes, "timestamp": calendar.align(freq, frame["timestamp"], boundary).to_numpy()})
+    for name in fields:
+        work[name] = frame[name].to_numpy(dtype="float64", na_value=np.nan)
     if any(how(name) == "first" for name in fields):
         # "first" means earliest in time; other aggregations do not care about row order.
-        frame = frame.iloc[np.argsort(frame["timestamp"].to_numpy(), kind="stable")]
-    frame = frame.assign(timestamp=calendar.align(freq, frame["timestamp"], boundary))
-    grouped = frame.groupby([*keys, "timestamp"], sort=True, observed=True, dropna=False)
+        work = work.iloc[np.argsort(frame["timestamp"].to_numpy(), kind="stable")]
+    grouped = work.groupby(["_series", "timestamp"], sort=True)
     parts = {}
     for name in fields:
         method = _AGG[how(name)]
         column = grouped[name]
         parts[name] = column.sum(min_count=1) if method == "sum" else getattr(column, method)()
-    out = pd.DataFrame(parts).reset_index() if parts else grouped.size().reset_index()[[*keys, "timestamp"]]
+    out = pd.DataFrame(parts).reset_index() if parts else grouped.size().reset_index()[["_series", "timestamp"]]
+    series = out.pop("_series").to_numpy()
+    out = pd.concat([pd.DataFrame(key_columns(series_keys, series)), out], axis=1)
     return out, len(frame) - len(out)
 
 
@@ -63,7 +90,7 @@ def fill_grid(
     futurefill. ``methods`` maps middlefill/backfill/futurefill to (method, value). A series'
     last observation is its last row with a value in ``present_field`` (any row if None).
     """
-    codes = frame.groupby(keys, sort=False, observed=True).ngroup().to_numpy()
+    codes, series_keys = series_codes(frame, keys)
     pos = periods.searchsorted(frame["timestamp"].to_numpy())
     n_series = int(codes.max()) + 1 if len(codes) else 0
     start = np.full(n_series, np.iinfo(np.int64).max)
@@ -82,12 +109,7 @@ def fill_grid(
     kind[cell_pos <= np.repeat(last, length)] = "middlefill"
     kind[cell_pos > np.repeat(last, length)] = "backfill"
     kind[cell_pos > end_pos] = "futurefill"
-    # Keys are written as categoricals (dictionary-encoded in Parquet): one small int per row.
-    firsts = frame.drop_duplicates(keys)[keys]
-    out = pd.DataFrame(index=pd.RangeIndex(total))
-    for key in keys:
-        codes_k, uniques = pd.factorize(firsts[key].to_numpy())
-        out[key] = pd.Categorical.from_codes(codes_k[cell_code], categories=pd.Index(uniques, dtype=STRING))
+    out = pd.DataFrame(key_columns(series_keys, cell_code))
     out["timestamp"] = periods[cell_pos]
     stats = {"cells": total, "filled": {}}
     was_missing = ~observed
