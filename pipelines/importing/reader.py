@@ -132,25 +132,21 @@ def _read_csv(ds: DatasetSettings, dataset: str, data: bytes, digest: str) -> Ra
             raise _fail(dataset, path, "has_rows", f"the file has a header ({', '.join(names)}) but no rows")
     else:
         names = list(ds.columns or ds.field_names)
-    expected = len(ds.columns) if not ds.header and ds.columns else None
-    observed = len(first_line.decode("utf-8", "replace").split(ds.delimiter))
-    wanted = expected or len({*ds.field_names} & {ds.column_mapping.get(n, n) for n in names}) or 1
-    if (observed == 1 and (expected or 1) > 1) or (ds.header and observed == 1 and len(ds.fields) > 1):
-        for other in OTHER_DELIMITERS:
-            if other != ds.delimiter and len(first_line.decode("utf-8", "replace").split(other)) >= max(2, wanted):
-                raise _fail(
-                    dataset, path, "delimiter",
-                    f"line 1 has one column when split on {ds.delimiter!r} but "
-                    f"{len(first_line.decode('utf-8', 'replace').split(other))} on {other!r}: "
-                    f"set delimiter: {other!r} in the settings",
-                    rows=[1], count=1,
-                )  # fmt: skip
+    text = first_line.decode("utf-8", "replace")
+    observed = len(text.split(ds.delimiter))
+    expected = None if ds.header else len(names)
+    if observed == 1 and (expected or len(ds.fields) - len(ds.constants)) > 1:
+        counts = {other: len(text.split(other)) for other in OTHER_DELIMITERS if other != ds.delimiter}
+        best = max(counts, key=counts.get)
+        if counts[best] > 1:
+            message = (
+                f"line 1 has one column when split on {ds.delimiter!r} but {counts[best]} on {best!r}: "
+                f"set delimiter: {best!r} in the settings"
+            )
+            raise _fail(dataset, path, "delimiter", message, rows=[1], count=1)
     if expected and observed != expected:
-        raise _fail(
-            dataset, path, "row_width",
-            f"line 1 has {observed} columns; the settings list {expected} (columns: {ds.columns})",
-            rows=[1], count=1,
-        )  # fmt: skip
+        message = f"line 1 has {observed} columns; the settings list {expected} ({names})"
+        raise _fail(dataset, path, "row_width", message, rows=[1], count=1)
     bad_rows: list[str] = []
 
     def on_invalid(row) -> str:
