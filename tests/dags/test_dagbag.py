@@ -49,3 +49,15 @@ def test_no_groups_means_no_dags_and_no_errors(airflow_home, tmp_path, monkeypat
     bag = DagBag(dag_folder=str(DAGS_FOLDER))
     assert bag.import_errors == {}
     assert bag.dags == {}
+
+
+def test_a_broken_settings_file_shows_as_an_import_error_naming_file_and_key(airflow_home, example_groups):
+    from airflow.dag_processing.dagbag import DagBag
+
+    broken = example_groups["retail_demo"].with_name("broken.yaml")
+    broken.write_text(
+        example_groups["retail_demo"].read_text().replace("name: retail_demo", "name: broken\nhorizon_x: 3")
+    )
+    bag = DagBag(dag_folder=str(DAGS_FOLDER))
+    errors = "\n".join(bag.import_errors.values())
+    assert "broken.yaml" in errors and "horizon_x: unknown key" in errors
