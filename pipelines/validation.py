@@ -187,7 +187,11 @@ class _Runner:
 
     def __init__(self, docs_dir: Path | None):
         import great_expectations as gx
-        from great_expectations.data_context.types.base import ProgressBarsConfig
+        from great_expectations.data_context.types.base import (
+            DataContextConfig,
+            InMemoryStoreBackendDefaults,
+            ProgressBarsConfig,
+        )
         from great_expectations.execution_engine import pandas_execution_engine
 
         # GX fingerprints every batch by hashing each row (6 s for 10 million rows); files are
@@ -195,18 +199,21 @@ class _Runner:
         pandas_execution_engine.HASH_THRESHOLD = 0
         logging.getLogger("great_expectations").setLevel(logging.WARNING)
         self.gx = gx
-        self.context = gx.get_context(mode="ephemeral")
-        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
         self.docs_dir = docs_dir
+        sites = {}
         if docs_dir is not None:
-            self.context.add_data_docs_site(
-                site_name="airsight",
-                site_config={
-                    "class_name": "SiteBuilder",
-                    "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
-                    "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-                },
-            )
+            sites["airsight"] = {
+                "class_name": "SiteBuilder",
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            }
+        # In memory, with only our Data Docs site (GX's default would add a temporary folder per run).
+        config = DataContextConfig(
+            store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+            data_docs_sites=sites,
+            progress_bars=ProgressBarsConfig(globally=False),
+        )
+        self.context = gx.get_context(mode="ephemeral", project_config=config)
         self.source = self.context.data_sources.add_pandas("airsight")
         self._results: list = []  # identifiers of validation results and suites not yet in Data Docs
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pipelines.errors import DataError
@@ -16,6 +18,8 @@ GOOD = "item_id,timestamp,demand\n" + "".join(f"a,2024-01-{d:02d},{d}\n" for d i
 def test_import_after_validate_checks_nothing_twice(groups, monkeypatch):
     group = groups.group(retail(groups.file("t.csv", GOOD)))
     validated = validate_schema(group, AS_OF)
+    docs = Path(validated["data_docs"])
+    assert docs.is_file() and list(docs.parent.glob("validations/**/*.html"))  # GX Data Docs, one page a stage
 
     def no_second_check(self, dataset):
         raise AssertionError(f"{dataset} was validated twice")
