@@ -31,6 +31,21 @@ def tracking_uri() -> str:
     return f"sqlite:///{home / 'mlflow.db'}"
 
 
+def artifact_root() -> str:
+    """Where run artifacts go: $AIRSIGHT_MLFLOW_ARTIFACTS, else beside the SQLite store."""
+    default = Path(os.environ.get("AIRSIGHT_HOME") or Path.cwd() / ".airsight") / "mlartifacts"
+    return os.environ.get("AIRSIGHT_MLFLOW_ARTIFACTS") or default.resolve().as_uri()
+
+
+def experiment(name: str) -> str:
+    """The id of the experiment ``name``, created with its artifacts under artifact_root()."""
+    mlflow_client = client()
+    found = mlflow_client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    return mlflow_client.create_experiment(name, artifact_location=f"{artifact_root()}/{name}")
+
+
 def client():
     from mlflow import MlflowClient
 

@@ -20,6 +20,7 @@ def store(tmp_path_factory):
     uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
     patch = pytest.MonkeyPatch()
     patch.setenv("MLFLOW_TRACKING_URI", uri)
+    patch.setenv("AIRSIGHT_MLFLOW_ARTIFACTS", (tmp_path_factory.mktemp("artifacts")).as_uri())
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     yield uri
@@ -27,7 +28,7 @@ def store(tmp_path_factory):
 
 
 def new_version(model: str) -> str:
-    with mlflow.start_run():
+    with mlflow.start_run(experiment_id=registry.experiment(model)):
         info = mlflow.pyfunc.log_model(name="model", python_model=Constant(), pip_requirements=["mlflow"])
     return mlflow.register_model(info.model_uri, model).version
 
