@@ -1,0 +1,61 @@
+"""Publishing: versioned outputs with a ``latest`` pointer that moves in one atomic step.
+
+Each run publishes into ``<storage>/published/<kind>/as_of=<key>/`` (built aside and renamed
+into place) and then rewrites ``<storage>/published/<kind>/latest.json`` through a temporary
+file and a rename. Readers (the serving API, a BI tool) follow the pointer, so they see the
+previous version or the new one, never a half-written one; a run that fails before the
+pointer moves leaves the last good version published.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from pipelines import storage
+
+
+def published_dir(root: str, kind: str) -> Path:
+    return Path(root) / "published" / kind
+
+
+def publish(root: str, kind: str, as_of: pd.Timestamp, write: Callable[[Path], dict | None]) -> dict:
+    """Run ``write(folder)`` into a fresh folder for ``as_of``, then point ``latest`` at it.
+
+    ``write`` fills the folder and may return details for the pointer (row counts, checksums).
+    """
+    base = published_dir(root, kind)
+    target = base / storage.as_of_key(as_of)
+    with storage.atomic_dir(target) as tmp:
+        details = write(tmp) or {}
+    pointer = {
+        "kind": kind,
+        "as_of": as_of.isoformat(),
+        "path": str(target),
+        "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **details,
+    }
+    storage.write_json(base / "latest.json", pointer)
+    return pointer
+
+
+def latest(root: str, kind: str) -> dict | None:
+    """The pointer to the latest published version, or None before the first."""
+    path = published_dir(root, kind) / "latest.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def prune(root: str, kind: str, keep: int = 5) -> list[Path]:
+    """Remove all but the ``keep`` newest versions; never the one ``latest`` points to."""
+    base = published_dir(root, kind)
+    current = (latest(root, kind) or {}).get("path")
+    versions = sorted(p for p in base.glob("as_of=*") if storage.parse_key(p.name) is not None)
+    removed = [p for p in versions[:-keep] if str(p) != current] if keep else []
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
