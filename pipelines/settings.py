@@ -331,6 +331,10 @@ class PersonalizeGroup(GroupBase):
             if kind == d.INTERACTIONS:
                 required["TIMESTAMP"] = ("integer", "timestamp")
             _require(ds, kind, required)
+            reserved = {"EVENT_TYPE": ("string",), "EVENT_VALUE": ("float", "integer"), "IMPRESSION": ("string",),
+                        "CREATION_TIMESTAMP": ("integer", "timestamp")}  # fmt: skip
+            present = {name: types for name, types in reserved.items() if ds.field(name) is not None}
+            _require(ds, kind, present)
             others = [n for n in ds.field_names if n not in d.PERSONALIZE_REQUIRED[kind]]
             low, high = d.PERSONALIZE_EXTRA_FIELDS[kind]
             if not low <= len(others) <= high:

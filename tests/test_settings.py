@@ -102,3 +102,9 @@ def test_discover_and_find_groups(groups):
     assert find_group("beta").kind == "personalize"
     with pytest.raises(SettingsError, match="no dataset group named"):
         find_group("gamma")
+
+
+def test_personalize_reserved_fields_have_their_types(groups):
+    body = personalize("i.csv")
+    body["datasets"]["INTERACTIONS"]["schema"][4] = {"name": "EVENT_VALUE", "type": "string"}
+    assert "field 'EVENT_VALUE' has type string, expected float or integer" in error_for(groups, body)

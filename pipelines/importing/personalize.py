@@ -74,10 +74,11 @@ def drop_duplicate_events(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 
 
 def to_table(frame: pd.DataFrame, ds: DatasetSettings) -> pa.Table:
-    """Arrow table with categorical text fields split on ``|`` into lists."""
+    """Arrow table with categorical text fields and IMPRESSION split on ``|`` into lists."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
     for attr in ds.fields:
-        if attr.categorical and attr.type == "string" and attr.name in table.column_names:
+        multi_valued = attr.categorical or attr.name == "IMPRESSION"  # IMPRESSION lists the items shown
+        if multi_valued and attr.type == "string" and attr.name in table.column_names:
             column = table[attr.name]
             split = pc.split_pattern(column, d.MULTI_VALUE_SEPARATOR)
             table = table.set_column(table.column_names.index(attr.name), attr.name, split)

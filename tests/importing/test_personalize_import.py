@@ -103,3 +103,15 @@ def test_items_and_users_with_multi_valued_categoricals(groups):
     details = json.loads(Path(manifest["snapshot"], "manifest.json").read_text())["datasets"]
     assert details["ITEMS"]["interacted_item_ids_without_metadata"] == 10  # i40..i49
     assert details["USERS"]["interacted_user_ids_without_metadata"] == 5
+
+
+def test_impressions_become_lists(groups):
+    lines = interactions_csv().splitlines()
+    lines[0] += ",IMPRESSION"
+    lines[1:] = [f"{line},i1|i2|i3" for line in lines[1:]]
+    path = groups.file("i.csv", "\n".join(lines) + "\n")
+    body = personalize(path)
+    body["datasets"]["INTERACTIONS"]["schema"].append({"name": "IMPRESSION", "type": ["null", "string"]})
+    manifest = import_data(groups.group(body), AS_OF)
+    table = pq.read_table(f"{manifest['snapshot']}/INTERACTIONS.parquet")
+    assert table.column("IMPRESSION").to_pylist()[0] == ["i1", "i2", "i3"]
