@@ -1,0 +1,128 @@
+"""Backtests: how a predictor would have done on the recent past, as Amazon Forecast measures it.
+
+Forecast splits the data at ``BackTestWindowOffset`` periods before its end, trains on what comes
+before, forecasts the horizon and scores it against what really happened. With several windows
+(``NumberOfBacktestWindows``, 1 to 5) the splits step back by the offset each time: window k's
+forecast starts ``k * offset`` periods before the end. The offset is at least the horizon (so the
+forecast is scored on known values) and less than half the dataset's length.
+
+Only observed values are scored: a value that filling made up on import (``filled_by`` set) is
+left out of every metric, since it says nothing about what was sold. The predictor's metrics are
+the windows' averages, as Forecast's ``Summary`` evaluation is.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from pipelines.forecast import metrics
+from pipelines.forecast.base import DEFAULT_QUANTILES, ForecastAlgorithm, column_name, forecast_types
+from pipelines.forecast.data import ForecastData
+
+MAX_WINDOWS = 5
+
+
+@dataclass
+class BacktestResult:
+    summary: dict  # the predictor's metrics: each metric averaged over the windows
+    windows: pd.DataFrame  # one row per window: its span, item count and metrics
+    items: pd.DataFrame  # one row per item and window: the item's metrics
+    export: pd.DataFrame  # Forecast's backtest export: keys, timestamp, actual, forecasts, window
+    timings: dict = field(default_factory=dict)
+
+
+def window_starts(n_periods: int, horizon: int, windows: int = 1, offset: int | None = None) -> list[int]:
+    """Grid positions where each window's forecast starts, oldest first."""
+    offset = horizon if offset is None else offset
+    if not 1 <= windows <= MAX_WINDOWS:
+        raise ValueError(f"NumberOfBacktestWindows {windows}: Forecast takes 1 to {MAX_WINDOWS}")
+    if offset < horizon:
+        raise ValueError(f"BackTestWindowOffset {offset} is shorter than the forecast horizon {horizon}")
+    if offset >= n_periods / 2:
+        raise ValueError(f"BackTestWindowOffset {offset} must be less than half the dataset's {n_periods} periods")
+    if windows * offset >= n_periods:
+        raise ValueError(f"{windows} windows of offset {offset} leave no training data in {n_periods} periods")
+    return [n_periods - k * offset for k in range(windows, 0, -1)]
+
+
+def backtest(
+    algorithm: ForecastAlgorithm,
+    data: ForecastData,
+    windows: int = 1,
+    offset: int | None = None,
+    quantiles: Sequence[float | str] = DEFAULT_QUANTILES,
+) -> BacktestResult:
+    """Fit a fresh copy of ``algorithm`` per window and score its forecasts against the actuals."""
+    types = forecast_types(quantiles)
+    levels = sorted(t for t in types if t != "mean")
+    point = metrics.point_forecast_type(types)
+    h = data.horizon
+    window_rows, item_frames, export_frames, timings = [], [], [], {}
+    for number, start in enumerate(window_starts(data.end, h, windows, offset), 1):
+        train = data.until(start)
+        began = time.perf_counter()
+        model = algorithm.clone().fit(train)
+        ids, mean, quant, _ = model.predict_arrays(types)
+        timings[number] = round(time.perf_counter() - began, 3)
+        actual = np.full((len(ids), h), np.nan)
+        for row, i in enumerate(ids):
+            values, seen = data.window(i, start, start + h)
+            actual[row] = np.where(seen, values, np.nan)
+        scales = np.array([_scale(train, i) for i in ids])
+        yhat = mean if point == "mean" else quant[:, :, levels.index(0.5)]
+        by_level = {tau: quant[:, :, j] for j, tau in enumerate(levels)}
+        scored = ~np.isnan(actual).all(axis=1)
+        span = data.periods[start : start + h]
+        window_rows.append(
+            {
+                "backtest_window": number,
+                "TestWindowStart": span[0],
+                "TestWindowEnd": span[-1],
+                "ItemCount": int(scored.sum()),
+                **metrics.summary_metrics(actual[scored], yhat[scored], _rows(by_level, scored), scales[scored]),
+            }
+        )
+        keys = data.keys.iloc[ids].reset_index(drop=True)
+        per_item = metrics.item_metrics(actual, yhat, by_level, scales)
+        item_frames.append(keys.assign(backtest_window=number, **per_item)[scored].reset_index(drop=True))
+        export = data.keys.iloc[np.repeat(ids, h)].reset_index(drop=True)
+        export["timestamp"] = np.tile(span.to_numpy(), len(ids))
+        export[data.target] = actual.reshape(-1)
+        for t in types:
+            values = mean if t == "mean" else quant[:, :, levels.index(t)]
+            export[column_name(t)] = values.reshape(-1)
+        export["backtest_window"] = number
+        export["backtestwindow_start_time"] = span[0]
+        export["backtestwindow_end_time"] = span[-1]
+        export_frames.append(export)
+    windows_frame = pd.DataFrame(window_rows)
+    skip = ("backtest_window", "TestWindowStart", "TestWindowEnd", "ItemCount")
+    metric_names = [c for c in windows_frame.columns if c not in skip]
+    summary = {name: float(windows_frame[name].mean()) for name in metric_names}
+    summary.update(
+        ForecastType=column_name(point),
+        NumberOfBacktestWindows=windows,
+        BackTestWindowOffset=h if offset is None else offset,
+    )
+    return BacktestResult(
+        summary=summary,
+        windows=windows_frame,
+        items=pd.concat(item_frames, ignore_index=True),
+        export=pd.concat(export_frames, ignore_index=True),
+        timings=timings,
+    )
+
+
+def _scale(train: ForecastData, i: int) -> float:
+    """MASE's scale for one item: its in-sample seasonal-naive error over observed values."""
+    values = np.where(train.observed_mask(i), train.series(i), np.nan)
+    return metrics.seasonal_error(values, train.season_length)
+
+
+def _rows(by_level: dict, keep: np.ndarray) -> dict:
+    return {tau: q[keep] for tau, q in by_level.items()}
