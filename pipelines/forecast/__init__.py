@@ -8,4 +8,4 @@ The built-in algorithms are imported here so that they are in the registry which
 the package is imported first; their heavy libraries (statsmodels, scipy) load only when used.
 """
 
-from pipelines.forecast import ets, naive, npts, theta  # noqa: F401  (each registers itself)
+from pipelines.forecast import arima, ets, naive, npts, prophet_model, theta  # noqa: F401  (each registers itself)
