@@ -8,4 +8,5 @@ The built-in algorithms are imported here so that they are in the registry which
 the package is imported first; their heavy libraries (statsmodels, scipy) load only when used.
 """
 
+import pipelines.forecast.deepar  # noqa: F401  (DeepAR+; torch loads only when it fits)
 from pipelines.forecast import arima, ets, naive, npts, prophet_model, theta  # noqa: F401  (each registers itself)

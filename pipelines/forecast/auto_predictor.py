@@ -1,0 +1,328 @@
+"""AutoPredictor: for each series, the algorithm or blend of algorithms that did best on the backtest.
+
+Amazon Forecast's AutoPredictor backtests several algorithms and, item by item, forecasts with
+the combination that scored best on the optimization metric. Here: every candidate runs through
+``backtest`` with the same windows; each item's metric is averaged over the windows; then, for
+each item, the candidates are ranked and the top 1, 2, ... ``top_k`` are blended with weights
+proportional to their inverse error, and the blend (or single candidate) with the lowest
+backtest metric wins. Quantiles are blended level by level (a weighted average of sorted values
+stays sorted), the mean as the mean. Every candidate is then fitted on the full data, and the
+forecast of an item is its chosen blend of their forecasts.
+
+Choices are made on the same backtest that scores them, so the AutoPredictor's own backtest
+numbers (``result_.summary``) are optimistic; the candidates' are not. Items that no window
+scored (too new) take the candidate with the best overall metric. Every candidate's backtest,
+per-item scores and the choices stay in ``result_`` for inspection.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from pipelines.forecast import metrics
+from pipelines.forecast.backtest import BacktestResult, backtest, window_starts
+from pipelines.forecast.base import (
+    DEFAULT_QUANTILES,
+    ForecastAlgorithm,
+    column_name,
+    get_algorithm,
+    register,
+)
+from pipelines.forecast.base import forecast_types as parse_types
+from pipelines.forecast.data import ForecastData
+
+log = logging.getLogger(__name__)
+OPTIMIZATION_METRICS = ("AverageWeightedQuantileLoss", "WAPE", "RMSE", "MASE", "MAPE")
+DEFAULT_CANDIDATES = ("SeasonalNaive", "ETS", "Theta", "NPTS", "DeepAR+")
+
+
+@dataclass
+class AutoPredictorResult:
+    """What the AutoPredictor learned on the backtest, and every candidate's results."""
+
+    metric: str
+    candidates: list[str]  # the candidates that ran, in the order given
+    backtests: dict[str, BacktestResult]  # each candidate's full backtest (windows, items, export)
+    item_scores: pd.DataFrame  # keys, then the metric per candidate and for the chosen blend (window mean)
+    choices: pd.DataFrame  # keys, the chosen candidates ("ETS+Theta"), and a weight column per candidate
+    summary: pd.DataFrame  # one row per candidate and one for the AutoPredictor: backtest metrics
+    errors: dict[str, str] = field(default_factory=dict)  # candidates whose backtest failed, and why
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: each backtest, then the final fits
+
+    def to_dict(self) -> dict:
+        """A small JSON-able digest for a step's manifest: summary, how often each choice won, errors."""
+        return {
+            "metric": self.metric,
+            "candidates": self.candidates,
+            "summary": self.summary.to_dict(orient="records"),
+            "choices": self.choices["algorithms"].value_counts().to_dict(),
+            "errors": self.errors,
+            "timings": self.timings,
+        }
+
+
+@register
+class AutoPredictor(ForecastAlgorithm):
+    """Per-item selection and blending of ``candidates`` on the backtest; see the module's docstring.
+
+    ``candidate_params`` gives hyperparameters by candidate name; ``n_jobs`` and ``seed`` are passed
+    to every candidate that does not set them. ``top_k=1`` picks one candidate per item, no blends.
+    ``forecast_types`` are what the backtest forecasts and scores (the point metrics score the
+    mean when it is one of them, else p50, as Forecast does).
+    """
+
+    name = "AutoPredictor"
+
+    def __init__(
+        self,
+        candidates: Sequence[str] = DEFAULT_CANDIDATES,
+        metric: str = "AverageWeightedQuantileLoss",
+        forecast_types: Sequence[float | str] = DEFAULT_QUANTILES,
+        windows: int = 1,
+        offset: int | None = None,
+        top_k: int = 3,
+        candidate_params: Mapping[str, Mapping] | None = None,
+        *,
+        n_jobs=1,
+        chunk_size=64,
+        seed=0,
+    ):
+        super().__init__(n_jobs=n_jobs, chunk_size=chunk_size, seed=seed)
+        if metric not in OPTIMIZATION_METRICS:
+            raise ValueError(f"optimization metric {metric!r}: use one of {', '.join(OPTIMIZATION_METRICS)}")
+        if not candidates:
+            raise ValueError("AutoPredictor needs at least one candidate algorithm")
+        if top_k < 1:
+            raise ValueError("top_k must be at least 1")
+        types = parse_types(forecast_types)
+        if metric == "AverageWeightedQuantileLoss" and all(t == "mean" for t in types):
+            raise ValueError("AverageWeightedQuantileLoss needs quantile forecast types")
+        self.candidates = tuple(candidates)
+        self.metric = metric
+        self.forecast_types = tuple(forecast_types)
+        self.windows = windows
+        self.offset = offset
+        self.top_k = top_k
+        self.candidate_params = dict(candidate_params or {})
+        for candidate in self.candidates:  # unknown names and bad hyperparameters fail here
+            self.candidate(candidate)
+
+    def candidate(self, name: str) -> ForecastAlgorithm:
+        """An unfitted candidate with its hyperparameters, inheriting ``n_jobs`` and ``seed``."""
+        params = {"n_jobs": self.n_jobs, "seed": self.seed, **self.candidate_params.get(name, {})}
+        return get_algorithm(name, **params)
+
+    # -- fitting ---------------------------------------------------------------------------
+
+    def fit(self, data: ForecastData) -> AutoPredictor:
+        self.data_ = data
+        self.active_ = np.flatnonzero(data.lengths > 0)
+        types = parse_types(self.forecast_types)
+        levels = sorted(t for t in types if t != "mean")
+        backtests, errors, timings = {}, {}, {}
+        for name in self.candidates:
+            began = time.perf_counter()
+            try:
+                backtests[name] = backtest(self.candidate(name), data, self.windows, self.offset, types)
+            except Exception as exc:  # one algorithm failing on this data must not sink the others
+                log.warning("AutoPredictor: backtesting %s failed", name, exc_info=True)
+                errors[name] = f"{type(exc).__name__}: {exc}"
+            timings[f"backtest {name}"] = round(time.perf_counter() - began, 3)
+        if not backtests:
+            raise RuntimeError(f"AutoPredictor: every candidate failed its backtest: {errors}")
+        names = list(backtests)
+        starts = window_starts(data.end, data.horizon, self.windows, self.offset)
+        actual, forecasts = _window_arrays(data, backtests, types, levels, len(starts))
+        scales = _scales(data, starts)
+        point = metrics.point_forecast_type(types)
+        scores = np.column_stack([self._score(actual, f, scales, point, levels) for f in forecasts])
+        weights, blend_scores = self._choose(scores, actual, forecasts, scales, point, levels, names, backtests)
+        self.weights_ = weights
+        self.models_ = {}
+        for c, name in enumerate(names):
+            if weights[:, c].any():
+                began = time.perf_counter()
+                self.models_[name] = self.candidate(name).fit(data)
+                timings[f"fit {name}"] = round(time.perf_counter() - began, 3)
+        self.cold_start_model_ = self._cold_start_model(data, names, timings)
+        self.candidate_names_ = names
+        self.result_ = self._result(data, names, backtests, errors, timings, scores, blend_scores, weights)
+        blended = _blend(weights, forecasts)
+        self.result_.summary = _summary(backtests, names, actual, blended, scales, point, levels)
+        return self
+
+    def _cold_start_model(self, data: ForecastData, names: list[str], timings: dict) -> str | None:
+        """The first candidate that forecasts items without history, fitted if no item chose it; None
+        when there are no such items (ITEM_METADATA items missing from the target) or no such candidate."""
+        meta = data.item_metadata
+        key = next((k for k in data.series_keys if meta is not None and k in meta.columns), None)
+        if key is None or meta[key].astype(str).isin(data.keys[key].astype(str)).all():
+            return None
+        name = next((n for n in names if hasattr(get_algorithm(n), "predict_cold_start")), None)
+        if name is not None and name not in self.models_:
+            began = time.perf_counter()
+            self.models_[name] = self.candidate(name).fit(data)
+            timings[f"fit {name}"] = round(time.perf_counter() - began, 3)
+        return name
+
+    def _score(self, actual, forecast, scales, point, levels) -> np.ndarray:
+        """Each item's metric, averaged over the windows that scored it (NaN when none did)."""
+        mean, quant = forecast
+        per_window = []
+        for w in range(actual.shape[1]):
+            yhat = mean[:, w] if point == "mean" else quant[:, w, :, levels.index(0.5)]
+            by_level = {tau: quant[:, w, :, j] for j, tau in enumerate(levels)}
+            per_window.append(metrics.item_metrics(actual[:, w], yhat, by_level, scales[:, w])[self.metric])
+        return _nanmean(np.column_stack(per_window), axis=1)
+
+    def _choose(self, scores, actual, forecasts, scales, point, levels, names, backtests):
+        """Per item: weights over the candidates (items, candidates), and the chosen blend's score."""
+        n, k = scores.shape
+        ranked = np.argsort(np.where(np.isnan(scores), np.inf, scores), axis=1, kind="stable")
+        best_weights, best_scores = None, np.full(n, np.inf)
+        for top in range(1, min(self.top_k, k) + 1):
+            weights = np.zeros((n, k))
+            chosen = ranked[:, :top]
+            picked = np.take_along_axis(scores, chosen, axis=1)
+            inverse = 1.0 / np.maximum(picked, 1e-12)
+            inverse[np.isnan(picked)] = 0.0
+            np.put_along_axis(weights, chosen, inverse, axis=1)
+            total = weights.sum(axis=1, keepdims=True)
+            weights = np.divide(weights, total, out=np.zeros_like(weights), where=total > 0)
+            score = self._score(actual, _blend(weights, forecasts), scales, point, levels)
+            better = np.where(np.isnan(score), False, score < best_scores - 1e-12)
+            if best_weights is None:
+                best_weights = weights.copy()
+            best_weights[better] = weights[better]
+            best_scores[better] = score[better]
+        unscored = ~np.isfinite(best_scores) | (best_weights.sum(axis=1) == 0)
+        overall = [backtests[name].summary.get(self.metric, np.nan) for name in names]
+        fallback = int(np.argmin(np.where(np.isnan(overall), np.inf, overall)))
+        best_weights[unscored] = np.eye(k)[fallback]
+        best_scores[unscored] = np.nan
+        return best_weights, best_scores
+
+    def _result(self, data, names, backtests, errors, timings, scores, blend_scores, weights):
+        keys = data.keys.reset_index(drop=True)
+        item_scores = keys.assign(**{name: scores[:, c] for c, name in enumerate(names)}, AutoPredictor=blend_scores)
+        labels = np.array(["+".join(n for n, w in zip(names, row, strict=True) if w > 0) for row in weights])
+        choices = keys.assign(algorithms=labels, **{f"weight_{n}": weights[:, c] for c, n in enumerate(names)})
+        return AutoPredictorResult(
+            metric=self.metric,
+            candidates=names,
+            backtests=backtests,
+            item_scores=item_scores,
+            choices=choices,
+            summary=pd.DataFrame(),
+            errors=errors,
+            timings=timings,
+        )
+
+    # -- forecasting -----------------------------------------------------------------------
+
+    def predict_arrays(self, quantiles: Sequence[float | str] = DEFAULT_QUANTILES):
+        if not hasattr(self, "models_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(data) first")
+        types = parse_types(quantiles)
+        n, h = self.data_.n_series, self.data_.horizon
+        k = sum(t != "mean" for t in types)
+        forecasts = []
+        for name in self.candidate_names_:
+            mean, quant = np.full((n, 1, h), np.nan), np.full((n, 1, h, k), np.nan)
+            if name in self.models_:
+                ids, m, q, _ = self.models_[name].predict_arrays(types)
+                mean[ids, 0], quant[ids, 0] = m, q
+            forecasts.append((mean, quant))
+        mean, quant = _blend(self.weights_, forecasts)
+        ids = self.active_
+        quant = np.sort(quant[ids, 0], axis=2)
+        return ids, mean[ids, 0], quant, types
+
+    def predict(self, quantiles: Sequence[float | str] = DEFAULT_QUANTILES) -> pd.DataFrame:
+        """The blended forecasts; cold-start items get those of a candidate that makes them (DeepAR+)."""
+        from pipelines.forecast.deepar import append_cold_start
+
+        frame = super().predict(quantiles)
+        if self.cold_start_model_ is None:
+            return frame
+        cold = self.models_[self.cold_start_model_].predict_cold_start(quantiles)
+        return append_cold_start(frame, cold, self.data_.series_keys)
+
+
+def _window_arrays(data: ForecastData, backtests: dict[str, BacktestResult], types, levels, windows: int):
+    """Actuals (items, windows, h) and each candidate's (mean, quantiles) on the same grid, NaN where absent."""
+    n, h = data.n_series, data.horizon
+    lookup = pd.MultiIndex.from_frame(data.keys.astype(str))
+    actual = np.full((n, windows, h), np.nan)
+    forecasts = []
+    for result in backtests.values():
+        export = result.export
+        rows = lookup.get_indexer(pd.MultiIndex.from_frame(export[data.series_keys].astype(str)))
+        window = export["backtest_window"].to_numpy() - 1
+        step = np.arange(len(export)) % h  # each window lists its items h rows apiece, in order
+        actual[rows, window, step] = export[data.target].to_numpy(dtype="float64")
+        mean = np.full((n, windows, h), np.nan)
+        quant = np.full((n, windows, h, len(levels)), np.nan)
+        if "mean" in types:
+            mean[rows, window, step] = export["mean"].to_numpy(dtype="float64")
+        for j, tau in enumerate(levels):
+            quant[rows, window, step, j] = export[column_name(tau)].to_numpy(dtype="float64")
+        forecasts.append((mean, quant))
+    return actual, forecasts
+
+
+def _scales(data: ForecastData, starts: list[int]) -> np.ndarray:
+    """MASE's scale per item and window: the in-sample seasonal-naive error before the window."""
+    scales = np.full((data.n_series, len(starts)), np.nan)
+    for w, start in enumerate(starts):
+        train = data.until(start)
+        for i in np.flatnonzero(train.lengths > 1):
+            values = np.where(train.observed_mask(i), train.series(i), np.nan)
+            scales[i, w] = metrics.seasonal_error(values, train.season_length)
+    return scales
+
+
+def _blend(weights: np.ndarray, forecasts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted mean of the candidates' forecasts per item; a candidate without a forecast gives its
+    weight to the others; NaN where no candidate with weight has one."""
+    out = []
+    for part in (0, 1):
+        stack = np.stack([f[part] for f in forecasts])  # (candidates, items, ...)
+        w = weights.T.reshape(weights.shape[1], weights.shape[0], *([1] * (stack.ndim - 2)))
+        have = np.isfinite(stack)
+        w = np.where(have, w, 0.0)
+        total = w.sum(axis=0)
+        combined = (np.where(have, stack, 0.0) * w).sum(axis=0)
+        out.append(np.divide(combined, total, out=np.full(combined.shape, np.nan), where=total > 0))
+    return out[0], out[1]
+
+
+def _summary(backtests, names, actual, blended, scales, point, levels) -> pd.DataFrame:
+    """Backtest metrics per candidate (as ``backtest`` reported them) and for the AutoPredictor's blends."""
+    rows = [{"algorithm": name, **_metric_values(backtests[name].summary)} for name in names]
+    mean, quant = blended
+    windows = []
+    for w in range(actual.shape[1]):
+        scored = ~np.isnan(actual[:, w]).all(axis=1)
+        yhat = mean[:, w] if point == "mean" else quant[:, w, :, levels.index(0.5)]
+        by_level = {tau: quant[scored, w, :, j] for j, tau in enumerate(levels)}
+        windows.append(metrics.summary_metrics(actual[scored, w], yhat[scored], by_level, scales[scored, w]))
+    rows.append({"algorithm": "AutoPredictor", **pd.DataFrame(windows).mean().to_dict()})
+    return pd.DataFrame(rows)
+
+
+def _metric_values(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if isinstance(v, float)}
+
+
+def _nanmean(values: np.ndarray, axis: int) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: items no window scored
+        return np.nanmean(values, axis=axis)
