@@ -7,4 +7,6 @@ from pipelines.personalize import popularity, sims, trending
 from pipelines.personalize.base import RECIPES, Recipe, get_recipe
 from pipelines.personalize.data import InteractionData
 
+from pipelines.personalize import hrnn, hrnn_metadata, ranking, user_personalization  # noqa: F401  # isort: skip
+
 __all__ = ["RECIPES", "InteractionData", "Recipe", "get_recipe", "popularity", "sims", "trending"]

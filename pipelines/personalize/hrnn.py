@@ -1,0 +1,392 @@
+"""HRNN: hierarchical recurrent networks over users' sessions (aws-hrnn), trained and served.
+
+What a user does next depends on the session at hand and on who the user is. A session GRU
+follows the session; a user GRU, updated with each finished session, starts the next one
+(Quadrana et al., RecSys 2017; the network and its training are in ``hrnn_training``).
+A session ends after ``session_gap_minutes`` without events. Where timestamps are too coarse
+to tell sessions apart (dates only, or most events of a user sharing a second), each user's
+history is cut into chunks of ``session_chunk_length`` events instead.
+
+Serving keeps, per user, the user GRU's state and the open session's state after the newest
+event, so a request scores the catalog with one product of the session state and the output
+matrix: no pass over the history. ``update`` reads new events into the state (closing the
+session first when the gap is exceeded), so the next request reflects them, with no retraining.
+Items the model never trained on (new in ``update``, or without events) get the mean trained
+item's vectors: recommendable, neither favoured nor buried. Scores are the softmax over the
+catalog, as Personalize's are: positive, summing to one.
+
+Repeat events are not training targets: recommendations leave out what the user has seen, so
+learning to predict repeats would spend the model on lists nobody is shown.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from pipelines.personalize.base import EMPTY, Recipe, _id
+from pipelines.personalize.data import InteractionData
+from pipelines.personalize.metadata import metadata_bags
+from pipelines.personalize.tuning import Choice, IntRange, register_search_space
+
+DAY = 86_400
+RECENCY_FLOOR = 0.3  # with recency_mask, the oldest event weighs this much and the newest 1
+VARIANTS = ("init", "all")
+LOSSES = ("cross-entropy", "bpr-max")
+REQUEST_USER: ContextVar[str | None] = ContextVar("hrnn_request_user", default=None)
+
+
+@dataclass
+class UserState:
+    """A user's place in the network: the user GRU's state and the open session's state."""
+
+    user: np.ndarray
+    session: np.ndarray
+    events: int = 0
+    session_events: int = 0
+    last_time: int = 0
+
+
+def extends(base_init: Callable) -> Callable:
+    """Give ``__init__(self, own..., **inherited)`` the full signature, so the registry sees every hyperparameter."""
+
+    def decorate(init: Callable) -> Callable:
+        own = [p for p in inspect.signature(init).parameters.values() if p.kind != p.VAR_KEYWORD]
+        names = {p.name for p in own}
+        inherited = [
+            p.replace(kind=p.KEYWORD_ONLY)
+            for p in inspect.signature(base_init).parameters.values()
+            if p.name not in names and p.name != "self"
+        ]
+        init.__signature__ = inspect.Signature(own + inherited)
+        return init
+
+    return decorate
+
+
+class Hrnn(Recipe):
+    """Personalize's HRNN hyperparameters and defaults, plus the training knobs it keeps to itself.
+
+    ``variant`` picks HRNN-Init or HRNN-All; ``loss`` is cross-entropy (with ``logq``'s sampling
+    correction) or BPR-max over the in-batch and ``negative_samples`` sampled items. With
+    ``recency_mask``, newer events weigh more in the loss, so the model follows recent tastes.
+    Training is seeded: the same data and hyperparameters give the same model on CPU.
+
+    The base hands recipes a user's history, not the user; the state is kept by user, so
+    ``_history`` notes the requesting user in a context variable (per thread, so concurrent
+    requests do not mix) and a state that does not match the history is replayed from it.
+    """
+
+    name = "hrnn"
+    uses_metadata: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        hidden_dimension: int = 43,
+        bptt: int = 32,
+        recency_mask: bool = True,
+        min_user_history_length_percentile: float = 0.0,
+        max_user_history_length_percentile: float = 0.99,
+        variant: str = "init",
+        session_gap_minutes: float = 30.0,
+        session_chunk_length: int = 20,
+        epochs: int = 10,
+        learning_rate: float = 0.05,
+        batch_size: int = 64,
+        loss: str = "cross-entropy",
+        negative_samples: int = 128,
+        sample_alpha: float = 0.75,
+        bpreg: float = 1.0,
+        logq: float = 1.0,
+        dropout: float = 0.0,
+        seed: int = 42,
+    ):
+        self.hidden_dimension = hidden_dimension
+        self.bptt = bptt
+        self.recency_mask = recency_mask
+        self.min_user_history_length_percentile = min_user_history_length_percentile
+        self.max_user_history_length_percentile = max_user_history_length_percentile
+        self.variant = variant
+        self.session_gap_minutes = session_gap_minutes
+        self.session_chunk_length = session_chunk_length
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.loss = loss
+        self.negative_samples = negative_samples
+        self.sample_alpha = sample_alpha
+        self.bpreg = bpreg
+        self.logq = logq
+        self.dropout = dropout
+        self.seed = seed
+
+    def _rules(self) -> list[tuple[str, bool]]:
+        low, high = self.min_user_history_length_percentile, self.max_user_history_length_percentile
+        return [
+            ("hidden_dimension", 32 <= self.hidden_dimension <= 256),
+            ("bptt", 2 <= self.bptt <= 32),
+            ("min_user_history_length_percentile", 0 <= low <= high),
+            ("max_user_history_length_percentile", low <= high <= 1),
+            ("variant", self.variant in VARIANTS),
+            ("session_gap_minutes", self.session_gap_minutes > 0),
+            ("session_chunk_length", self.session_chunk_length >= 2),
+            ("epochs", self.epochs >= 1),
+            ("learning_rate", self.learning_rate > 0),
+            ("batch_size", self.batch_size >= 1),
+            ("loss", self.loss in LOSSES),
+            ("negative_samples", self.negative_samples >= 0),
+            ("sample_alpha", 0 <= self.sample_alpha <= 1),
+            ("bpreg", self.bpreg >= 0),
+            ("logq", 0 <= self.logq <= 1),
+            ("dropout", 0 <= self.dropout < 1),
+        ]
+
+    def validate(self) -> None:
+        bad = ", ".join(f"{name}={getattr(self, name)!r}" for name, ok in self._rules() if not ok)
+        if bad:
+            raise ValueError(f"{self.name}: hyperparameters out of range: {bad}")
+
+    # Training.
+    def _fit(self, data: InteractionData) -> None:
+        from pipelines.personalize import hrnn_training as training  # torch loads only to train
+
+        indptr = self.history_indptr_
+        items, times = self.history_items_, self.history_times_
+        starts, self.coarse_timestamps_ = session_starts(indptr, times, self._gap_seconds(), self.session_chunk_length)
+        weights = target_weights(indptr, items, times, data.n_items, self.recency_mask)
+        train_users = self._training_users(np.diff(indptr))
+        item_bags = metadata_bags(data.item_metadata)[0] if self.uses_metadata else None
+        user_bags = metadata_bags(data.user_metadata)[0] if self.uses_metadata else None
+        knobs = ("variant", "loss", "negative_samples", "sample_alpha", "bpreg", "logq", "dropout", "epochs")
+        knobs += ("learning_rate", "batch_size", "bptt", "seed")
+        settings = training.Settings(hidden=self.hidden_dimension, **{k: getattr(self, k) for k in knobs})
+        sequences = training.Sequences(indptr, items, starts, weights)
+        network, self.user_states_, self.session_states_ = training.train_network(
+            sequences, train_users, data.n_items, item_bags, user_bags, settings
+        )
+        self.training_users_ = len(train_users)
+        in_training = np.repeat(np.isin(np.arange(len(indptr) - 1), train_users), np.diff(indptr))
+        self.training_counts_ = np.bincount(items[in_training], minlength=data.n_items)
+        self._load(network, item_bags, user_bags)
+        last_start = np.maximum.accumulate(np.where(starts, np.arange(len(items)), 0))
+        ends = indptr[1:] - 1
+        self.session_events_ = np.where(np.diff(indptr) > 0, ends - last_start[np.maximum(ends, 0)] + 1, 0)
+        self.live_states_: dict[str, UserState] = {}
+
+    def _training_users(self, lengths: np.ndarray) -> np.ndarray:
+        """Users with a next item to predict and a history length within the percentiles."""
+        kept = lengths >= 2
+        if (lengths > 0).any():
+            low, high = np.quantile(
+                lengths[lengths > 0],
+                [self.min_user_history_length_percentile, self.max_user_history_length_percentile],
+            )
+            kept &= (lengths >= low) & (lengths <= high)
+        return np.flatnonzero(kept)
+
+    def _load(self, weights: dict, item_bags: sp.csr_matrix | None, user_bags: sp.csr_matrix | None) -> None:
+        """Keep the trained weights as numpy, items' input vectors ready, untrained items filled in."""
+        vectors = self._item_vectors(
+            weights["item_embedding.weight"], weights["output.weight"], weights["output_bias.weight"][:, 0], item_bags
+        )
+        embedding, self.output_, self.output_bias_ = vectors
+        if item_bags is not None:
+            embedding = np.hstack([embedding, item_bags @ weights["item_tokens"]]).astype(np.float32)
+        self.item_inputs_ = embedding
+        self.user_features_ = None if user_bags is None else (user_bags @ weights["user_tokens"]).astype(np.float32)
+        gru = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        self.session_gru_ = tuple(weights[f"session_gru.{k}"] for k in gru)
+        self.user_gru_ = tuple(weights[f"user_gru.{k}"] for k in gru)
+        self.session_init_ = (weights["session_init.weight"], weights["session_init.bias"])
+        trained = self.training_counts_ > 0
+        self.cold_item_ = tuple(
+            (m[trained] if trained.any() else m).mean(0) for m in (self.item_inputs_, self.output_, self.output_bias_)
+        )
+
+    def _item_vectors(self, embedding, output, bias, item_bags):
+        """Input embeddings, output vectors and biases; untrained items get the mean trained item's."""
+        trained = self.training_counts_ > 0
+        if trained.any():
+            for matrix in (embedding, output, bias):
+                matrix[~trained] = matrix[trained].mean(0)
+        return embedding, output, bias
+
+    # The network, one user at a time, in numpy (a request must not wait for torch).
+    def _user_features(self, user_id: str | None) -> np.ndarray | None:
+        if self.user_features_ is None:
+            return None
+        u = self.user_index_.get(user_id) if user_id is not None else None
+        return self.user_features_[u] if u is not None else np.zeros(self.user_features_.shape[1], np.float32)
+
+    def _init_session(self, user: np.ndarray, features: np.ndarray | None) -> np.ndarray:
+        weight, bias = self.session_init_
+        return np.tanh(weight @ (user if features is None else np.concatenate([user, features])) + bias)
+
+    def _fresh_state(self, user_id: str | None) -> UserState:
+        user = np.zeros(self.hidden_dimension, np.float32)
+        return UserState(user, self._init_session(user, self._user_features(user_id)))
+
+    def _stored_state(self, user_id: str) -> UserState:
+        if user_id in self.live_states_:
+            return self.live_states_[user_id]
+        u = self.user_index_.get(user_id)
+        if u is None or self.history_indptr_[u + 1] == self.history_indptr_[u]:
+            return self._fresh_state(user_id)
+        end = self.history_indptr_[u + 1]
+        return UserState(
+            self.user_states_[u],
+            self.session_states_[u],
+            int(end - self.history_indptr_[u]),
+            int(self.session_events_[u]),
+            int(self.history_times_[end - 1]),
+        )
+
+    def _read(self, state: UserState, item: int, when: int, features: np.ndarray | None) -> UserState:
+        """The state after one more event: the open session closes first if the event starts a new one."""
+        state = (
+            self._close_session(state, features)
+            if state.events and self._starts_session(state, when)
+            else replace(state)
+        )
+        x = self.item_inputs_[item]
+        if self.variant == "all":
+            x = np.concatenate([x, state.user] + ([] if features is None else [features]))
+        state.session = gru_cell(x, state.session, *self.session_gru_)
+        state.events += 1
+        state.session_events += 1
+        state.last_time = max(state.last_time, when)
+        return state
+
+    def _close_session(self, state: UserState, features: np.ndarray | None) -> UserState:
+        """The open session ends: the user GRU reads its final state, and its state opens the next session."""
+        user = gru_cell(state.session, state.user, *self.user_gru_)
+        return replace(state, user=user, session=self._init_session(user, features), session_events=0)
+
+    def _starts_session(self, state: UserState, when: int) -> bool:
+        if self.coarse_timestamps_:
+            return state.session_events >= self.session_chunk_length
+        return when - state.last_time > self._gap_seconds()
+
+    def _gap_seconds(self) -> float:
+        return self.session_gap_minutes * 60
+
+    def _serving_state(self, history: np.ndarray, times: np.ndarray) -> UserState | None:
+        """The requesting user's stored state, or one replayed from the history where it does not match."""
+        user_id = REQUEST_USER.get()
+        if user_id is not None:
+            state = self._stored_state(user_id)
+            if state.events == len(history) and (not len(times) or state.last_time == int(times[-1])):
+                return state if len(history) or self._has_features(user_id) else None
+        if len(history) == 0:
+            return None
+        state, features = self._fresh_state(user_id), self._user_features(user_id)
+        for item, when in zip(history.tolist(), times.tolist(), strict=True):
+            state = self._read(state, item, when, features)
+        return state
+
+    def _has_features(self, user_id: str) -> bool:
+        features = self._user_features(user_id)
+        return features is not None and bool(np.any(features))
+
+    def _scores(self, state: UserState) -> np.ndarray:
+        """Softmax over the catalog of the open session's state times the output matrix."""
+        logits = (self.output_ @ state.session + self.output_bias_).astype(np.float64)
+        scores = np.exp(logits - logits.max())
+        return scores / scores.sum()
+
+    # The recipe interface.
+    def _history(self, user_id: str) -> tuple[np.ndarray, np.ndarray]:
+        REQUEST_USER.set(user_id)  # the base passes histories; the state is kept by user
+        return super()._history(user_id)
+
+    def _candidates(self, history: np.ndarray, times: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        state = self._serving_state(history, times)
+        if state is None:
+            return EMPTY, EMPTY
+        return top_n(self._scores(state), n)
+
+    def _score_items(self, history: np.ndarray, times: np.ndarray, items: np.ndarray) -> np.ndarray:
+        state = self._serving_state(history, times)
+        return np.zeros(len(items)) if state is None else self._scores(state)[items]
+
+    def update(self, user_id: str, events: Iterable[Any]) -> None:
+        """Take the events as the base does, then read them into the user's state (no retraining)."""
+        user_id = _id(user_id)
+        before = len(self.recent_events_.get(user_id, ([], []))[0]) if hasattr(self, "recent_events_") else 0
+        super().update(user_id, events)
+        items, times = self.recent_events_.get(user_id, ([], []))
+        if len(items) == before:
+            return
+        state, features = self._stored_state(user_id), self._user_features(user_id)
+        new_items, new_times = np.asarray(items[before:]), np.asarray(times[before:])
+        for k in np.argsort(new_times, kind="stable").tolist():
+            state = self._read(state, int(new_items[k]), int(new_times[k]), features)
+        self.live_states_[user_id] = state
+
+    def _grow(self, count: int) -> None:
+        names = ("item_inputs_", "output_", "output_bias_")
+        for name, cold in zip(names, self.cold_item_, strict=True):
+            value = getattr(self, name)
+            setattr(self, name, np.concatenate([value, np.broadcast_to(cold, (count, *value.shape[1:]))]))
+        self.training_counts_ = np.concatenate([self.training_counts_, np.zeros(count, np.int64)])
+
+
+def session_starts(indptr: np.ndarray, times: np.ndarray, gap: float, chunk: int) -> tuple[np.ndarray, bool]:
+    """Which events open a session (events in user-history order), and whether timestamps were too coarse.
+
+    Coarse: 90% or more of the gaps between a user's consecutive events are whole days (zero
+    included), so time tells no session apart; then sessions are chunks of ``chunk`` events.
+    """
+    lengths = np.diff(indptr)
+    first = np.zeros(len(times), dtype=bool)
+    first[indptr[:-1][lengths > 0]] = True
+    gaps = np.diff(times, prepend=times[:1])
+    within = gaps[~first]
+    coarse = bool(len(within)) and float(np.mean(within % DAY == 0)) >= 0.9
+    if coarse:
+        position = np.arange(len(times)) - np.repeat(indptr[:-1], lengths)
+        return position % chunk == 0, True
+    return first | (gaps > gap), False
+
+
+def target_weights(indptr: np.ndarray, items: np.ndarray, times: np.ndarray, n_items: int, recency: bool) -> np.ndarray:
+    """Loss weight of predicting each event: 0 for a user's repeat of an item, more for newer events with recency."""
+    user_of = np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
+    _, first = np.unique(user_of * n_items + items, return_index=True)
+    weights = np.zeros(len(items), dtype=np.float32)
+    weights[first] = 1.0
+    if recency and len(times) > 1:
+        rank = np.empty(len(times))
+        rank[np.argsort(times, kind="stable")] = np.arange(len(times)) / (len(times) - 1)
+        weights *= (RECENCY_FLOOR + (1 - RECENCY_FLOOR) * rank).astype(np.float32)
+    return weights
+
+
+def gru_cell(x, h, weight_ih, weight_hh, bias_ih, bias_hh) -> np.ndarray:
+    """torch.nn.GRUCell's step for one row: gates r, z and candidate n, stacked in that order."""
+    gi, gh = weight_ih @ x + bias_ih, weight_hh @ h + bias_hh
+    size = len(h)
+    reset = 1 / (1 + np.exp(-(gi[:size] + gh[:size])))
+    keep = 1 / (1 + np.exp(-(gi[size : 2 * size] + gh[size : 2 * size])))
+    candidate = np.tanh(gi[2 * size :] + reset * gh[2 * size :])
+    return ((1 - keep) * candidate + keep * h).astype(np.float32)
+
+
+def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The n best items by score, in no order (the base sorts): a partition, not a sort of the catalog."""
+    if n >= len(scores):
+        return np.arange(len(scores)), scores
+    top = np.argpartition(-scores, n - 1)[:n]
+    return top, scores[top]
+
+
+# Personalize's HPO ranges, for every recipe of the family.
+SEARCH_SPACE = {"hidden_dimension": IntRange(32, 256), "bptt": IntRange(2, 32), "recency_mask": Choice((True, False))}
+for _recipe in ("hrnn", "hrnn-metadata", "hrnn-coldstart", "user-personalization", "personalized-ranking"):
+    register_search_space(_recipe, SEARCH_SPACE)

@@ -1,0 +1,307 @@
+"""Training the hierarchical recurrent network of the HRNN recipes, in torch.
+
+The network is Quadrana et al.'s HRNN (RecSys 2017). A session-level GRU reads the items of a
+session and its state scores the next item. A user-level GRU reads the final session state
+when a session ends; its state initializes the next session (``variant="init"``, HRNN-Init)
+and, with ``variant="all"`` (HRNN-All), is also fed to the session GRU at every step. So
+what a user did in earlier sessions carries into the next one, which GRU4Rec forgets. Item
+and user metadata, where given, are bags of token embeddings concatenated to the item input
+and to the user state.
+
+Batches are user-parallel, GRU4Rec's session-parallel mini-batches one level up: each of
+``batch_size`` lanes reads one user's events after another, sessions and all, so the user
+GRU sees the sessions in order; a lane that finishes a user takes the next one and resets
+its states. Gradients flow through ``bptt`` steps (truncated back-propagation through time).
+Scoring every item at every step would cost the catalog per event; instead each step scores
+its target against the other lanes' targets and ``negative_samples`` items drawn with
+probability popularity ** ``sample_alpha`` (Hidasi & Karatzoglou 2018), under a
+cross-entropy or a BPR-max loss. The target that follows a session's last event is scored
+from the next session's initial state: that is how the user GRU learns. The optimizer is
+Adagrad, as in GRU4Rec: a batch touches few item rows, and Adam's running moments keep moving
+rows no batch touched (on MovieLens, Adam reached a fifth lower Recall@10 in as many epochs).
+
+Torch lives only here, imported when a recipe trains; the trained weights leave as numpy.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+from torch.nn import functional
+
+INFERENCE_LANES = 1024
+
+
+@dataclass
+class Sequences:
+    """Every user's events in time order, flat: user u's are ``[indptr[u], indptr[u + 1])``.
+
+    ``weight`` is the loss weight of predicting an event (0: never a target, e.g. a repeat).
+    """
+
+    indptr: np.ndarray
+    items: np.ndarray
+    session_start: np.ndarray
+    weight: np.ndarray
+
+
+@dataclass
+class Settings:
+    hidden: int
+    variant: str
+    loss: str
+    negative_samples: int
+    sample_alpha: float
+    bpreg: float
+    logq: float
+    dropout: float
+    epochs: int
+    learning_rate: float
+    batch_size: int
+    bptt: int
+    seed: int
+
+
+class HrnnNetwork(nn.Module):
+    def __init__(self, n_items: int, item_tokens: int, user_tokens: int, settings: Settings):
+        super().__init__()
+        hidden, features = settings.hidden, max(8, settings.hidden // 2)
+        self.all = settings.variant == "all"
+        self.item_embedding = nn.Embedding(n_items, hidden)
+        self.output = nn.Embedding(n_items, hidden)
+        self.output_bias = nn.Embedding(n_items, 1)
+        self.item_tokens = nn.Parameter(torch.randn(item_tokens, features) * 0.1) if item_tokens else None
+        self.user_tokens = nn.Parameter(torch.randn(user_tokens, features) * 0.1) if user_tokens else None
+        user_dim = hidden + (features if user_tokens else 0)
+        item_dim = hidden + (features if item_tokens else 0)
+        self.session_gru = nn.GRUCell(item_dim + (user_dim if self.all else 0), hidden)
+        self.user_gru = nn.GRUCell(hidden, hidden)
+        self.session_init = nn.Linear(user_dim, hidden)
+        self.dropout = nn.Dropout(settings.dropout)
+        for table in (self.item_embedding, self.output):
+            nn.init.normal_(table.weight, std=0.1)
+        nn.init.zeros_(self.output_bias.weight)
+
+    def init_session(self, c: torch.Tensor, user_features: torch.Tensor | None) -> torch.Tensor:
+        return torch.tanh(self.session_init(c if user_features is None else torch.cat([c, user_features], -1)))
+
+    def forward(self, chunk: dict, c: torch.Tensor, h: torch.Tensor):
+        """Run ``chunk``'s steps; per step the state that scores the target, and the user states."""
+        outputs, user_states = [], []
+        item_features, user_features = chunk.get("item_features"), chunk.get("user_features")
+        for t in range(chunk["items"].shape[0]):
+            fu = None if user_features is None else user_features[t]
+            first = chunk["first"][t]
+            if bool(first.any()):  # a lane starts a new user: empty user state, fresh session
+                c = torch.where(first[:, None], torch.zeros_like(c), c)
+                h = torch.where(first[:, None], self.init_session(c, fu), h)
+            x = [self.item_embedding(chunk["items"][t])]
+            if item_features is not None:
+                x.append(item_features[t])
+            if self.all:
+                x += [c] if fu is None else [c, fu]
+            h = self.session_gru(torch.cat(x, -1), h)
+            fold = chunk["fold"][t]
+            if bool(fold.any()):  # the session ended: the user GRU reads it and opens the next
+                c = torch.where(fold[:, None], self.user_gru(self.dropout(h), c), c)
+                h = torch.where(fold[:, None], self.init_session(c, fu), h)
+            outputs.append(h)
+            user_states.append(c)
+        return torch.stack(outputs), torch.stack(user_states), c, h
+
+
+def lanes(indptr: np.ndarray, users: np.ndarray, n_lanes: int, rng: np.random.Generator | None) -> np.ndarray:
+    """``[steps, n_lanes]`` event positions (-1 once a lane runs dry); each lane reads its users in turn.
+
+    Users go, in random order, to the lane with the fewest events so far, so lanes end within
+    one user of each other and the batch stays full to the end.
+    """
+    lengths = (indptr[users + 1] - indptr[users]).astype(np.int64)
+    order = rng.permutation(len(users)) if rng is not None else np.arange(len(users))
+    lane_of, offset_of = np.zeros(len(users), np.int64), np.zeros(len(users), np.int64)
+    load = [(0, lane) for lane in range(n_lanes)]
+    for k in order.tolist():
+        used, lane = heapq.heappop(load)
+        lane_of[k], offset_of[k] = lane, used
+        heapq.heappush(load, (used + int(lengths[k]), lane))
+    positions = np.full((max(used for used, _ in load), n_lanes), -1, dtype=np.int64)
+    within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    positions[np.repeat(offset_of, lengths) + within, np.repeat(lane_of, lengths)] = (
+        np.repeat(indptr[users], lengths) + within
+    )
+    return positions
+
+
+def step_arrays(seqs: Sequences, positions: np.ndarray) -> dict[str, np.ndarray]:
+    """What each lane reads, predicts and does at each step, from the event positions."""
+    n = len(seqs.items)
+    active = positions >= 0
+    event = np.where(active, positions, 0)
+    lengths = np.diff(seqs.indptr)
+    user_of = np.repeat(np.arange(len(lengths)), lengths)
+    first_of = np.zeros(n, dtype=bool)
+    first_of[seqs.indptr[:-1][lengths > 0]] = True
+    last_of = np.zeros(n, dtype=bool)
+    last_of[seqs.indptr[1:][lengths > 0] - 1] = True
+    ends = last_of[event] | ~active
+    following = np.where(ends, 0, event + 1)
+    return {
+        "items": seqs.items[event],
+        "targets": np.where(ends, -1, seqs.items[following]),
+        "weights": np.where(ends, 0.0, seqs.weight[following]).astype(np.float32),
+        "first": active & first_of[event],
+        "fold": ~ends & seqs.session_start[following],
+        "last": active & last_of[event],
+        "users": user_of[event],
+        "active": active,
+    }
+
+
+def chunk_tensors(steps: dict, start: int, stop: int, item_bags, user_bags, net: HrnnNetwork, device) -> dict:
+    """Steps ``start:stop`` as tensors, with the metadata vectors of the items and users in them."""
+    chunk = {k: torch.from_numpy(np.ascontiguousarray(v[start:stop])).to(device) for k, v in steps.items()}
+    for bags, tokens, key, name in (
+        (item_bags, net.item_tokens, "items", "item_features"),
+        (user_bags, net.user_tokens, "users", "user_features"),
+    ):
+        if tokens is None:
+            continue
+        uniques, inverse = np.unique(steps[key][start:stop], return_inverse=True)
+        vectors = torch.sparse.mm(sparse_tensor(bags[uniques], device), tokens)
+        chunk[name] = vectors[torch.from_numpy(inverse.reshape(stop - start, -1)).to(device)]
+    return chunk
+
+
+def sparse_tensor(matrix: sp.csr_matrix, device) -> torch.Tensor:
+    coo = matrix.tocoo()
+    index = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+    values = torch.from_numpy(coo.data.astype(np.float32))
+    return torch.sparse_coo_tensor(index, values, coo.shape, check_invariants=False).to(device)  # built valid above
+
+
+def sampled_loss(net: HrnnNetwork, outputs, targets, weights, negatives, logq, settings: Settings) -> torch.Tensor:
+    """Each step's targets against the other lanes' targets and the step's sampled negatives.
+
+    A candidate equal to the row's own target is no negative and is masked; rows weigh by
+    ``weights`` (recency, and 0 for steps without a target). Popular items are candidates
+    more often than the catalog's share, so cross-entropy subtracts ``logq`` times each
+    candidate's log sampling probability (Bengio & Senecal's correction): without it the
+    model learns to push popular items down and ranks the long tail first over the catalog.
+    """
+    batch = targets.shape[1]
+    candidates = torch.cat([targets.clamp(min=0), negatives], 1)
+    logits = torch.baddbmm(
+        net.output_bias(candidates).transpose(1, 2), outputs, net.output(candidates).transpose(1, 2)
+    )  # [steps, batch, batch + samples]
+    own = torch.eye(batch, candidates.shape[1], dtype=torch.bool, device=targets.device)
+    missing = torch.cat([targets < 0, torch.zeros_like(negatives, dtype=torch.bool)], 1)[:, None, :]
+    masked = (missing | (candidates[:, None, :] == targets[:, :, None])) & ~own
+    if settings.loss == "cross-entropy":
+        logits = logits - settings.logq * logq[candidates][:, None, :]
+        per_row = -functional.log_softmax(logits.masked_fill(masked, float("-inf")), -1).diagonal(0, 1, 2)
+    else:  # BPR-max: softmax-weighted BPR over the negatives, plus a score regularizer on them
+        share = torch.nan_to_num(torch.softmax(logits.masked_fill(masked | own, float("-inf")), -1))
+        positive = logits.diagonal(0, 1, 2)[..., None]
+        bpr = (share * torch.sigmoid(positive - logits)).sum(-1)
+        per_row = -torch.log(bpr + 1e-24) + settings.bpreg * (share * logits**2).sum(-1)
+    total = weights.sum()
+    return (per_row * weights).sum() / total if total > 0 else per_row.sum() * 0
+
+
+def train_network(
+    seqs: Sequences,
+    train_users: np.ndarray,
+    n_items: int,
+    item_bags: sp.csr_matrix | None,
+    user_bags: sp.csr_matrix | None,
+    settings: Settings,
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Train; return the weights, and every user's user and session state after their last event."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # steps are small: threads wait on each other, and stall on a busy machine
+    try:
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            torch.manual_seed(settings.seed)  # seeded, and the caller's random state is restored after
+            tokens = (0 if bags is None else bags.shape[1] for bags in (item_bags, user_bags))
+            net = HrnnNetwork(n_items, *tokens, settings).to(device)
+            if len(train_users):
+                fit_epochs(net, seqs, train_users, item_bags, user_bags, settings, device)
+            net.eval()
+            user_states, session_states = final_states(net, seqs, item_bags, user_bags, device)
+    finally:
+        torch.set_num_threads(threads)
+    return export(net), user_states, session_states
+
+
+def fit_epochs(net: HrnnNetwork, seqs: Sequences, train_users, item_bags, user_bags, settings: Settings, device):
+    rng = np.random.default_rng(settings.seed)
+    users = np.isin(np.repeat(np.arange(len(seqs.indptr) - 1), np.diff(seqs.indptr)), train_users)
+    counts = np.bincount(seqs.items[users], minlength=len(net.output.weight)).astype(np.float64)
+    sampled = counts**settings.sample_alpha
+    cdf = np.cumsum(sampled / sampled.sum())
+    n_lanes = min(settings.batch_size, len(train_users))
+    share = (n_lanes * counts / counts.sum() + settings.negative_samples * sampled / sampled.sum()) / (
+        n_lanes + settings.negative_samples
+    )
+    logq = torch.from_numpy(np.log(np.maximum(share, 1e-12)).astype(np.float32)).to(device)
+    optimizer = torch.optim.Adagrad(net.parameters(), lr=settings.learning_rate)  # sparse rows: GRU4Rec's choice
+    for _ in range(settings.epochs):
+        steps = step_arrays(seqs, lanes(seqs.indptr, train_users, n_lanes, rng))
+        c = h = torch.zeros(n_lanes, settings.hidden, device=device)
+        for start in range(0, len(steps["items"]), settings.bptt):
+            stop = min(start + settings.bptt, len(steps["items"]))
+            chunk = chunk_tensors(steps, start, stop, item_bags, user_bags, net, device)
+            negatives = np.minimum(
+                np.searchsorted(cdf, rng.random((stop - start, settings.negative_samples))), len(cdf) - 1
+            )
+            outputs, _, c, h = net(chunk, c.detach(), h.detach())
+            loss = sampled_loss(
+                net,
+                net.dropout(outputs),
+                chunk["targets"],
+                chunk["weights"],
+                torch.from_numpy(negatives).to(device),
+                logq,
+                settings,
+            )
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            optimizer.step()
+
+
+@torch.no_grad()
+def final_states(net: HrnnNetwork, seqs: Sequences, item_bags, user_bags, device) -> tuple[np.ndarray, np.ndarray]:
+    """Every user's (user state, session state) after reading all their events, as serving starts."""
+    n_users = len(seqs.indptr) - 1
+    users = np.flatnonzero(np.diff(seqs.indptr) > 0)
+    user_states = np.zeros((n_users, net.user_gru.hidden_size), dtype=np.float32)
+    session_states = np.zeros_like(user_states)
+    if len(users) == 0:
+        return user_states, session_states
+    lengths = np.diff(seqs.indptr)[users]
+    n_lanes = int(
+        min(INFERENCE_LANES, len(users), -(-lengths.sum() // lengths.max()))
+    )  # the longest user sets the steps
+    steps = step_arrays(seqs, lanes(seqs.indptr, users, n_lanes, None))
+    c = h = torch.zeros(n_lanes, net.user_gru.hidden_size, device=device)
+    for start in range(0, len(steps["items"]), 64):
+        stop = min(start + 64, len(steps["items"]))
+        chunk = chunk_tensors(steps, start, stop, item_bags, user_bags, net, device)
+        outputs, users_c, c, h = net(chunk, c, h)
+        last = steps["last"][start:stop]
+        who = steps["users"][start:stop][last]
+        session_states[who] = outputs.cpu().numpy()[last]
+        user_states[who] = users_c.cpu().numpy()[last]
+    return user_states, session_states
+
+
+def export(net: HrnnNetwork) -> dict[str, np.ndarray]:
+    return {name: value.detach().cpu().numpy().astype(np.float32) for name, value in net.state_dict().items()}
