@@ -9,6 +9,14 @@ forecast is scored on known values) and less than half the dataset's length.
 Only observed values are scored: a value that filling made up on import (``filled_by`` set) is
 left out of every metric, since it says nothing about what was sold. The predictor's metrics are
 the windows' averages, as Forecast's ``Summary`` evaluation is.
+
+Items are also grouped by velocity, as a predictor's metrics are read by fast, medium and slow
+movers: an item's velocity in a window is its mean observed demand over that window's training
+data, and the items of a window are split at the terciles of those means (by default) into
+``high``, ``medium`` and ``low``; each bucket gets the window metrics over its items alone.
+(Forecast's documentation names no cut-points; terciles split the items into equal thirds, and
+``velocity_quantiles`` changes them.) Items whose training data holds no observed value have no
+velocity and are in no bucket.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from pipelines.forecast.base import DEFAULT_QUANTILES, ForecastAlgorithm, column
 from pipelines.forecast.data import ForecastData
 
 MAX_WINDOWS = 5
+VELOCITY_BUCKETS = ("high", "medium", "low")
+DEFAULT_VELOCITY_QUANTILES = (1 / 3, 2 / 3)
 
 
 @dataclass
@@ -34,6 +44,40 @@ class BacktestResult:
     items: pd.DataFrame  # one row per item and window: the item's metrics
     export: pd.DataFrame  # Forecast's backtest export: keys, timestamp, actual, forecasts, window
     timings: dict = field(default_factory=dict)
+    # One row per window and velocity bucket: its span, item count, demand range and metrics.
+    velocity: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # One row per item and window: the item's mean training demand and its bucket.
+    item_velocity: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def velocity_summary(self) -> pd.DataFrame:
+        """One row per velocity bucket (high, medium, low): each metric averaged over the windows,
+        as ``summary`` averages the windows, and the mean item count per window."""
+        if self.velocity.empty:
+            return pd.DataFrame(columns=["velocity", "ItemCount"])
+        skip = {"backtest_window", "TestWindowStart", "TestWindowEnd", "velocity"}
+        numeric = [c for c in self.velocity.columns if c not in skip]
+        grouped = self.velocity.groupby("velocity", sort=False)[numeric].mean()
+        order = [b for b in VELOCITY_BUCKETS if b in grouped.index]
+        return grouped.loc[order].reset_index()
+
+
+def velocity_buckets(mean_demand, quantiles: Sequence[float] = DEFAULT_VELOCITY_QUANTILES) -> np.ndarray:
+    """Each item's velocity bucket from its mean demand: ``low`` up to the first quantile of the items'
+    means, ``high`` above the second, ``medium`` between; None where the mean is NaN (no history).
+
+    Ties stay together: items with the same mean demand always share a bucket.
+    """
+    low_q, high_q = quantiles
+    if not 0 < low_q < high_q < 1:
+        raise ValueError(f"velocity quantiles {tuple(quantiles)} must satisfy 0 < low < high < 1")
+    demand = np.asarray(mean_demand, dtype="float64")
+    known = ~np.isnan(demand)
+    labels = np.full(demand.shape, None, dtype=object)
+    if not known.any():
+        return labels
+    low_cut, high_cut = np.quantile(demand[known], [low_q, high_q])
+    labels[known] = np.where(demand[known] > high_cut, "high", np.where(demand[known] <= low_cut, "low", "medium"))
+    return labels
 
 
 def window_starts(n_periods: int, horizon: int, windows: int = 1, offset: int | None = None) -> list[int]:
@@ -56,13 +100,16 @@ def backtest(
     windows: int = 1,
     offset: int | None = None,
     quantiles: Sequence[float | str] = DEFAULT_QUANTILES,
+    velocity_quantiles: Sequence[float] = DEFAULT_VELOCITY_QUANTILES,
 ) -> BacktestResult:
     """Fit a fresh copy of ``algorithm`` per window and score its forecasts against the actuals."""
     types = forecast_types(quantiles)
+    velocity_buckets([], velocity_quantiles)  # bad cut-points fail before any model is fitted
     levels = sorted(t for t in types if t != "mean")
     point = metrics.point_forecast_type(types)
     h = data.horizon
     window_rows, item_frames, export_frames, timings = [], [], [], {}
+    velocity_rows, velocity_frames = [], []
     for number, start in enumerate(window_starts(data.end, h, windows, offset), 1):
         train = data.until(start)
         began = time.perf_counter()
@@ -87,7 +134,28 @@ def backtest(
                 **metrics.summary_metrics(actual[scored], yhat[scored], _rows(by_level, scored), scales[scored]),
             }
         )
+        demand = np.array([_mean_demand(train, i) for i in ids])
+        buckets = velocity_buckets(demand, velocity_quantiles)
+        for bucket in VELOCITY_BUCKETS:
+            members = scored & (buckets == bucket)
+            if not members.any():
+                continue
+            velocity_rows.append(
+                {
+                    "backtest_window": number,
+                    "TestWindowStart": span[0],
+                    "TestWindowEnd": span[-1],
+                    "velocity": bucket,
+                    "ItemCount": int(members.sum()),
+                    "MinMeanDemand": float(demand[members].min()),
+                    "MaxMeanDemand": float(demand[members].max()),
+                    **metrics.summary_metrics(
+                        actual[members], yhat[members], _rows(by_level, members), scales[members]
+                    ),
+                }
+            )
         keys = data.keys.iloc[ids].reset_index(drop=True)
+        velocity_frames.append(keys.assign(backtest_window=number, mean_demand=demand, velocity=buckets))
         per_item = metrics.item_metrics(actual, yhat, by_level, scales)
         item_frames.append(keys.assign(backtest_window=number, **per_item)[scored].reset_index(drop=True))
         export = data.keys.iloc[np.repeat(ids, h)].reset_index(drop=True)
@@ -115,7 +183,15 @@ def backtest(
         items=pd.concat(item_frames, ignore_index=True),
         export=pd.concat(export_frames, ignore_index=True),
         timings=timings,
+        velocity=pd.DataFrame(velocity_rows),
+        item_velocity=pd.concat(velocity_frames, ignore_index=True),
     )
+
+
+def _mean_demand(train: ForecastData, i: int) -> float:
+    """An item's velocity: its mean observed demand over the training data (NaN when none was observed)."""
+    values = train.series(i)[train.observed_mask(i)]
+    return float(values.mean()) if values.size else float("nan")
 
 
 def _scale(train: ForecastData, i: int) -> float:
