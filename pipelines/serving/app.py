@@ -1,0 +1,378 @@
+"""The serving API: GetRecommendations, GetPersonalizedRanking, PutEvents, filters and forecast queries.
+
+``create_app()`` builds one FastAPI app from the environment (see ``settings``); uvicorn runs it
+with ``--factory``, and the Airflow plugin mounts it in Airflow's API server. Every route but
+/health (and the OpenAPI spec and its docs page, which hold no data) needs an API key; see
+``auth``. Requests larger than ``max_body_bytes`` get 413 before their body is read; invalid
+bodies get 422 naming each field and the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import uuid
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pipelines.serving import forecasts as fq
+from pipelines.serving import schemas as s
+from pipelines.serving.auth import AuthError
+from pipelines.serving.filter_registry import FilterNotFound, describe
+from pipelines.serving.runtime import Runtime
+from pipelines.serving.settings import ServingSettings
+from pipelines.serving.store import DuplicateName
+
+log = logging.getLogger("airsight.serving.access")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, field: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.field = status, message, field
+
+
+def _error(status: int, message: str, errors: list[dict] | None = None, headers=None) -> JSONResponse:
+    body: dict[str, Any] = {"message": message}
+    if errors:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class BodyLimit:
+    """413 for bodies over ``limit`` bytes: by Content-Length before reading, or while reading a chunked body."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "DELETE", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        too_big = _error(413, f"request body larger than {self.limit} bytes")
+        if length is not None:
+            if not length.isdigit() or int(length) > self.limit:
+                return await too_big(scope, receive, send)
+            return await self.app(scope, receive, send)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                return await too_big(scope, receive, send)
+            if not message.get("more_body"):
+                break
+        body, sent = b"".join(chunks), False
+
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return await self.app(scope, replay, send)
+
+
+class AccessLog:
+    """One JSON log line and the Prometheus counters for each request."""
+
+    def __init__(self, app, runtime: Runtime):
+        self.app, self.runtime = app, runtime
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), [500]
+
+        async def sending(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            seconds = time.perf_counter() - start
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            metrics = self.runtime.metrics
+            metrics.requests.labels(path, scope["method"], str(status[0])).inc()
+            metrics.latency.labels(path).observe(seconds)
+            if log.isEnabledFor(logging.INFO):
+                log.info("request", extra={"method": scope["method"], "path": scope["path"], "route": path,
+                                           "status": status[0], "ms": round(seconds * 1000, 3)})  # fmt: skip
+
+
+bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
+header_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="the API key")
+BEARER, HEADER_KEY = Security(bearer), Security(header_key)
+
+
+def create_app(settings: ServingSettings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """The serving app; ``runtime`` is built from ``settings`` (default: the environment) unless given."""
+    runtime = runtime or Runtime(settings or ServingSettings.from_env())
+    if not logging.getLogger("airsight").handlers:
+        from pipelines.serving.observability import configure_logging
+
+        configure_logging()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        runtime.start()  # load champions and exports before the first request
+        yield
+        runtime.stop()
+
+    app = FastAPI(
+        title="Airsight serving API",
+        version="1",
+        description="Recommendations, rankings, events, filters and forecast queries. Every route but "
+        "/health needs an API key (`airsight serve --create-key NAME`).",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+
+    def require(scope: str):
+        def check(
+            credentials: HTTPAuthorizationCredentials | None = BEARER,
+            api_key: str | None = HEADER_KEY,
+        ) -> str:
+            runtime.start(first_poll=False)  # mounted apps (Airflow) get no lifespan events
+            presented = api_key or (credentials.credentials if credentials else None)
+            try:
+                return runtime.keys.check(presented, scope).name
+            except AuthError as exc:
+                raise ApiError(exc.status, exc.message) from None
+
+        return Depends(check)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError):
+        errors = [{"field": exc.field, "reason": exc.message}] if exc.field else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return _error(exc.status, exc.message, errors, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        errors = []
+        for e in exc.errors():
+            field = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
+            reason = e.get("msg", "invalid")
+            if e.get("type") == "json_invalid":
+                reason = f"malformed JSON: {e.get('ctx', {}).get('error', 'cannot parse')}"
+            errors.append({"field": field, "reason": reason})
+        summary = "; ".join(f"{e['field']}: {e['reason']}" for e in errors[:5])
+        return _error(422, f"invalid request: {summary}", errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        logging.getLogger("airsight.serving").exception("unhandled error", extra={"path": request.url.path})
+        return _error(500, "internal error; see the server log")
+
+    def personalize_group(ref: str, field: str) -> str:
+        name = ref.rsplit("/", 1)[-1]
+        if name not in runtime.personalize_groups:
+            raise ApiError(404, f"no Personalize dataset group {name!r}; served: {sorted(runtime.personalize_groups)}",
+                           field)  # fmt: skip
+        return name
+
+    def model_state(group: str):
+        holder = runtime.models.get(group)
+        state = holder.state if holder else None
+        if state is None:
+            reason = holder.error if holder and holder.error else "no champion model in the registry yet"
+            raise ApiError(503, f"dataset group {group!r} has no serving model: {reason}")
+        if runtime.settings.sync_reads:
+            runtime.tail.catch_up()
+        return state
+
+    def bound_filter(group: str, state, ref: str | None, values: dict | None, field: str):
+        from pipelines.personalize.filters import FilterValuesError
+
+        if ref is None:
+            if values:
+                raise ApiError(400, "filterValues given without a filter", field.replace("filterArn", "filterValues"))
+            return None
+        try:
+            parsed = runtime.filters.get(ref, group)
+            bound = parsed.bind(values or {})
+        except FilterNotFound as exc:
+            raise ApiError(404, str(exc), field) from None
+        except FilterValuesError as exc:
+            raise ApiError(400, str(exc), field.replace("filterArn", "filterValues")) from None
+        if state.data is None:
+            raise ApiError(409, f"filters read the group's imported snapshot and {group!r} has none yet", field)
+        if parsed.target != "ItemID":
+            raise ApiError(400, f"filter {ref!r} selects users (UserID); recommendations take item filters", field)
+        return bound
+
+    def ranked(state, body: s.RecommendationsRequest, bound, n: int, exclude: list[str]) -> list[tuple[str, float]]:
+        from pipelines.personalize.filters import recommend_filtered, related_items_filtered
+
+        model = state.model
+        if body.itemId is not None:
+            if bound is not None:
+                return related_items_filtered(model, bound, state.data, body.itemId, n, body.userId, exclude)
+            return model.related_items(body.itemId, n, exclude=exclude)
+        if bound is not None:
+            return recommend_filtered(model, bound, state.data, body.userId, n, exclude=exclude)
+        return model.recommend(body.userId, n, context=body.context, exclude=exclude)
+
+    @app.get("/health", tags=["operations"])
+    def health() -> dict:
+        """Liveness and what serves: each model's version, load errors, each forecast export."""
+        return runtime.health()
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    def metrics(_: str = require("read")) -> Response:
+        """Prometheus metrics."""
+        payload, content_type = runtime.metrics.render()
+        return Response(payload, media_type=content_type)
+
+    @app.post("/recommendations", tags=["personalize"], response_model=s.RecommendationsResponse)
+    def get_recommendations(body: s.RecommendationsRequest, _: str = require("read")) -> dict:
+        """GetRecommendations: a user's recommendations (userId) or an item's related items (itemId)."""
+        if body.userId is None and body.itemId is None:
+            raise ApiError(422, "give userId (recommendations) or itemId (related items)", "userId")
+        group = personalize_group(body.campaignArn, "campaignArn")
+        state = model_state(group)
+        bound = bound_filter(group, state, body.filterArn, body.filterValues, "filterArn")
+        promoted: list[tuple[str, float]] = []
+        promotion = body.promotions[0] if body.promotions else None
+        with state.lock:
+            try:
+                if promotion is not None:
+                    count = max(1, math.floor(body.numResults * promotion.percentPromotedItems / 100))
+                    promo_bound = bound_filter(group, state, promotion.filterArn, promotion.filterValues,
+                                               "promotions.0.filterArn")  # fmt: skip
+                    promoted = ranked(state, body, promo_bound, count, [])
+                rest = body.numResults - len(promoted)
+                items = ranked(state, body, bound, rest, [i for i, _ in promoted]) if rest > 0 else []
+            except NotImplementedError as exc:
+                raise ApiError(400, str(exc), "itemId") from None
+        result = [{"itemId": i, "score": round(v, 6)} for i, v in items]
+        if promoted:
+            n = len(result) + len(promoted)
+            for k, (item, score) in enumerate(promoted):  # spread over the list, as Personalize does
+                result.insert(min(k * n // len(promoted), len(result)),
+                              {"itemId": item, "score": round(score, 6), "promotionName": promotion.name})  # fmt: skip
+        return {"itemList": result, "recommendationId": f"RID-{uuid.uuid4().hex}", "modelVersion": state.version}
+
+    @app.post("/personalize-ranking", tags=["personalize"], response_model=s.RankingResponse)
+    def get_personalized_ranking(body: s.RankingRequest, _: str = require("read")) -> dict:
+        """GetPersonalizedRanking: inputList reordered for userId; items the model does not know go last."""
+        group = personalize_group(body.campaignArn, "campaignArn")
+        state = model_state(group)
+        bound = bound_filter(group, state, body.filterArn, body.filterValues, "filterArn")
+        with state.lock:
+            ranking = state.model.rank(body.userId, body.inputList)
+        if bound is not None:
+            data = state.data
+            mask = bound.item_mask(data, data.user_index.get(body.userId))
+            ranking = [(i, v) for i, v in ranking if (k := data.item_index.get(i)) is not None and mask[k]]
+        return {"personalizedRanking": [{"itemId": i, "score": round(v, 6)} for i, v in ranking],
+                "recommendationId": f"RID-{uuid.uuid4().hex}", "modelVersion": state.version}  # fmt: skip
+
+    @app.post("/events", tags=["personalize"], response_model=s.PutEventsResponse)
+    def put_events(body: s.PutEventsRequest, _: str = require("write")) -> dict:
+        """PutEvents: stored durably before the answer, then applied so the next recommendations reflect them."""
+        group = personalize_group(body.trackingId, "trackingId")
+        events = [e.model_dump(exclude_none=True) for e in body.eventList]
+        user = body.userId or body.sessionId  # an anonymous session stands for its user, as in Personalize
+        ids = runtime.store.put_events(group, body.trackingId, user, body.sessionId, events)
+        runtime.metrics.events.labels(group).inc(len(ids))
+        runtime.tail.catch_up()
+        return {"eventsStored": len(ids), "eventIds": ids}
+
+    @app.post("/filters", tags=["filters"], status_code=201, response_model=s.FilterDescription)
+    def create_filter(body: s.CreateFilterRequest, _: str = require("admin")) -> dict:
+        """CreateFilter: the expression is checked against the dataset group's schema now."""
+        from pipelines.personalize.filter_parser import FilterExpressionError
+
+        group = body.datasetGroup.rsplit("/", 1)[-1]
+        try:
+            return runtime.filters.create(body.name, group, body.filterExpression)
+        except FilterExpressionError as exc:
+            raise ApiError(422, str(exc), "filterExpression") from None
+        except DuplicateName as exc:
+            raise ApiError(409, str(exc), "name") from None
+        except LookupError as exc:
+            raise ApiError(404, str(exc), "datasetGroup") from None
+        except ValueError as exc:
+            field = "name" if str(exc).startswith("name") else "filterExpression"
+            raise ApiError(422, str(exc), field) from None
+
+    @app.get("/filters", tags=["filters"], response_model=s.FilterList)
+    def list_filters(datasetGroup: str | None = Query(None, max_length=256), _: str = require("read")) -> dict:
+        """ListFilters, of one dataset group if given."""
+        return {"filters": [describe(r) for r in runtime.store.list_filters(datasetGroup)]}
+
+    @app.get("/filters/{name}", tags=["filters"], response_model=s.FilterDescription)
+    def describe_filter(name: str, _: str = require("read")) -> dict:
+        row = runtime.store.get_filter(name)
+        if row is None:
+            raise ApiError(404, f"no filter {name!r}", "name")
+        return describe(row)
+
+    @app.delete("/filters/{name}", tags=["filters"], status_code=204, response_class=Response)
+    def delete_filter(name: str, _: str = require("admin")) -> Response:
+        if not runtime.filters.delete(name):
+            raise ApiError(404, f"no filter {name!r}", "name")
+        return Response(status_code=204)
+
+    def export_of(ref: str, field: str) -> fq.ForecastExport:
+        name = ref.rsplit("/", 1)[-1]
+        holder = runtime.forecasts.get(name)
+        if holder is None:
+            raise ApiError(404, f"no forecast group {name!r}; served: {sorted(runtime.forecasts)}", field)
+        if holder.export is None:
+            raise ApiError(503, f"forecast group {name!r} has no published forecast yet" +
+                           (f" ({holder.error})" if holder.error else ""))  # fmt: skip
+        return holder.export
+
+    @app.post("/forecasts/query", tags=["forecast"])
+    def query_forecast(body: s.ForecastQuery, _: str = require("read")) -> dict:
+        """QueryForecast: series matching the filters, between the dates, the chosen forecast types, paged."""
+        export = export_of(body.forecastArn, "forecastArn")
+        try:
+            answer = fq.query(export, body.filters, body.startDate, body.endDate, body.forecastTypes,
+                              body.maxResults, body.nextToken)  # fmt: skip
+        except fq.QueryError as exc:
+            raise ApiError(400, exc.message, exc.field) from None
+        if not answer["forecast"]["series"] and body.filters and not body.nextToken:
+            raise ApiError(404, f"no series matches {json.dumps(body.filters)} in {body.forecastArn}", "filters")
+        return answer
+
+    @app.get("/forecasts/{group}/items", tags=["forecast"])
+    def list_forecast_items(
+        group: str,
+        maxResults: int = Query(100, ge=1, le=1000),
+        nextToken: str | None = Query(None, max_length=1000),
+        _: str = require("read"),
+    ) -> dict:
+        """The series (item_id and dimensions) of a group's published forecast, paged."""
+        export = export_of(group, "group")
+        try:
+            return fq.list_items(export, maxResults, nextToken)
+        except fq.QueryError as exc:
+            raise ApiError(400, exc.message, exc.field) from None
+
+    app.add_middleware(BodyLimit, limit=runtime.settings.max_body_bytes)
+    app.add_middleware(AccessLog, runtime=runtime)  # outermost: 413s are logged and counted too
+    return app

@@ -1,0 +1,165 @@
+"""The champion model of each Personalize group, hot-swapped, and the event stream that updates it.
+
+``ModelHolder`` keeps one immutable ``ModelState`` (version, model, the snapshot filters read)
+behind a reference that is replaced in one assignment: a request takes the reference once and
+finishes on that model even if a new one is swapped in meanwhile, so a swap fails no request.
+A new champion is loaded and brought up to date in the poll thread, off the request path; a
+version that fails to load leaves the previous model serving and is reported in /health.
+
+``EventTail`` is how events reach models. PutEvents writes to the store, then asks the tail to
+catch up; requests ask too. The tail reads events by id past its watermark from the store and
+gives each to its group's model (``Recipe.update``), so every server process (uvicorn workers,
+the Airflow plugin) applies every event, its own and the others', in the order stored. Ids
+that are skipped (a PostgreSQL transaction that commits late) are asked for again for a while.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipelines.serving.store import Store, StoredEvent
+
+log = logging.getLogger("airsight.serving")
+REPLAY_LIMIT = 1_000_000  # events replayed into a freshly loaded model
+GAP_SECONDS = 5.0  # how long a skipped id is looked for
+
+
+@dataclass
+class ModelState:
+    version: str
+    model: Any  # a fitted pipelines.personalize.base.Recipe
+    data: Any = None  # the group's latest InteractionData snapshot, which filters read
+    loaded_at: float = field(default_factory=time.time)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # Recipe.update mutates the model
+    events_applied: int = 0
+
+    def apply(self, events: list[StoredEvent]) -> None:
+        per_user: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        for event in events:
+            if event.item_id:
+                per_user[event.user_id].append((event.item_id, int(event.sent_at)))
+        with self.lock:
+            for user, items in per_user.items():
+                self.model.update(user, items)
+            self.events_applied += len(events)
+
+
+class ModelHolder:
+    """The serving model of one Personalize group."""
+
+    def __init__(
+        self,
+        group: str,
+        store: Store,
+        champion_version: Callable[[], str | None],
+        load_version: Callable[[str], Any],
+        load_data: Callable[[], Any] | None = None,
+    ):
+        self.group, self.store = group, store
+        self._champion_version, self._load_version, self._load_data = champion_version, load_version, load_data
+        self.state: ModelState | None = None
+        self.error: str | None = None  # the last failed load, reported in /health
+        self.failed_version: str | None = None
+        self._failed_at = 0.0
+        self.swaps = 0
+
+    def poll(self, tail: EventTail, retry_seconds: float = 60.0) -> bool:
+        """Load the champion if it moved; True if a new model now serves."""
+        try:
+            version = self._champion_version()
+        except Exception as exc:
+            self.error = f"cannot read the champion alias: {type(exc).__name__}: {exc}"
+            return False
+        if version is None or (self.state is not None and self.state.version == version):
+            return False
+        if version == self.failed_version and time.monotonic() - self._failed_at < retry_seconds:
+            return False
+        return self.load(version, tail)
+
+    def load(self, version: str, tail: EventTail) -> bool:
+        start = time.perf_counter()
+        try:
+            model = self._load_version(version)
+            for method in ("recommend", "related_items", "rank", "update"):
+                if not callable(getattr(model, method, None)):
+                    raise TypeError(f"{type(model).__name__} has no {method}(): not a Personalize model")
+            data = self._load_data() if self._load_data else None
+            state = ModelState(version, model, data)
+            mark = tail.watermark
+            since = float(getattr(model, "latest_timestamp_", 0) or 0)
+            state.apply(self.store.events_of_group(self.group, up_to_id=mark, sent_after=since, limit=REPLAY_LIMIT))
+        except Exception as exc:
+            self.error = f"version {version} failed to load: {type(exc).__name__}: {exc}"
+            self.failed_version, self._failed_at = version, time.monotonic()
+            log.error("model load failed", extra={"group": self.group, "version": version, "error": self.error})
+            return False
+        with tail.lock:  # events stored while loading, then the swap, with no event in between
+            state.apply(self.store.events_of_group(self.group, after_id=mark, up_to_id=tail.watermark))
+            previous, self.state = self.state, state
+        self.error, self.failed_version = None, None
+        self.swaps += 1
+        log.info(
+            "model swapped in",
+            extra={"group": self.group, "version": version, "previous": previous and previous.version,
+                   "replayed_events": state.events_applied, "seconds": round(time.perf_counter() - start, 3)},
+        )  # fmt: skip
+        return True
+
+    def health(self) -> dict:
+        state = self.state
+        return {
+            "status": "ok" if state and not self.error else "degraded" if state else "unavailable",
+            "version": state.version if state else None,
+            "loaded_at": state.loaded_at if state else None,
+            "recipe": getattr(state.model, "name", None) if state else None,
+            "events_applied": state.events_applied if state else 0,
+            "filters_data": state is not None and state.data is not None,
+            "error": self.error,
+        }
+
+
+class EventTail:
+    """Follows the store's events by id and hands them to each group's current model."""
+
+    def __init__(self, store: Store, holders: dict[str, ModelHolder]):
+        self.store, self.holders = store, holders
+        self.lock = threading.Lock()
+        self.watermark = store.max_event_id()  # models replay older events themselves when they load
+        self._missing: dict[int, float] = {}
+
+    def catch_up(self) -> int:
+        with self.lock:
+            events = self.store.events_after(self.watermark, self._missing)
+            if not events:
+                self._expire()
+                return 0
+            now = time.monotonic()
+            seen = {e.id for e in events}
+            for missing in [i for i in self._missing if i in seen]:
+                del self._missing[missing]
+            for gap in range(self.watermark + 1, max(seen)):
+                if gap not in seen and len(self._missing) < 10_000:
+                    self._missing.setdefault(gap, now)
+            self.watermark = max(self.watermark, max(seen))
+            self._expire()
+            per_group: dict[str, list[StoredEvent]] = defaultdict(list)
+            for event in events:
+                per_group[event.dataset_group].append(event)
+            for group, group_events in per_group.items():
+                holder = self.holders.get(group)
+                state = holder.state if holder else None
+                if state is not None:
+                    state.apply(group_events)
+            return len(events)
+
+    def _expire(self) -> None:
+        if self._missing:
+            limit = time.monotonic() - GAP_SECONDS
+            for stale in [i for i, t in self._missing.items() if t < limit]:
+                del self._missing[stale]

@@ -1,0 +1,140 @@
+"""Request and response bodies, named and shaped as Personalize's and Forecast's runtime APIs."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pipelines.personalize.base import MAX_RESULTS
+
+Id = Annotated[str, Field(min_length=1, max_length=256)]
+MAX_EVENTS = 10  # Personalize's PutEvents limit
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class Promotion(Body):
+    name: Annotated[str, Field(min_length=1, max_length=63)]
+    percentPromotedItems: Annotated[int, Field(ge=1, le=100)]
+    filterArn: Annotated[str, Field(min_length=1, max_length=256)]
+    filterValues: dict[str, Annotated[str, Field(max_length=3000)]] | None = Field(None, max_length=25)
+
+
+class RecommendationsRequest(Body):
+    campaignArn: Annotated[
+        str, Field(min_length=1, max_length=256, description="the dataset group (or ARN ending /<group>)")
+    ]
+    userId: Id | None = None
+    itemId: Id | None = Field(None, description="related items of this item (RELATED_ITEMS recipes)")
+    numResults: Annotated[int, Field(ge=1, le=MAX_RESULTS)] = 25
+    context: dict[str, Annotated[str, Field(max_length=1000)]] | None = Field(None, max_length=150)
+    filterArn: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    filterValues: dict[str, Annotated[str, Field(max_length=3000)]] | None = Field(None, max_length=25)
+    promotions: list[Promotion] | None = Field(None, max_length=1)
+
+
+class RankingRequest(Body):
+    campaignArn: Annotated[str, Field(min_length=1, max_length=256)]
+    userId: Id
+    inputList: list[Id] = Field(min_length=1, max_length=MAX_RESULTS)
+    context: dict[str, Annotated[str, Field(max_length=1000)]] | None = Field(None, max_length=150)
+    filterArn: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    filterValues: dict[str, Annotated[str, Field(max_length=3000)]] | None = Field(None, max_length=25)
+
+
+class ScoredItem(BaseModel):
+    itemId: str
+    score: float
+    promotionName: str | None = None
+
+
+class RecommendationsResponse(BaseModel):
+    itemList: list[ScoredItem]
+    recommendationId: str
+    modelVersion: str
+
+
+class RankingResponse(BaseModel):
+    personalizedRanking: list[ScoredItem]
+    recommendationId: str
+    modelVersion: str
+
+
+class Event(Body):
+    eventId: Id | None = None
+    eventType: Id
+    eventValue: float | None = None
+    itemId: Id | None = None
+    sentAt: float | datetime = Field(description="Unix seconds or an ISO 8601 timestamp")
+    recommendationId: Id | None = None
+    impression: list[Id] | None = Field(None, max_length=25)
+    properties: dict[str, Any] | str | None = None
+
+    @field_validator("sentAt")
+    @classmethod
+    def _epoch(cls, value: float | datetime) -> float:
+        seconds = value.timestamp() if isinstance(value, datetime) else float(value)
+        if not math.isfinite(seconds) or not 0 <= seconds < 32_503_680_000:  # before year 3000
+            raise ValueError("sentAt must be a time between 1970 and 3000")
+        return seconds
+
+    @field_validator("properties")
+    @classmethod
+    def _properties(cls, value: dict | str | None) -> dict | None:
+        import json
+
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                raise ValueError("properties must be a JSON object (or a string holding one)") from exc
+            if not isinstance(value, dict):
+                raise ValueError("properties must be a JSON object (or a string holding one)")
+        return value
+
+
+class PutEventsRequest(Body):
+    trackingId: Annotated[str, Field(min_length=1, max_length=256, description="the dataset group's name")]
+    userId: Id | None = None
+    sessionId: Id
+    eventList: list[Event] = Field(min_length=1, max_length=MAX_EVENTS)
+
+
+class PutEventsResponse(BaseModel):
+    eventsStored: int
+    eventIds: list[int]
+
+
+class CreateFilterRequest(Body):
+    name: Annotated[str, Field(min_length=1, max_length=63)]
+    datasetGroup: Annotated[str, Field(min_length=1, max_length=256)]
+    filterExpression: Annotated[str, Field(min_length=1, max_length=2500)]
+
+
+class FilterDescription(BaseModel):
+    name: str
+    filterArn: str
+    datasetGroup: str
+    filterExpression: str
+    creationDateTime: float
+
+
+class FilterList(BaseModel):
+    filters: list[FilterDescription]
+
+
+class ForecastQuery(Body):
+    forecastArn: Annotated[str, Field(min_length=1, max_length=256, description="the forecast group's name")]
+    filters: dict[Annotated[str, Field(min_length=1, max_length=256)], Annotated[str, Field(max_length=256)]] = Field(
+        default_factory=dict, max_length=11, description="item_id and any forecast dimensions"
+    )
+    startDate: str | None = Field(None, max_length=64)
+    endDate: str | None = Field(None, max_length=64)
+    forecastTypes: list[Annotated[str, Field(min_length=1, max_length=16)]] | None = Field(None, max_length=20)
+    maxResults: Annotated[int, Field(ge=1, le=1000)] = 100
+    nextToken: str | None = Field(None, max_length=1000)

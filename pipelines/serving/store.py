@@ -1,0 +1,305 @@
+"""The serving store: events, filters and API keys in SQLite (default) or PostgreSQL.
+
+PutEvents is acknowledged only after its transaction commits: SQLite runs in WAL mode with
+``synchronous=FULL`` (the log is fsynced at each commit), PostgreSQL with its default
+``synchronous_commit``. Event ids grow with each insert, which is how every server process
+follows the events the others wrote (``events_after``) and how exports resume.
+
+Each thread has its own connection: SQLite connections are not shared between threads, and a
+PostgreSQL connection runs one statement at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+EVENT_COLUMNS = (
+    "dataset_group",
+    "tracking_id",
+    "user_id",
+    "session_id",
+    "event_id",
+    "event_type",
+    "event_value",
+    "item_id",
+    "sent_at",
+    "recommendation_id",
+    "impression",
+    "properties",
+    "received_at",
+)
+
+
+def _schema(serial: str, real: str) -> list[str]:
+    return [
+        f"""CREATE TABLE IF NOT EXISTS events (
+            id {serial} PRIMARY KEY, dataset_group TEXT NOT NULL, tracking_id TEXT NOT NULL,
+            user_id TEXT NOT NULL, session_id TEXT NOT NULL, event_id TEXT, event_type TEXT NOT NULL,
+            event_value {real}, item_id TEXT, sent_at {real} NOT NULL, recommendation_id TEXT,
+            impression TEXT, properties TEXT, received_at {real} NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS events_group_id ON events (dataset_group, id)",
+        f"""CREATE TABLE IF NOT EXISTS filters (
+            name TEXT PRIMARY KEY, dataset_group TEXT NOT NULL, expression TEXT NOT NULL,
+            created_at {real} NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS api_keys (
+            key_id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, salt TEXT NOT NULL, digest TEXT NOT NULL,
+            scopes TEXT NOT NULL, created_at {real} NOT NULL, revoked_at {real})""",
+    ]
+
+
+class DuplicateName(ValueError):
+    """A filter or key with this name exists."""
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    id: int
+    dataset_group: str
+    user_id: str
+    item_id: str | None
+    sent_at: float
+    event_type: str
+    event_value: float | None
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    key_id: str
+    name: str
+    salt: str
+    digest: str
+    scopes: frozenset[str]
+    revoked: bool
+
+
+class Store:
+    """One database: ``sqlite:///path`` or ``postgresql://…``."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.postgres = url.startswith(("postgresql://", "postgres://"))
+        if not self.postgres and not url.startswith("sqlite:///"):
+            raise ValueError(f"serving database {url!r}: expected sqlite:///PATH or postgresql://…")
+        self._local = threading.local()
+        self._all: list = []
+        self._lock = threading.Lock()
+        with self._cursor() as cur:
+            for statement in _schema("BIGSERIAL" if self.postgres else "INTEGER", "DOUBLE PRECISION"):
+                cur.execute(statement)
+
+    # Connections.
+    def _connect(self):
+        if self.postgres:
+            import psycopg2
+
+            conn = psycopg2.connect(self.url, connect_timeout=5)
+        else:
+            path = Path(self.url.removeprefix("sqlite:///"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    def _conn(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None or (self.postgres and conn.closed):
+            conn = self._local.conn = self._connect()
+        return conn
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", "%s") if self.postgres else statement
+
+    class _Tx:
+        def __init__(self, store: Store):
+            self.store, self.conn = store, store._conn()
+
+        def __enter__(self):
+            if not self.store.postgres:
+                self.conn.execute("BEGIN IMMEDIATE")
+            self.cur = self.conn.cursor()
+            return self
+
+        def execute(self, statement: str, params: Iterable = ()):
+            self.cur.execute(self.store._sql(statement), tuple(params))
+            return self.cur
+
+        def __exit__(self, kind, value, tb):
+            if kind is None:
+                self.conn.commit() if self.store.postgres else self.conn.execute("COMMIT")
+            else:
+                self.conn.rollback() if self.store.postgres else self.conn.execute("ROLLBACK")
+            self.cur.close()
+
+    def _cursor(self):
+        return self._Tx(self)
+
+    def _query(self, statement: str, params: Iterable = ()) -> list[tuple]:
+        conn = self._conn()
+        cur = conn.cursor()
+        try:
+            cur.execute(self._sql(statement), tuple(params))
+            rows = cur.fetchall()
+        finally:
+            cur.close()
+        if self.postgres:
+            conn.rollback()  # end the read transaction, so the next read sees new commits
+        return rows
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                with contextlib.suppress(Exception):  # a connection of a finished thread
+                    conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    # Events.
+    def put_events(self, group: str, tracking_id: str, user_id: str, session_id: str, events: list[dict]) -> list[int]:
+        """Insert the events in one transaction; return their ids once it is committed."""
+        now = time.time()
+        rows = [
+            (
+                group,
+                tracking_id,
+                user_id,
+                session_id,
+                e.get("eventId"),
+                e["eventType"],
+                e.get("eventValue"),
+                e.get("itemId"),
+                float(e["sentAt"]),
+                e.get("recommendationId"),
+                json.dumps(e["impression"]) if e.get("impression") else None,
+                json.dumps(e["properties"]) if e.get("properties") else None,
+                now,
+            )
+            for e in events
+        ]
+        insert = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+        ids = []
+        with self._cursor() as tx:
+            for row in rows:
+                if self.postgres:
+                    ids.append(tx.execute(insert + " RETURNING id", row).fetchone()[0])
+                else:
+                    ids.append(tx.execute(insert, row).lastrowid)
+        return ids
+
+    _EVENT_FIELDS = "id, dataset_group, user_id, item_id, sent_at, event_type, event_value"
+
+    def events_after(self, after_id: int, also: Iterable[int] = (), limit: int = 10_000) -> list[StoredEvent]:
+        """Events with id > ``after_id`` (and the ids in ``also``), by id."""
+        also = list(also)
+        where = "id > ?" + (f" OR id IN ({', '.join('?' * len(also))})" if also else "")
+        rows = self._query(f"SELECT {self._EVENT_FIELDS} FROM events WHERE {where} ORDER BY id LIMIT ?",
+                           [after_id, *also, limit])  # fmt: skip
+        return [StoredEvent(*r) for r in rows]
+
+    def events_of_group(self, group: str, after_id: int = 0, up_to_id: int | None = None,
+                        sent_after: float | None = None, limit: int = 100_000) -> list[StoredEvent]:  # fmt: skip
+        where, params = "dataset_group = ? AND id > ?", [group, after_id]
+        if up_to_id is not None:
+            where, params = where + " AND id <= ?", [*params, up_to_id]
+        if sent_after is not None:
+            where, params = where + " AND sent_at > ?", [*params, sent_after]
+        rows = self._query(f"SELECT {self._EVENT_FIELDS} FROM events WHERE {where} ORDER BY id LIMIT ?",
+                           [*params, limit])  # fmt: skip
+        return [StoredEvent(*r) for r in rows]
+
+    def event_rows(self, group: str, after_id: int = 0, batch: int = 10_000) -> Iterator[tuple]:
+        """Every column of a group's events after ``after_id``, by id, in batches (for exports)."""
+        while True:
+            rows = self._query(
+                f"SELECT id, {', '.join(EVENT_COLUMNS)} FROM events WHERE dataset_group = ? AND id > ? "
+                "ORDER BY id LIMIT ?",
+                [group, after_id, batch],
+            )
+            yield from rows
+            if len(rows) < batch:
+                return
+            after_id = rows[-1][0]
+
+    def max_event_id(self) -> int:
+        return int(self._query("SELECT COALESCE(MAX(id), 0) FROM events")[0][0])
+
+    def count_events(self, group: str | None = None) -> int:
+        if group is None:
+            return int(self._query("SELECT COUNT(*) FROM events")[0][0])
+        return int(self._query("SELECT COUNT(*) FROM events WHERE dataset_group = ?", [group])[0][0])
+
+    # Filters.
+    def add_filter(self, name: str, group: str, expression: str) -> float:
+        created = time.time()
+        try:
+            with self._cursor() as tx:
+                tx.execute("INSERT INTO filters (name, dataset_group, expression, created_at) VALUES (?, ?, ?, ?)",
+                           (name, group, expression, created))  # fmt: skip
+        except Exception as exc:
+            if _is_unique_violation(exc):
+                raise DuplicateName(f"a filter named {name!r} exists") from exc
+            raise
+        return created
+
+    def get_filter(self, name: str) -> tuple[str, str, str, float] | None:
+        rows = self._query("SELECT name, dataset_group, expression, created_at FROM filters WHERE name = ?", [name])
+        return rows[0] if rows else None
+
+    def list_filters(self, group: str | None = None) -> list[tuple[str, str, str, float]]:
+        if group is None:
+            return self._query("SELECT name, dataset_group, expression, created_at FROM filters ORDER BY name")
+        return self._query(
+            "SELECT name, dataset_group, expression, created_at FROM filters WHERE dataset_group = ? ORDER BY name",
+            [group],
+        )
+
+    def delete_filter(self, name: str) -> bool:
+        with self._cursor() as tx:
+            return tx.execute("DELETE FROM filters WHERE name = ?", (name,)).rowcount > 0
+
+    # API keys.
+    def add_key(self, key_id: str, name: str, salt: str, digest: str, scopes: Iterable[str]) -> None:
+        try:
+            with self._cursor() as tx:
+                tx.execute(
+                    "INSERT INTO api_keys (key_id, name, salt, digest, scopes, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (key_id, name, salt, digest, " ".join(sorted(scopes)), time.time()),
+                )
+        except Exception as exc:
+            if _is_unique_violation(exc):
+                raise DuplicateName(f"an API key named {name!r} exists") from exc
+            raise
+
+    def get_key(self, key_id: str) -> StoredKey | None:
+        rows = self._query(
+            "SELECT key_id, name, salt, digest, scopes, revoked_at FROM api_keys WHERE key_id = ?", [key_id]
+        )
+        if not rows:
+            return None
+        key_id, name, salt, digest, scopes, revoked = rows[0]
+        return StoredKey(key_id, name, salt, digest, frozenset(scopes.split()), revoked is not None)
+
+    def list_keys(self) -> list[tuple[str, str, str, bool]]:
+        rows = self._query("SELECT name, key_id, scopes, revoked_at FROM api_keys ORDER BY name")
+        return [(name, key_id, scopes, revoked is not None) for name, key_id, scopes, revoked in rows]
+
+    def revoke_key(self, name: str) -> bool:
+        with self._cursor() as tx:
+            cur = tx.execute("UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
+                             (time.time(), name))  # fmt: skip
+            return cur.rowcount > 0
+
+
+def _is_unique_violation(exc: Exception) -> bool:
+    if isinstance(exc, sqlite3.IntegrityError):
+        return "UNIQUE" in str(exc)
+    return getattr(exc, "pgcode", None) == "23505"
