@@ -1,0 +1,458 @@
+"""``airsight bench personalize``: recommendation quality and speed on any data set, one way every time.
+
+    airsight bench personalize --interactions FILE [--items FILE] [--users FILE] [--recipes a,b,c]
+        [--protocol personalize|leave-last-out] [--repeats N] [--peers] --out RESULT.json
+
+FILEs are CSV in Personalize's layout: INTERACTIONS has USER_ID, ITEM_ID, TIMESTAMP (epoch
+seconds or ISO text) and optionally EVENT_TYPE, EVENT_VALUE and context fields; ITEMS has
+ITEM_ID and metadata (multi-valued fields split on ``|``); USERS has USER_ID and metadata.
+
+Every model, ours and the peers (``--peers``: implicit's ALS and BPR, from the ``bench`` extra),
+goes through the same code: ``pipelines.personalize.evaluation.evaluate`` (Personalize's
+protocol) or ``evaluate_leave_last_out``, on the same split, recommending with the same
+``recommend`` (seen items excluded). Repeat k (0-based) uses seed ``--seed + k`` for the user
+split and for every model's random seed (recipes with a ``seed`` hyperparameter, the peers'
+``random_state``); otherwise each model keeps its default hyperparameters. Leave-last-out's
+split has no randomness, so there repeats vary only the models' seeds.
+
+RESULT.json: ``models`` holds one entry per model: ``name`` (the recipe's name, or
+``implicit.als``/``implicit.bpr``), ``kind`` (recipe or peer), ``hyperparameters``, and one key
+per measured value: the protocol's metrics under Personalize's names (coverage,
+mean_reciprocal_rank_at_25, normalized_discounted_cumulative_gain_at_5/10/25,
+precision_at_5/10/25; recall_at_10 and ndcg_at_10 for leave-last-out), ``train_seconds``,
+``peak_memory_mb`` (the process's peak resident memory while the model trained and was
+evaluated, data and interpreter included), ``memory_added_mb`` (that peak less the resident
+memory just before), ``recommend_p50_ms`` and ``recommend_p99_ms`` (one ``recommend(user, 25)``
+call each, for up to ``--latency-users`` users drawn at random after one warm-up call) and
+``test_users``. Each of these is ``{"mean": m, "std": s, "values": [one per repeat]}``, with the
+sample standard deviation (null for one repeat), whatever the number of repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+
+DEFAULT_RECIPES = ("popularity-count", "sims", "hrnn", "user-personalization", "deepfm")  # deepfm where registered
+PROTOCOLS = ("personalize", "leave-last-out")
+PEERS = ("implicit.als", "implicit.bpr")
+LATENCY_RESULTS = 25
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--interactions", required=True, metavar="FILE", help="INTERACTIONS CSV in Personalize's layout"
+    )
+    parser.add_argument("--items", metavar="FILE", help="ITEMS CSV (ITEM_ID and metadata)")
+    parser.add_argument("--users", metavar="FILE", help="USERS CSV (USER_ID and metadata)")
+    parser.add_argument(
+        "--recipes",
+        help=f"comma-separated recipe names (default: {','.join(DEFAULT_RECIPES[:-1])}, and deepfm where it exists)",
+    )
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="personalize", help="offline protocol")
+    parser.add_argument("--repeats", type=int, default=1, help="splits (and model seeds) to average over")
+    parser.add_argument("--peers", action="store_true", help="also run implicit's ALS and BPR (pip install implicit)")
+    parser.add_argument("--out", required=True, metavar="RESULT.json", help="where the JSON result goes")
+    parser.add_argument("--seed", type=int, default=42, help="seed of the first repeat; repeat k uses seed + k")
+    parser.add_argument("--latency-users", type=int, default=1000, help="users timed for recommend latency")
+    parser.add_argument("--quiet", action="store_true", help="no per-model progress lines on stderr")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if args.repeats < 1:
+        return _usage(f"--repeats must be at least 1, got {args.repeats}")
+    if args.latency_users < 1:
+        return _usage(f"--latency-users must be at least 1, got {args.latency_users}")
+    for flag in ("interactions", "items", "users"):
+        path = getattr(args, flag)
+        if path is not None and not Path(path).is_file():
+            return _usage(f"--{flag} {path}: no such file")
+    if args.peers:
+        try:
+            import implicit  # noqa: F401
+        except ImportError:
+            return _usage(
+                "--peers runs implicit's ALS and BPR, and the implicit package is not installed: "
+                "pip install 'airsight[bench]' (or pip install implicit)"
+            )
+    from pipelines.personalize import RECIPES, get_recipe
+
+    names = [n.strip() for n in args.recipes.split(",") if n.strip()] if args.recipes else None
+    if names is None:
+        names = [n for n in DEFAULT_RECIPES if n in RECIPES]
+    if not names and not args.peers:
+        return _usage("--recipes names no recipe")
+    try:
+        recipes = [get_recipe(n) for n in names]
+        data = load_data(args.interactions, args.items, args.users)
+    except ValueError as exc:
+        return _usage(str(exc))
+    result = benchmark(
+        data,
+        recipes,
+        peers=args.peers,
+        protocol=args.protocol,
+        repeats=args.repeats,
+        seed=args.seed,
+        latency_users=args.latency_users,
+        log=None if args.quiet else _log,
+    )
+    result["data"].update({"interactions_file": args.interactions, "items_file": args.items, "users_file": args.users})
+    _write_json(Path(args.out), result)
+    if not args.quiet:
+        _log(f"wrote {args.out}")
+    return 0
+
+
+def load_data(interactions: str, items: str | None = None, users: str | None = None):
+    """``InteractionData`` from CSV files in Personalize's layout; ValueError naming the file and column."""
+    from pipelines.personalize import InteractionData
+
+    frames = {
+        "INTERACTIONS": _read(interactions, ("USER_ID", "ITEM_ID", "TIMESTAMP")),
+        "ITEMS": None if items is None else _read(items, ("ITEM_ID",)),
+        "USERS": None if users is None else _read(users, ("USER_ID",)),
+    }
+    frame = frames["INTERACTIONS"]
+    if len(frame) == 0:
+        raise ValueError(f"{interactions}: no interactions")
+    frame["TIMESTAMP"] = _epoch_seconds(frame["TIMESTAMP"], interactions)
+    return InteractionData.from_frames(frame, frames["ITEMS"], frames["USERS"])
+
+
+def _read(path: str, required: tuple[str, ...]):
+    import pandas as pd
+
+    header = pd.read_csv(path, nrows=0).columns
+    renamed = {c: c.strip().upper() for c in header}
+    ids = {c: str for c in header if renamed[c] in ("USER_ID", "ITEM_ID", "EVENT_TYPE")}
+    frame = pd.read_csv(path, dtype=ids, keep_default_na=True).rename(columns=renamed)
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; Personalize's layout has {list(required)}")
+    for column in required:
+        if column != "TIMESTAMP" and frame[column].isna().any():
+            line = int(frame.index[frame[column].isna()][0]) + 2
+            raise ValueError(f"{path}, line {line}: empty {column}")
+    return frame
+
+
+def _epoch_seconds(column, path: str):
+    """Epoch seconds from numbers, ISO text, or a mix of the two."""
+    import pandas as pd
+
+    numbers = pd.to_numeric(column, errors="coerce")
+    if numbers.notna().all():
+        return numbers.astype("int64")
+    text = numbers.isna()
+    stamps = pd.to_datetime(column[text], errors="coerce", utc=True, format="mixed")
+    bad = stamps.isna()
+    if bad.any():
+        line = int(stamps.index[bad][0]) + 2
+        raise ValueError(f"{path}, line {line}: TIMESTAMP {column[line - 2]!r} is neither epoch seconds nor a date")
+    numbers[text] = stamps.dt.tz_localize(None).astype("datetime64[s]").astype("int64")
+    return numbers.astype("int64")
+
+
+def benchmark(
+    data,
+    recipes: list,
+    peers: bool = False,
+    protocol: str = "personalize",
+    repeats: int = 1,
+    seed: int = 42,
+    latency_users: int = 1000,
+    log=None,
+) -> dict:
+    """Evaluate each recipe (and the peers) ``repeats`` times; the RESULT.json structure."""
+    import numpy as np
+
+    models = [(r, "recipe") for r in recipes]
+    if peers:
+        als, bpr = peer_recipes()
+        models += [(als(), "peer"), (bpr(), "peer")]
+    seeds = [seed + k for k in range(repeats)]
+    runs: dict[str, list[dict]] = {m.name: [] for m, _ in models}
+    for k, split_seed in enumerate(seeds):
+        for model, _ in models:
+            measured = measure(model, data, protocol, split_seed, latency_users)
+            runs[model.name].append(measured)
+            if log is not None:
+                headline = "normalized_discounted_cumulative_gain_at_10" if protocol == "personalize" else "ndcg_at_10"
+                log(
+                    f"[{k + 1}/{repeats}] {model.name}: {headline} {measured[headline]:.4f}, "
+                    f"train {measured['train_seconds']:.1f} s, p99 {measured['recommend_p99_ms']:.2f} ms"
+                )
+    entries = []
+    for model, kind in models:
+        measured = runs[model.name]
+        entry = {"name": model.name, "kind": kind, "hyperparameters": _jsonable(model.get_params())}
+        for key in measured[0]:
+            values = [float(m[key]) for m in measured]
+            std = float(np.std(values, ddof=1)) if len(values) > 1 else None
+            entry[key] = {
+                "mean": _round(np.mean(values)),
+                "std": None if std is None else _round(std),
+                "values": values,
+            }
+        entries.append(entry)
+    return {
+        "benchmark": "personalize",
+        "protocol": protocol,
+        "repeats": repeats,
+        "seeds": seeds,
+        "statistics": "each measured value is {mean, std, values}: std is the sample standard deviation "
+        "over repeats (null for one repeat)",
+        "data": {"users": data.n_users, "items": data.n_items, "interactions": data.n_interactions},
+        "machine": machine(),
+        "models": entries,
+    }
+
+
+def measure(recipe, data, protocol: str, seed: int, latency_users: int) -> dict:
+    """One model on one split: the protocol's metrics, training time, peak memory, recommend latency."""
+    from pipelines.personalize.evaluation import evaluate, evaluate_leave_last_out
+
+    recipe = _seeded(recipe, seed)
+    traced = _Traced(recipe)
+    before = _reset_peak_rss()
+    if protocol == "personalize":
+        report = evaluate(traced, data, seed=seed)
+    elif protocol == "leave-last-out":
+        report = evaluate_leave_last_out(traced, data)
+    else:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+    peak = _peak_rss_mb()
+    p50, p99 = recommend_latency(traced.model, data, latency_users, seed)
+    return {
+        **report["metrics"],
+        "train_seconds": report["fit_seconds"],
+        "peak_memory_mb": round(peak, 1),
+        "memory_added_mb": round(max(0.0, peak - before), 1),
+        "recommend_p50_ms": p50,
+        "recommend_p99_ms": p99,
+        "test_users": report["test_users"],
+    }
+
+
+def recommend_latency(model, data, users: int, seed: int) -> tuple[float, float]:
+    """p50 and p99 milliseconds of ``recommend(user, 25)`` for up to ``users`` random users, after a warm-up."""
+    import time
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(data.user_ids, size=min(users, data.n_users), replace=False).tolist()
+    model.recommend(chosen[0], n=LATENCY_RESULTS)
+    timings = []
+    for user in chosen:
+        start = time.perf_counter_ns()
+        model.recommend(user, n=LATENCY_RESULTS)
+        timings.append(time.perf_counter_ns() - start)
+    p50, p99 = np.percentile(np.asarray(timings) / 1e6, [50, 99])
+    return round(float(p50), 4), round(float(p99), 4)
+
+
+class _Traced:
+    """A recipe as ``evaluate`` sees it, keeping the model it trains, so latency is timed on that model.
+
+    ``evaluate`` trains ``recipe.clone()``; here the clone is this object, whose ``fit`` trains a
+    real clone of the recipe and keeps it, and every other attribute is the trained model's.
+    """
+
+    def __init__(self, recipe):
+        self.recipe, self.name, self.model = recipe, recipe.name, None
+
+    def get_params(self) -> dict:
+        return self.recipe.get_params()
+
+    def clone(self) -> _Traced:
+        return self
+
+    def fit(self, data) -> _Traced:
+        self.model = self.recipe.clone().fit(data)
+        return self
+
+    def __getattr__(self, name: str):
+        if self.__dict__.get("model") is None:
+            raise AttributeError(name)
+        return getattr(self.model, name)
+
+
+def _seeded(recipe, seed: int):
+    params = recipe.get_params()
+    if "seed" in params:
+        return type(recipe)(**{**params, "seed": seed})
+    if "random_state" in params:
+        return type(recipe)(**{**params, "random_state": seed})
+    return recipe
+
+
+def peer_recipes():
+    """implicit's ALS and BPR behind the recipe interface: ``(ImplicitALS, ImplicitBPR)`` classes.
+
+    The factor models train on the same user-item matrix our recipes see (events per pair:
+    ALS reads counts as confidence, BPR as implicit positives) with implicit's defaults, and
+    serve through the same ``recommend`` (history, exclusions, popularity fill) as every recipe.
+    Scores go through ``exp(score - best)``, which keeps their order and makes them positive,
+    because the base reads a score <= 0 as "no evidence".
+    """
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    from pipelines.personalize.base import EMPTY, Recipe
+
+    class ImplicitPeer(Recipe):
+        def _make(self):
+            raise NotImplementedError
+
+        def _fit(self, data) -> None:
+            with threadpool_limits(1, "blas"):  # implicit's own threads; BLAS threads inside them oversubscribe
+                model = self._make()
+                model.fit(data.user_item.astype(np.float32).tocsr(), show_progress=False)
+            self.user_factors_ = np.ascontiguousarray(model.user_factors)
+            self.item_factors_ = np.ascontiguousarray(model.item_factors)
+            self.request_user_ = None
+
+        def _history(self, user_id: str):
+            self.request_user_ = self.user_index_.get(user_id)  # the base passes histories; factors are per user
+            return super()._history(user_id)
+
+        def _user_scores(self):
+            u = self.request_user_
+            if u is None or u >= len(self.user_factors_):
+                return None
+            return self.item_factors_ @ self.user_factors_[u]
+
+        def _candidates(self, history, times, n):
+            scores = self._user_scores()
+            if scores is None:
+                return EMPTY, EMPTY
+            n = min(n, len(scores))
+            top = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
+            return top, np.exp(scores[top] - scores.max()).astype(np.float64)
+
+        def _score_items(self, history, times, items):
+            scores = self._user_scores()
+            if scores is None:
+                return np.zeros(len(items))
+            return np.exp(scores[items] - scores.max()).astype(np.float64)
+
+        def _grow(self, count: int) -> None:
+            extra = np.zeros((count, self.item_factors_.shape[1]), dtype=self.item_factors_.dtype)
+            self.item_factors_ = np.concatenate([self.item_factors_, extra])
+
+    class ImplicitALS(ImplicitPeer):
+        def __init__(
+            self,
+            factors: int = 100,
+            regularization: float = 0.01,
+            alpha: float = 1.0,
+            iterations: int = 15,
+            random_state: int = 42,
+        ):
+            self.factors, self.regularization, self.alpha = factors, regularization, alpha
+            self.iterations, self.random_state = iterations, random_state
+
+        def _make(self):
+            from implicit.cpu.als import AlternatingLeastSquares
+
+            return AlternatingLeastSquares(**self.get_params())
+
+    class ImplicitBPR(ImplicitPeer):
+        def __init__(
+            self,
+            factors: int = 100,
+            learning_rate: float = 0.01,
+            regularization: float = 0.01,
+            iterations: int = 100,
+            random_state: int = 42,
+        ):
+            self.factors, self.learning_rate, self.regularization = factors, learning_rate, regularization
+            self.iterations, self.random_state = iterations, random_state
+
+        def _make(self):
+            from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+            return BayesianPersonalizedRanking(**self.get_params())
+
+    # Named after the classes exist: a name in the class body would register the peers as recipes.
+    ImplicitALS.name, ImplicitBPR.name = PEERS
+    return ImplicitALS, ImplicitBPR
+
+
+def machine() -> dict:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for package in ("numpy", "pandas", "scipy", "torch", "implicit"):
+        with contextlib.suppress(PackageNotFoundError):
+            versions[package] = version(package)
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(), **versions}
+
+
+def _reset_peak_rss() -> float:
+    """Reset the process's peak resident memory where Linux allows it; the resident memory now, MB."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass  # elsewhere the peak is the process's since start
+    return _status_mb("VmRSS") or 0.0
+
+
+def _peak_rss_mb() -> float:
+    peak = _status_mb("VmHWM")
+    if peak is None:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak
+
+
+def _status_mb(key: str) -> float | None:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _round(value: float) -> float:
+    return float(f"{float(value):.6g}")
+
+
+def _write_json(path, payload: dict) -> None:
+    """Through a temporary name and a rename, so a reader never sees half a result."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _jsonable(params: dict) -> dict:
+    return {k: v if isinstance(v, str | int | float | bool | type(None)) else repr(v) for k, v in params.items()}
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _usage(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":  # the same command without the rest of the CLI: python -m pipelines.benchmarking.personalize
+    cli = argparse.ArgumentParser(prog="airsight bench personalize", description=__doc__.split("\n")[0])
+    add_arguments(cli)
+    sys.exit(run(cli.parse_args()))
