@@ -1,5 +1,7 @@
 """The serving store: events, filters and API keys in SQLite (default) or PostgreSQL.
 
+Tables are prefixed ``airsight_`` so that a shared PostgreSQL database stays readable.
+
 PutEvents is acknowledged only after its transaction commits: SQLite runs in WAL mode with
 ``synchronous=FULL`` (the log is fsynced at each commit), PostgreSQL with its default
 ``synchronous_commit``. Event ids grow with each insert, which is how every server process
@@ -39,16 +41,16 @@ EVENT_COLUMNS = (
 
 def _schema(serial: str, real: str) -> list[str]:
     return [
-        f"""CREATE TABLE IF NOT EXISTS events (
+        f"""CREATE TABLE IF NOT EXISTS airsight_events (
             id {serial} PRIMARY KEY, dataset_group TEXT NOT NULL, tracking_id TEXT NOT NULL,
             user_id TEXT NOT NULL, session_id TEXT NOT NULL, event_id TEXT, event_type TEXT NOT NULL,
             event_value {real}, item_id TEXT, sent_at {real} NOT NULL, recommendation_id TEXT,
             impression TEXT, properties TEXT, received_at {real} NOT NULL)""",
-        "CREATE INDEX IF NOT EXISTS events_group_id ON events (dataset_group, id)",
-        f"""CREATE TABLE IF NOT EXISTS filters (
+        "CREATE INDEX IF NOT EXISTS airsight_events_group_id ON airsight_events (dataset_group, id)",
+        f"""CREATE TABLE IF NOT EXISTS airsight_filters (
             name TEXT PRIMARY KEY, dataset_group TEXT NOT NULL, expression TEXT NOT NULL,
             created_at {real} NOT NULL)""",
-        f"""CREATE TABLE IF NOT EXISTS api_keys (
+        f"""CREATE TABLE IF NOT EXISTS airsight_api_keys (
             key_id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, salt TEXT NOT NULL, digest TEXT NOT NULL,
             scopes TEXT NOT NULL, created_at {real} NOT NULL, revoked_at {real})""",
     ]
@@ -185,7 +187,9 @@ class Store:
             )
             for e in events
         ]
-        insert = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+        insert = (
+            f"INSERT INTO airsight_events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+        )
         ids = []
         with self._cursor() as tx:
             for row in rows:
@@ -201,7 +205,7 @@ class Store:
         """Events with id > ``after_id`` (and the ids in ``also``), by id."""
         also = list(also)
         where = "id > ?" + (f" OR id IN ({', '.join('?' * len(also))})" if also else "")
-        rows = self._query(f"SELECT {self._EVENT_FIELDS} FROM events WHERE {where} ORDER BY id LIMIT ?",
+        rows = self._query(f"SELECT {self._EVENT_FIELDS} FROM airsight_events WHERE {where} ORDER BY id LIMIT ?",
                            [after_id, *also, limit])  # fmt: skip
         return [StoredEvent(*r) for r in rows]
 
@@ -212,7 +216,7 @@ class Store:
             where, params = where + " AND id <= ?", [*params, up_to_id]
         if sent_after is not None:
             where, params = where + " AND sent_at > ?", [*params, sent_after]
-        rows = self._query(f"SELECT {self._EVENT_FIELDS} FROM events WHERE {where} ORDER BY id LIMIT ?",
+        rows = self._query(f"SELECT {self._EVENT_FIELDS} FROM airsight_events WHERE {where} ORDER BY id LIMIT ?",
                            [*params, limit])  # fmt: skip
         return [StoredEvent(*r) for r in rows]
 
@@ -220,7 +224,7 @@ class Store:
         """Every column of a group's events after ``after_id``, by id, in batches (for exports)."""
         while True:
             rows = self._query(
-                f"SELECT id, {', '.join(EVENT_COLUMNS)} FROM events WHERE dataset_group = ? AND id > ? "
+                f"SELECT id, {', '.join(EVENT_COLUMNS)} FROM airsight_events WHERE dataset_group = ? AND id > ? "
                 "ORDER BY id LIMIT ?",
                 [group, after_id, batch],
             )
@@ -230,20 +234,22 @@ class Store:
             after_id = rows[-1][0]
 
     def max_event_id(self) -> int:
-        return int(self._query("SELECT COALESCE(MAX(id), 0) FROM events")[0][0])
+        return int(self._query("SELECT COALESCE(MAX(id), 0) FROM airsight_events")[0][0])
 
     def count_events(self, group: str | None = None) -> int:
         if group is None:
-            return int(self._query("SELECT COUNT(*) FROM events")[0][0])
-        return int(self._query("SELECT COUNT(*) FROM events WHERE dataset_group = ?", [group])[0][0])
+            return int(self._query("SELECT COUNT(*) FROM airsight_events")[0][0])
+        return int(self._query("SELECT COUNT(*) FROM airsight_events WHERE dataset_group = ?", [group])[0][0])
 
     # Filters.
     def add_filter(self, name: str, group: str, expression: str) -> float:
         created = time.time()
         try:
             with self._cursor() as tx:
-                tx.execute("INSERT INTO filters (name, dataset_group, expression, created_at) VALUES (?, ?, ?, ?)",
-                           (name, group, expression, created))  # fmt: skip
+                tx.execute(
+                    "INSERT INTO airsight_filters (name, dataset_group, expression, created_at) VALUES (?, ?, ?, ?)",
+                    (name, group, expression, created),
+                )
         except Exception as exc:
             if _is_unique_violation(exc):
                 raise DuplicateName(f"a filter named {name!r} exists") from exc
@@ -251,27 +257,31 @@ class Store:
         return created
 
     def get_filter(self, name: str) -> tuple[str, str, str, float] | None:
-        rows = self._query("SELECT name, dataset_group, expression, created_at FROM filters WHERE name = ?", [name])
+        rows = self._query(
+            "SELECT name, dataset_group, expression, created_at FROM airsight_filters WHERE name = ?", [name]
+        )
         return rows[0] if rows else None
 
     def list_filters(self, group: str | None = None) -> list[tuple[str, str, str, float]]:
         if group is None:
-            return self._query("SELECT name, dataset_group, expression, created_at FROM filters ORDER BY name")
+            return self._query("SELECT name, dataset_group, expression, created_at FROM airsight_filters ORDER BY name")
         return self._query(
-            "SELECT name, dataset_group, expression, created_at FROM filters WHERE dataset_group = ? ORDER BY name",
+            "SELECT name, dataset_group, expression, created_at FROM airsight_filters WHERE dataset_group = ? "
+            "ORDER BY name",
             [group],
         )
 
     def delete_filter(self, name: str) -> bool:
         with self._cursor() as tx:
-            return tx.execute("DELETE FROM filters WHERE name = ?", (name,)).rowcount > 0
+            return tx.execute("DELETE FROM airsight_filters WHERE name = ?", (name,)).rowcount > 0
 
     # API keys.
     def add_key(self, key_id: str, name: str, salt: str, digest: str, scopes: Iterable[str]) -> None:
         try:
             with self._cursor() as tx:
                 tx.execute(
-                    "INSERT INTO api_keys (key_id, name, salt, digest, scopes, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO airsight_api_keys (key_id, name, salt, digest, scopes, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
                     (key_id, name, salt, digest, " ".join(sorted(scopes)), time.time()),
                 )
         except Exception as exc:
@@ -281,7 +291,7 @@ class Store:
 
     def get_key(self, key_id: str) -> StoredKey | None:
         rows = self._query(
-            "SELECT key_id, name, salt, digest, scopes, revoked_at FROM api_keys WHERE key_id = ?", [key_id]
+            "SELECT key_id, name, salt, digest, scopes, revoked_at FROM airsight_api_keys WHERE key_id = ?", [key_id]
         )
         if not rows:
             return None
@@ -289,12 +299,12 @@ class Store:
         return StoredKey(key_id, name, salt, digest, frozenset(scopes.split()), revoked is not None)
 
     def list_keys(self) -> list[tuple[str, str, str, bool]]:
-        rows = self._query("SELECT name, key_id, scopes, revoked_at FROM api_keys ORDER BY name")
+        rows = self._query("SELECT name, key_id, scopes, revoked_at FROM airsight_api_keys ORDER BY name")
         return [(name, key_id, scopes, revoked is not None) for name, key_id, scopes, revoked in rows]
 
     def revoke_key(self, name: str) -> bool:
         with self._cursor() as tx:
-            cur = tx.execute("UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
+            cur = tx.execute("UPDATE airsight_api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
                              (time.time(), name))  # fmt: skip
             return cur.rowcount > 0
 
