@@ -149,7 +149,7 @@ def create_app(settings: ServingSettings | None = None, runtime: Runtime | None 
             credentials: HTTPAuthorizationCredentials | None = BEARER,
             api_key: str | None = HEADER_KEY,
         ) -> str:
-            runtime.start(first_poll=False)  # mounted apps (Airflow) get no lifespan events
+            runtime.start()  # mounted apps (Airflow) get no lifespan events: load on first use
             presented = api_key or (credentials.credentials if credentials else None)
             try:
                 return runtime.keys.check(presented, scope).name
@@ -237,6 +237,7 @@ def create_app(settings: ServingSettings | None = None, runtime: Runtime | None 
     @app.get("/health", tags=["operations"])
     def health() -> dict:
         """Liveness and what serves: each model's version, load errors, each forecast export."""
+        runtime.start()
         return runtime.health()
 
     @app.get("/metrics", tags=["operations"], response_class=Response)

@@ -102,6 +102,8 @@ class World:
     root: Path
     groups_dir: Path
     database_url: str
+    group: str = "shop"
+    version: str = "1"
     keys: dict[str, str] = field(default_factory=dict)
 
     def settings(self, **overrides) -> ServingSettings:
@@ -124,9 +126,9 @@ def build_world(tmp: Path, shop: str = "shop", database_url: str | None = None) 
     items_frame().to_parquet(snapshot / "ITEMS.parquet", index=False)
     (snapshot / "manifest.json").write_text(json.dumps({"rows": len(interactions)}))
     model = get_recipe("sims", min_cointeraction_count=1).fit(InteractionData.from_frames(interactions, items_frame()))
-    register_champion(shop, model)
+    version = register_champion(shop, model)
     publish_forecast(str(groups_dir / "sales_store"), forecast_frame(), "2024-02-29")
-    world = World(tmp, groups_dir, database_url or f"sqlite:///{tmp / 'serving.db'}")
+    world = World(tmp, groups_dir, database_url or f"sqlite:///{tmp / 'serving.db'}", shop, version)
     store = Store(world.database_url)
     for name, scopes in {"reader": ["read"], "writer": ["read", "write"], "admin": ["read", "write", "admin"]}.items():
         world.keys[name] = create_key(store, f"{name}-{np.random.default_rng().integers(1 << 30)}", scopes)
@@ -134,7 +136,7 @@ def build_world(tmp: Path, shop: str = "shop", database_url: str | None = None) 
     return world
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def mlflow_store(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serving_mlflow")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
@@ -149,8 +151,10 @@ def mlflow_store(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def world(mlflow_store) -> World:
-    return build_world(mlflow_store / "world")
+def world(mlflow_store, request) -> World:
+    """One world per test module; a module names its Personalize group with ``GROUP`` (default shop)."""
+    group = getattr(request.module, "GROUP", "shop")
+    return build_world(mlflow_store / f"world_{request.module.__name__.rsplit('.', 1)[-1]}", group)
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +169,7 @@ def runtime(client):
 
 
 def recommend(client, world, user: str = "a_u000", who: str = "reader", **body) -> dict:
-    answer = client.post("/recommendations", json={"campaignArn": "shop", "userId": user, **body},
+    answer = client.post("/recommendations", json={"campaignArn": world.group, "userId": user, **body},
                          headers=world.headers(who))  # fmt: skip
     assert answer.status_code == 200, answer.text
     return answer.json()

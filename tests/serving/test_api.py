@@ -21,11 +21,11 @@ def items_of(answer: dict) -> list[str]:
     return [entry["itemId"] for entry in answer["itemList"]]
 
 
-def test_health_needs_no_key_and_reports_what_serves(client):
+def test_health_needs_no_key_and_reports_what_serves(client, world):
     answer = client.get("/health")
     assert answer.status_code == 200
     body = answer.json()
-    assert body["models"]["shop"]["version"] == "1" and body["models"]["shop"]["filters_data"] is True
+    assert body["models"]["shop"]["version"] == world.version and body["models"]["shop"]["filters_data"] is True
     assert body["forecasts"]["sales"] == {"status": "ok", "as_of": "2024-02-29T00:00:00", "series": 8, "error": None}
 
 

@@ -1,0 +1,85 @@
+"""The serving store on SQLite and PostgreSQL: events in id order, filters, hashed keys, the app on PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from fastapi.testclient import TestClient
+
+from pipelines.serving.app import create_app
+from pipelines.serving.auth import KeyChecker, create_key
+from pipelines.serving.store import DuplicateName, Store
+from tests.serving.conftest import build_world, recommend
+
+GROUP = "pgshop"
+PG = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    psycopg2 = pytest.importorskip("psycopg2")
+    try:
+        conn = psycopg2.connect(PG, connect_timeout=3)
+    except psycopg2.OperationalError as exc:
+        pytest.skip(f"PostgreSQL at {PG} is unreachable: {exc}")
+    schema = f"airsight_test_{uuid.uuid4().hex[:10]}"
+    conn.autocommit = True
+    conn.cursor().execute(f"CREATE SCHEMA {schema}")
+    yield f"{PG}?options=-csearch_path%3D{schema}"
+    conn.cursor().execute(f"DROP SCHEMA {schema} CASCADE")
+    conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    url = f"sqlite:///{tmp_path / 'store.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    opened = Store(url)
+    yield opened
+    opened.close()
+
+
+def test_events_filters_and_keys_round_trip(store):
+    start = store.max_event_id()
+    ids = store.put_events("g", "g", "u1", "s1", [
+        {"eventType": "click", "itemId": "i1", "sentAt": 10.5, "properties": {"k": 1}},
+        {"eventType": "buy", "itemId": "i2", "sentAt": 11, "eventValue": 3.0, "impression": ["i1", "i2"]},
+    ])  # fmt: skip
+    store.put_events("other", "other", "u2", "s2", [{"eventType": "click", "itemId": "x", "sentAt": 12}])
+    assert ids == sorted(ids) and len(ids) == 2
+    after = store.events_after(start)
+    assert [(e.dataset_group, e.item_id) for e in after] == [("g", "i1"), ("g", "i2"), ("other", "x")]
+    assert [e.item_id for e in store.events_of_group("g", sent_after=10.9)] == ["i2"]
+    assert store.events_after(after[-1].id, also=[ids[0]])[0].id == ids[0]  # a skipped id is asked for again
+    assert store.count_events("g") == 2
+
+    store.add_filter("f1", "g", "EXCLUDE ItemID WHERE Items.GENRE IN ($G)")
+    with pytest.raises(DuplicateName):
+        store.add_filter("f1", "g", "x")
+    assert (
+        [r[0] for r in store.list_filters("g")] == ["f1"]
+        and store.delete_filter("f1")
+        and not store.delete_filter("f1")
+    )
+
+    key = create_key(store, "k1", ["read"])
+    assert key.split("_", 2)[2] not in str(store.list_keys())  # only the digest is stored
+    checker = KeyChecker(store, cache_seconds=0)
+    assert checker.check(key, "read").name == "k1"
+    with pytest.raises(Exception, match="lacks the 'write' scope"):
+        checker.check(key, "write")
+    with pytest.raises(DuplicateName):
+        create_key(store, "k1", ["read"])
+
+
+def test_the_app_serves_and_stores_events_on_postgresql(pg_url, mlflow_store):
+    world = build_world(mlflow_store / "world_pg", GROUP, database_url=pg_url)
+    with TestClient(create_app(world.settings())) as client:
+        before = [e["itemId"] for e in recommend(client, world, "pg-user", numResults=10)["itemList"]]
+        event = {"eventType": "click", "itemId": "a_i04", "sentAt": 1_800_000_000}
+        stored = client.post("/events", json={"trackingId": GROUP, "userId": "pg-user", "sessionId": "s",
+                                              "eventList": [event]}, headers=world.headers("writer"))  # fmt: skip
+        assert stored.status_code == 200, stored.text
+        after = [e["itemId"] for e in recommend(client, world, "pg-user", numResults=10)["itemList"]]
+        assert after != before and "a_i04" not in after
+        assert client.get("/health").json()["database"].startswith("127.0.0.1")
