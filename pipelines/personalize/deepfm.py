@@ -123,7 +123,7 @@ class DeepFM(Recipe):
         counts = np.bincount(items[positives], minlength=data.n_items)
         user_fields = [network.id_field("USER_ID", data.n_users), *network.metadata_fields(data.user_metadata)]
         item_fields = [network.id_field("ITEM_ID", data.n_items), *network.metadata_fields(data.item_metadata)]
-        history = network.history_field(indptr, items, self.recent_history_length, data.n_items)
+        history = network.history_field(indptr, items, first, self.recent_history_length, data.n_items)
         context, self.context_values_ = network.context_fields(data, rows)
         event_fields = ([history] if history else []) + context
         examples = network.Examples(
@@ -136,6 +136,9 @@ class DeepFM(Recipe):
         weights = network.train_network(examples, counts, settings)
         self.training_positives_ = len(positives)
         self.__dict__.update(network.serving_arrays(weights, examples, counts, settings))
+        # Tiny offsets, more popular items ahead: items without events tie, and selection slows tenfold on ties.
+        self.tie_breaks_ = np.empty(data.n_items)
+        self.tie_breaks_[self.popular_order_] = -1e-9 * np.arange(data.n_items)
 
     def _training_users(self, lengths: np.ndarray) -> np.ndarray:
         active = lengths > 0
@@ -184,7 +187,8 @@ class DeepFM(Recipe):
         first = float(self.user_id_first_[row] + self.user_meta_first_[row])
         evidence = bool(row < len(self.user_trained_) and self.user_trained_[row]) or bool(self.user_has_metadata_[row])
         if self.history_vectors_ is not None:
-            recent = history[-self.recent_history_length :]
+            distinct, order = np.unique(history, return_index=True)  # as in training: by first event
+            recent = distinct[np.argsort(order)][-self.recent_history_length :]
             recent = recent[self.history_known_[recent]]
             share = 1.0 / max(len(recent), 1)
             vectors.append(self.history_vectors_[recent].sum(0) * share)
@@ -223,7 +227,8 @@ class DeepFM(Recipe):
         if n_items <= size:
             items = np.arange(n_items)
         else:  # the FM part alone picks candidates over the catalog, popular items join them
-            items, _ = top_n(self.item_const_ + self.item_sum_ @ side[1], size)
+            retrieval = (self.item_const_ + self.item_sum_ @ side[1]).astype(np.float64) + self.tie_breaks_
+            items, _ = top_n(retrieval, size)
             items = np.union1d(items, self.popular_order_[: max(1, self.candidate_count // 4)])
         return items, sigmoid(self._logits(side, items))
 
@@ -236,6 +241,8 @@ class DeepFM(Recipe):
         for name, cold in zip(names, self.cold_item_, strict=True):
             value = getattr(self, name)
             setattr(self, name, np.concatenate([value, np.repeat(cold, count, axis=0)]))
+        start = len(self.tie_breaks_)
+        self.tie_breaks_ = np.concatenate([self.tie_breaks_, -1e-9 * np.arange(start, start + count)])
         if self.history_vectors_ is not None:
             self.history_known_ = np.concatenate([self.history_known_, np.zeros(count, bool)])
 

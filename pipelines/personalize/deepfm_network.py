@@ -122,15 +122,20 @@ def padded(name: str, bags: sp.csr_matrix) -> Field:
     return Field(name, index, weight, bags.shape[1])
 
 
-def history_field(indptr: np.ndarray, items: np.ndarray, length: int, n_items: int) -> Field | None:
-    """Per event (in user-history order) the user's ``length`` items before it, each weighing 1 / their number."""
+def history_field(indptr: np.ndarray, items: np.ndarray, first: np.ndarray, length: int, n_items: int) -> Field | None:
+    """Per event (in user-history order) the user's ``length`` newest distinct items before it, each 1 / their number.
+
+    ``first`` marks each user's first event on an item: repeats (a click, then a watch of the same
+    item) add nothing new to the history.
+    """
     if length == 0:
         return None
-    position = np.arange(len(items))
+    firsts = np.flatnonzero(first)
     start = np.repeat(indptr[:-1], np.diff(indptr))
-    back = position[:, None] - np.arange(1, length + 1)[None, :]
-    present = back >= start[:, None]
-    index = np.where(present, items[np.maximum(back, 0)], 0).astype(np.int64)
+    before = np.searchsorted(firsts, np.arange(len(items)))  # first events before each event
+    back = before[:, None] - np.arange(1, length + 1)[None, :]
+    present = back >= np.searchsorted(firsts, start)[:, None]
+    index = np.where(present, items[firsts[np.maximum(back, 0)]] if len(firsts) else 0, 0).astype(np.int64)
     weight = present / np.maximum(present.sum(1, keepdims=True), 1)
     return Field("HISTORY", index, weight.astype(np.float32), n_items)
 

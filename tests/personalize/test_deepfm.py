@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from threadpoolctl import threadpool_limits
 
 from pipelines.personalize import RECIPES, InteractionData, get_recipe
 from pipelines.personalize.deepfm import DeepFM
@@ -165,10 +166,12 @@ def test_a_ten_thousand_item_catalog_is_served_in_milliseconds(groups_data):
     assert len(model.item_const_) == data.n_items > 10_000
     users = list(data.user_ids[:40])
     model.recommend(users[0])
-    start = time.perf_counter()
-    for user in users:
-        model.recommend(user, n=25)
-    assert (time.perf_counter() - start) / len(users) < 0.02  # about a millisecond here; generous for busy machines
+    with threadpool_limits(1, "blas"):  # one request, one core, as a server with a worker per core runs
+        start = time.perf_counter()
+        for user in users:
+            model.recommend(user, n=25)
+        seconds = (time.perf_counter() - start) / len(users)
+    assert seconds < 0.01  # about a millisecond here; generous for busy machines
     group = model.recommend("a_u000", n=5)
     assert np.mean([g == "a" for g in groups(group)]) > 0.8  # candidates from the FM part find the group's items
 
