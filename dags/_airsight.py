@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, get_current_context, task
 
+from pipelines import domains
 from pipelines.settings import discover_groups, load_group
 
 DEFAULT_ARGS = {
@@ -31,6 +32,111 @@ def run_as_of() -> str:
     if end is not None:
         return end.isoformat()
     return context["dag_run"].run_after.isoformat()
+
+
+# Params a UI trigger may set besides as_of; empty means the group's default (its settings file).
+RUN_PARAMS = (
+    "algorithms",
+    "recipes",
+    "horizon",
+    "forecast_types",
+    "backtest_windows",
+    "hpo_trials",
+    "hpo_timeout_seconds",
+    "optimization_metric",
+    "num_results",
+    "force_promotion",
+)
+
+
+def training_params(group) -> dict:
+    """The params form: what a UI trigger may change for one run, validated by JSON Schema."""
+    t = group.training
+    common = {
+        "hpo_trials": Param(
+            t.hpo_trials,
+            type="integer",
+            minimum=0,
+            maximum=500,
+            title="HPO trials per candidate",
+            description="Optuna trials for each candidate; 0 trains the defaults.",
+        ),
+        "hpo_timeout_seconds": Param(
+            t.hpo_timeout_seconds,
+            type=["null", "number"],
+            exclusiveMinimum=0,
+            title="HPO time budget (s)",
+            description="Per candidate; empty: no limit.",
+        ),
+        "force_promotion": Param(
+            False,
+            type="boolean",
+            title="Force promotion",
+            description="Make the new version champion even if it does not beat the champion.",
+        ),
+    }
+    if group.kind == "forecast":
+        return {
+            "algorithms": Param(
+                list(t.algorithms),
+                type="array",
+                title="Algorithms",
+                items={"type": "string", "enum": list(domains.FORECAST_ALGORITHMS)},
+                minItems=1,
+                uniqueItems=True,
+                examples=list(domains.FORECAST_ALGORITHMS),
+            ),
+            "horizon": Param(
+                group.horizon,
+                type="integer",
+                minimum=1,
+                maximum=domains.MAX_HORIZON,
+                title="Forecast horizon",
+                description=f"Periods of {group.frequency}.",
+            ),
+            "forecast_types": Param(
+                [str(x) for x in t.forecast_types],
+                type="array",
+                title="Forecast types",
+                items={"type": "string", "pattern": r"^(mean|0?\.\d+)$"},
+                minItems=1,
+                description="Quantiles 0.01-0.99 and 'mean'.",
+            ),
+            "backtest_windows": Param(
+                t.backtest_windows, type="integer", minimum=1, maximum=5, title="Backtest windows"
+            ),
+            "optimization_metric": Param(
+                t.optimization_metric, type="string", title="Optimization metric", enum=list(domains.FORECAST_METRICS)
+            ),
+            **common,
+        }
+    return {
+        "recipes": Param(
+            list(t.recipes),
+            type="array",
+            title="Recipes",
+            items={"type": "string", "enum": list(domains.PERSONALIZE_RECIPES)},
+            minItems=1,
+            uniqueItems=True,
+            examples=list(domains.PERSONALIZE_RECIPES),
+        ),
+        "optimization_metric": Param(
+            t.optimization_metric, type="string", title="Optimization metric", enum=list(domains.PERSONALIZE_METRICS)
+        ),
+        "num_results": Param(
+            t.num_results, type="integer", minimum=1, maximum=500, title="Items per user in the batch recommendations"
+        ),
+        **common,
+    }
+
+
+def run_overrides() -> dict:
+    """The run's params that override the group's training settings."""
+    params = get_current_context().get("params") or {}
+    overrides = {k: params.get(k) for k in RUN_PARAMS if params.get(k) is not None}
+    if "forecast_types" in overrides:
+        overrides["forecast_types"] = [v if v == "mean" else float(v) for v in overrides["forecast_types"]]
+    return overrides
 
 
 def build_dag(settings_file: str, kind: str):
@@ -54,10 +160,19 @@ def build_dag(settings_file: str, kind: str):
                 description="Data cut-off (ISO date or timestamp). Empty: the run's data interval end, "
                 "or the trigger time for manual runs.",
             ),
+            **training_params(group),
         },
         doc_md=f"Dataset group `{group.name}` from `{settings_file}`.",
     )
     def pipeline():
+        @task(retries=0)
+        def plan() -> list[str]:
+            """The candidates to train; bad params fail here, before any work is done."""
+            from pipelines import workflow
+
+            _, training = workflow.options(load_group(settings_file), run_overrides())
+            return list(training.algorithms if kind == "forecast" else training.recipes)
+
         @task(retries=0)
         def validate_schema() -> dict:
             """Great Expectations suites over every dataset; a failure fails fast, without retries."""
@@ -72,9 +187,45 @@ def build_dag(settings_file: str, kind: str):
 
             return steps.import_data(load_group(settings_file), run_as_of(), validated=validated)
 
-        import_data(validate_schema())
+        @task(map_index_template="{{ task.op_kwargs['name'] }}")
+        def hpo_train(name: str) -> dict:
+            """Tune (Optuna, when trials are asked for) and backtest one candidate."""
+            return _steps(kind).hpo_train(load_group(settings_file), run_as_of(), name, run_overrides())
+
+        @task
+        def backtest(candidates: list[dict]) -> dict:
+            """The best candidate on the optimization metric, and the champion scored on the same data."""
+            return _steps(kind).backtest(load_group(settings_file), run_as_of(), list(candidates), run_overrides())
+
+        @task(task_id="forecast" if kind == "forecast" else "recommend")
+        def predict(selection: dict) -> dict:
+            """Train the winner on all the data, register it in MLflow, forecast or recommend."""
+            steps = _steps(kind)
+            run = steps.forecast if kind == "forecast" else steps.recommend
+            return run(load_group(settings_file), run_as_of(), selection, run_overrides())
+
+        @task
+        def publish(selection: dict, predicted: dict) -> dict:
+            """Publish the served outputs, then record the gate's decision in the registry."""
+            return _steps(kind).publish(load_group(settings_file), run_as_of(), selection, predicted, run_overrides())
+
+        candidates = plan()
+        imported = import_data(validate_schema())
+        candidates >> imported
+        trained = hpo_train.expand(name=candidates)
+        imported >> trained
+        selection = backtest(trained)
+        publish(selection, predict(selection))
 
     return pipeline()
+
+
+def _steps(kind: str):
+    if kind == "forecast":
+        from pipelines.forecast import workflow
+    else:
+        from pipelines.personalize import workflow
+    return workflow
 
 
 def build_all(kind: str) -> dict:

@@ -76,3 +76,17 @@ FIELD_TYPES = {
     "geolocation": "geolocation",
     "boolean": "boolean",
 }
+
+# Names the training settings and the Airflow params forms offer (the registries in
+# pipelines.forecast and pipelines.personalize hold the same names; a test keeps them equal).
+FORECAST_ALGORITHMS = ("AutoPredictor", "SeasonalNaive", "ETS", "ARIMA", "Theta", "NPTS", "Prophet", "DeepAR+")
+FORECAST_METRICS = ("AverageWeightedQuantileLoss", "WAPE", "RMSE", "MASE", "MAPE")
+PERSONALIZE_RECIPES = (
+    "popularity-count", "sims", "trending-now", "hrnn", "hrnn-metadata", "hrnn-coldstart",
+    "user-personalization", "personalized-ranking", "deepfm",
+)  # fmt: skip
+PERSONALIZE_METRICS = (
+    "normalized_discounted_cumulative_gain_at_25", "normalized_discounted_cumulative_gain_at_10",
+    "normalized_discounted_cumulative_gain_at_5", "mean_reciprocal_rank_at_25", "precision_at_25",
+    "precision_at_10", "precision_at_5", "coverage",
+)  # fmt: skip

@@ -11,6 +11,7 @@ version is ``champion``; ``load_champion`` is how readers find it.
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 import tempfile
 from pathlib import Path
@@ -72,6 +73,7 @@ def log_model(kind: str, native: Any, example) -> Any:
     import mlflow
     from mlflow.models import infer_signature
 
+    logging.getLogger("mlflow.models.signature").setLevel(logging.WARNING)  # "Unsupported type hint" notes
     forecast_cls, solution_cls = _pyfunc_classes()
     wrapper = forecast_cls() if kind == "forecast" else solution_cls()
     params = {"quantiles": "0.1,0.5,0.9"} if kind == "forecast" else {"numResults": 25}
@@ -85,6 +87,7 @@ def log_model(kind: str, native: Any, example) -> Any:
             python_model=wrapper,
             artifacts={"model": str(path)},
             signature=infer_signature(example, output, params),
+            input_example=(example, params),
             pip_requirements=["airsight", "mlflow", "pandas", "numpy"],
         )
 

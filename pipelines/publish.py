@@ -24,10 +24,14 @@ def published_dir(root: str, kind: str) -> Path:
     return Path(root) / "published" / kind
 
 
-def publish(root: str, kind: str, as_of: pd.Timestamp, write: Callable[[Path], dict | None]) -> dict:
+def publish(
+    root: str, kind: str, as_of: pd.Timestamp, write: Callable[[Path], dict | None], move_latest: bool = True
+) -> dict:
     """Run ``write(folder)`` into a fresh folder for ``as_of``, then point ``latest`` at it.
 
     ``write`` fills the folder and may return details for the pointer (row counts, checksums).
+    With ``move_latest`` false (a backfill of an older date) the version is written and
+    ``latest`` stays where it was; the pointer for this version is then written beside it.
     """
     base = published_dir(root, kind)
     target = base / storage.as_of_key(as_of)
@@ -40,7 +44,9 @@ def publish(root: str, kind: str, as_of: pd.Timestamp, write: Callable[[Path], d
         "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **details,
     }
-    storage.write_json(base / "latest.json", pointer)
+    current = latest(root, kind)
+    if move_latest and (current is None or pd.Timestamp(current["as_of"]) <= as_of):
+        storage.write_json(base / "latest.json", pointer)
     return pointer
 
 

@@ -82,6 +82,59 @@ def current_champion(model: str):
         return None
 
 
+def decide(
+    metric: str,
+    challenger_score: float,
+    champion_version: str | None,
+    champion_score: float | None,
+    version: str,
+    margin: float = 0.0,
+    force: bool = False,
+    model: str = "",
+) -> Decision:
+    """The gate's decision, without touching the registry (so a run can publish before it records)."""
+    if champion_version is None:
+        promoted, reason = True, "no champion yet"
+    elif champion_version == version:
+        promoted, reason = True, "already champion"
+    elif champion_score is None:
+        promoted, reason = False, f"the champion has no recorded {metric} to compare with"
+    else:
+        promoted = _beats(challenger_score, champion_score, margin, higher_is_better(metric))
+        direction = "higher" if higher_is_better(metric) else "lower"
+        reason = (
+            f"{metric} {challenger_score:.6g} vs champion {champion_score:.6g} "
+            f"({direction} is better, margin {margin:.2%}): {'better' if promoted else 'not better'}"
+        )
+    if force and not promoted:
+        promoted, reason = True, f"forced promotion ({reason})"
+    return Decision(model, str(version), promoted, reason, metric, float(challenger_score), champion_version,
+                    champion_score, force)  # fmt: skip
+
+
+def record(decision: Decision, margin: float = 0.0, move_aliases: bool = True) -> None:
+    """Write the decision as version tags; with ``move_aliases``, set challenger (and champion)."""
+    mlflow_client = client()
+    model, version = decision.model, decision.version
+    tags = {
+        f"score.{decision.metric}": repr(decision.challenger_score),
+        "gate.decision": "promoted" if decision.promoted else "kept challenger",
+        "gate.reason": decision.reason,
+        "gate.metric": decision.metric,
+        "gate.margin": repr(margin),
+        "gate.forced": str(bool(decision.forced)).lower(),
+        "gate.champion_version": decision.champion_version or "",
+        "gate.champion_score": "" if decision.champion_score is None else repr(float(decision.champion_score)),
+    }
+    for key, value in tags.items():
+        mlflow_client.set_model_version_tag(model, version, key, value)
+    if move_aliases:
+        mlflow_client.set_registered_model_alias(model, CHALLENGER, version)
+        if decision.promoted:
+            mlflow_client.set_registered_model_alias(model, CHAMPION, version)
+    log.info("%s v%s: %s", model, version, decision.reason)
+
+
 def gate(
     model: str,
     version: str,
@@ -97,46 +150,14 @@ def gate(
     challenger's; when not given, the score recorded when the champion was promoted is used.
     ``margin`` is relative: 0.02 asks a loss to fall (or a gain to rise) by at least 2 %.
     """
-    mlflow_client = client()
-    version = str(version)
-    mlflow_client.set_registered_model_alias(model, CHALLENGER, version)
     champion = current_champion(model)
     champion_version = champion.version if champion is not None else None
     if champion is not None and champion_score is None:
         recorded = champion.tags.get(f"score.{metric}")
         champion_score = float(recorded) if recorded is not None else None
-    if champion is None:
-        promoted, reason = True, "no champion yet"
-    elif champion_version == version:
-        promoted, reason = True, "already champion"
-    elif champion_score is None:
-        promoted, reason = False, f"the champion has no recorded {metric} to compare with"
-    else:
-        promoted = _beats(challenger_score, champion_score, margin, higher_is_better(metric))
-        direction = "higher" if higher_is_better(metric) else "lower"
-        reason = (
-            f"{metric} {challenger_score:.6g} vs champion {champion_score:.6g} "
-            f"({direction} is better, margin {margin:.2%}): {'better' if promoted else 'not better'}"
-        )
-    if force and not promoted:
-        promoted, reason = True, f"forced promotion ({reason})"
-    tags = {
-        f"score.{metric}": repr(float(challenger_score)),
-        "gate.decision": "promoted" if promoted else "kept challenger",
-        "gate.reason": reason,
-        "gate.metric": metric,
-        "gate.margin": repr(margin),
-        "gate.forced": str(bool(force)).lower(),
-        "gate.champion_version": champion_version or "",
-        "gate.champion_score": "" if champion_score is None else repr(float(champion_score)),
-    }
-    for key, value in tags.items():
-        mlflow_client.set_model_version_tag(model, version, key, value)
-    if promoted:
-        mlflow_client.set_registered_model_alias(model, CHAMPION, version)
-    log.info("%s v%s: %s", model, version, reason)
-    return Decision(model, version, promoted, reason, metric, float(challenger_score), champion_version,
-                    champion_score, force)  # fmt: skip
+    decision = decide(metric, challenger_score, champion_version, champion_score, str(version), margin, force, model)
+    record(decision, margin)
+    return decision
 
 
 def _beats(challenger: float, champion: float, margin: float, higher: bool) -> bool:

@@ -201,6 +201,47 @@ class AlignmentBoundary(Strict):
         )
 
 
+class TrainingBase(Strict):
+    """How a run trains, scores and promotes: the group's defaults, which a UI trigger may override."""
+
+    hpo_trials: int = Field(0, ge=0, le=500)  # Optuna trials per candidate; 0 trains the defaults
+    hpo_timeout_seconds: float | None = Field(None, gt=0)
+    promotion_margin: float = Field(0.0, ge=0.0, lt=1.0)  # relative improvement the champion must see
+    seed: int = 0
+    keep_versions: int = Field(5, ge=1)  # published versions kept besides the latest
+
+
+class ForecastTraining(TrainingBase):
+    algorithms: Annotated[list[Literal[d.FORECAST_ALGORITHMS]], Field(min_length=1)] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["SeasonalNaive", "ETS", "Theta", "NPTS"]
+    )
+    forecast_types: Annotated[list[float | Literal["mean"]], Field(min_length=1, max_length=20)] = Field(
+        default_factory=lambda: [0.1, 0.5, 0.9]
+    )
+    backtest_windows: int = Field(1, ge=1, le=5)
+    backtest_offset: int | None = Field(None, ge=1)
+    optimization_metric: Literal[d.FORECAST_METRICS] = "AverageWeightedQuantileLoss"  # type: ignore[valid-type]
+    workers: int = Field(1, ge=1, le=64)  # processes for per-series fitting
+    plots: int = Field(12, ge=0, le=500)  # items drawn in the published plots
+
+    @field_validator("forecast_types")
+    @classmethod
+    def _types(cls, value: list) -> list:
+        bad = [v for v in value if v != "mean" and not 0.01 <= float(v) <= 0.99]
+        if bad:
+            raise ValueError(f"forecast types {bad} are outside 0.01-0.99 (or 'mean')")
+        return value
+
+
+class PersonalizeTraining(TrainingBase):
+    recipes: Annotated[list[Literal[d.PERSONALIZE_RECIPES]], Field(min_length=1)] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["popularity-count", "sims"]
+    )
+    optimization_metric: Literal[d.PERSONALIZE_METRICS] = "normalized_discounted_cumulative_gain_at_25"  # type: ignore[valid-type]
+    num_results: int = Field(25, ge=1, le=500)  # items per user in the batch recommendations
+    seed: int = 42  # the evaluation split's seed
+
+
 class GroupBase(Strict):
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
@@ -225,6 +266,7 @@ class ForecastGroup(GroupBase):
     time_alignment_boundary: AlignmentBoundary | None = None
     holidays_country: str | None = Field(None, pattern=r"^[A-Z]{2}$")
     datasets: ForecastDatasets
+    training: ForecastTraining = Field(default_factory=ForecastTraining)
 
     @field_validator("frequency")
     @classmethod
@@ -317,6 +359,7 @@ class PersonalizeGroup(GroupBase):
     domain: Literal["CUSTOM", "ECOMMERCE", "VIDEO_ON_DEMAND"] = "CUSTOM"
     datasets: PersonalizeDatasets
     training_filter: TrainingFilter = Field(default_factory=TrainingFilter)
+    training: PersonalizeTraining = Field(default_factory=PersonalizeTraining)
 
     def dataset(self, kind: str) -> DatasetSettings | None:
         return getattr(self.datasets, kind)

@@ -18,12 +18,19 @@ def test_dagbag_has_one_dag_per_group_and_no_import_errors(airflow_home, example
     bag = DagBag(dag_folder=str(DAGS_FOLDER))
     assert bag.import_errors == {}
     assert sorted(bag.dags) == ["forecast__retail_demo", "personalize__interactions_demo"]
-    for dag in bag.dags.values():
-        assert [t.task_id for t in dag.topological_sort()] == ["validate_schema", "import_data"]
-        assert {"dataset_group", "as_of"} <= set(dag.params)
+    steps = {"forecast": "forecast", "personalize": "recommend"}
+    for dag_id, dag in bag.dags.items():
+        order = ["plan", "validate_schema", "import_data", "hpo_train", "backtest", steps[dag_id.split("__")[0]]]
+        assert [t.task_id for t in dag.topological_sort()] == [*order, "publish"]
+        assert {"dataset_group", "as_of", "hpo_trials", "force_promotion", "optimization_metric"} <= set(dag.params)
+        assert dag.get_task("hpo_train").is_mapped
         assert dag.get_task("validate_schema").retries == 0  # bad data fails fast
         assert dag.get_task("import_data").retries == 2
     assert bag.dags["forecast__retail_demo"].schedule == "@weekly"  # from the settings file
+    assert {"algorithms", "horizon", "forecast_types", "backtest_windows"} <= set(
+        bag.dags["forecast__retail_demo"].params
+    )
+    assert {"recipes", "num_results"} <= set(bag.dags["personalize__interactions_demo"].params)
 
 
 def test_dag_files_import_nothing_heavy(example_groups):

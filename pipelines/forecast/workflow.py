@@ -1,0 +1,251 @@
+"""The Forecast DAG's training steps: hpo_train, backtest, forecast, publish.
+
+Amazon Forecast's workflow after the import: train predictors (each candidate algorithm, tuned
+by Optuna when the run asks for trials) and score them by backtest; pick the best on the group's
+optimization metric; forecast every item with the chosen quantiles; publish the forecast export,
+the backtest export, metrics and plots. Each function takes the group and the run's as_of,
+reads what the step before wrote under the run folder, and returns a small manifest.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from pipelines import storage
+from pipelines import workflow as wf
+from pipelines.settings import ForecastGroup
+
+log = logging.getLogger(__name__)
+KIND = "forecast"
+
+
+def load_data(group: ForecastGroup, as_of: pd.Timestamp):
+    from pipelines.forecast.data import ForecastData
+
+    folder = storage.snapshot_dir(group.storage_root, as_of)
+    if not (folder / "manifest.json").is_file():
+        raise FileNotFoundError(f"no snapshot of {group.name} as of {as_of}: run import_data first ({folder})")
+    return ForecastData.from_snapshot(folder, group)
+
+
+def algorithm(config: dict, training) -> object:
+    """The unfitted algorithm a configuration names, with the run's workers and seed."""
+    from pipelines.forecast.base import get_algorithm
+
+    params = dict(config["params"])
+    if config["name"] == "AutoPredictor":
+        params = {
+            "metric": training.optimization_metric,
+            "forecast_types": training.forecast_types,
+            "windows": training.backtest_windows,
+            "offset": training.backtest_offset,
+            **params,
+        }
+    return get_algorithm(config["name"], **params, n_jobs=training.workers, seed=training.seed)
+
+
+def hpo_train(group: ForecastGroup, as_of=None, name: str = "", overrides: dict | None = None) -> dict:
+    """Tune (when trials are asked for) and backtest one candidate; a failure is recorded, not raised."""
+    from pipelines.forecast import tuning
+    from pipelines.forecast.backtest import backtest
+
+    as_of = storage.resolve_as_of(as_of)
+    group, training = wf.options(group, overrides)
+    folder = wf.run_dir(group, as_of) / "candidates" / wf.config_key({"name": name})
+    data = load_data(group, as_of)
+    began = time.perf_counter()
+    with wf.mlflow_run(group, as_of, "hpo_train", f"hpo_train {name}"):
+        import mlflow
+
+        try:
+            params, trials = {}, None
+            key = tuning.algorithm_key(name)
+            if training.hpo_trials and key in tuning.SEARCH_SPACES:
+                result = tuning.tune(
+                    name,
+                    data,
+                    metric=training.optimization_metric,
+                    n_trials=training.hpo_trials,
+                    timeout=training.hpo_timeout_seconds,
+                    seed=training.seed,
+                    windows=training.backtest_windows,
+                    offset=training.backtest_offset,
+                    forecast_types=training.forecast_types,
+                )
+                params, trials = result.best_params, len(result.trials)
+            config = {"name": name, "params": params}
+            result = backtest(
+                algorithm(config, training),
+                data,
+                training.backtest_windows,
+                training.backtest_offset,
+                training.forecast_types,
+            )
+        except Exception as exc:  # one candidate's failure leaves the others in the race
+            log.exception("candidate %s failed", name)
+            mlflow.set_tag("airsight.error", f"{type(exc).__name__}: {exc}"[:5000])
+            return {"name": name, "error": f"{type(exc).__name__}: {exc}", "score": None}
+        with storage.atomic_dir(folder) as tmp:
+            storage.write_parquet(result.windows, tmp / "windows.parquet")
+            storage.write_parquet(result.items, tmp / "items.parquet")
+            storage.write_parquet(result.export, tmp / "export.parquet")
+            storage.write_json(tmp / "summary.json", {"config": config, "summary": result.summary})
+        mlflow.log_params({"algorithm": name, **{f"hp.{k}": v for k, v in params.items()}})
+        wf.log_metrics("", result.summary)
+        for row in result.windows.to_dict("records"):
+            wf.log_metrics("window.", row, step=int(row["backtest_window"]))
+    score = result.summary[training.optimization_metric]
+    return {
+        "name": name,
+        "config": config,
+        "score": score,
+        "trials": trials,
+        "path": str(folder),
+        "seconds": round(time.perf_counter() - began, 3),
+        "metrics": {k: v for k, v in result.summary.items() if isinstance(v, float)},
+    }
+
+
+def backtest(group: ForecastGroup, as_of=None, candidates: list[dict] | None = None, overrides=None) -> dict:
+    """Pick the best candidate and score the champion's configuration on the same windows."""
+    from pipelines.forecast.backtest import backtest as run_backtest
+
+    as_of = storage.resolve_as_of(as_of)
+    group, training = wf.options(group, overrides)
+    candidates = list(candidates or [])
+    winner = wf.select(candidates, training.optimization_metric)
+    champion = wf.champion_as_of(KIND, group.name, as_of)
+    folder = wf.run_dir(group, as_of)
+    if champion is not None:
+        same = next((c for c in candidates if c.get("config") == champion["config"]), None)
+        if same is not None:
+            champion.update(score=same["score"], path=same["path"])
+        else:
+            try:
+                result = run_backtest(
+                    algorithm(champion["config"], training),
+                    load_data(group, as_of),
+                    training.backtest_windows,
+                    training.backtest_offset,
+                    training.forecast_types,
+                )
+                champion["score"] = result.summary[training.optimization_metric]
+                champion["path"] = str(folder / "champion")
+                with storage.atomic_dir(folder / "champion") as tmp:
+                    storage.write_parquet(result.windows, tmp / "windows.parquet")
+                    storage.write_parquet(result.items, tmp / "items.parquet")
+                    storage.write_parquet(result.export, tmp / "export.parquet")
+            except Exception as exc:  # the champion cannot be scored on today's data: it cannot defend
+                log.exception("champion v%s could not be backtested", champion["version"])
+                champion.update(score=None, error=f"{type(exc).__name__}: {exc}")
+    selection = {
+        "metric": training.optimization_metric,
+        "winner": winner,
+        "champion": champion,
+        "force": bool((overrides or {}).get("force_promotion")),
+        "leaderboard": sorted(
+            ({"name": c["name"], "score": c.get("score"), "error": c.get("error")} for c in candidates),
+            key=lambda c: (c["score"] is None, c["score"] or 0.0),
+            reverse=False,
+        ),
+    }
+    selection["expected"] = wf.decide(selection, "new", training.promotion_margin).reason
+    storage.write_json(folder / "selection.json", selection)
+    return selection
+
+
+def forecast(group: ForecastGroup, as_of=None, selection: dict | None = None, overrides=None) -> dict:
+    """Fit the winner on all the data, forecast every item, register it; refit the champion if it stays."""
+    from pipelines.forecast import plots
+
+    as_of = storage.resolve_as_of(as_of)
+    group, training = wf.options(group, overrides)
+    data = load_data(group, as_of)
+    folder = wf.run_dir(group, as_of)
+    outputs = {"challenger": (selection["winner"]["config"], Path(selection["winner"]["path"]))}
+    if not wf.decide(selection, "new", training.promotion_margin).promoted:
+        champion = selection["champion"]
+        outputs["champion"] = (champion["config"], Path(champion["path"]))
+    models = {}
+    for role, (config, backtest_dir) in outputs.items():
+        model = algorithm(config, training).fit(data)
+        frame = export_frame(model.predict(training.forecast_types))
+        models[role] = model
+        with storage.atomic_dir(folder / role) as tmp:
+            storage.write_parquet(frame, tmp / "forecast.parquet")
+            for name in ("windows", "items", "export"):
+                shutil.copy(backtest_dir / f"{name}.parquet", tmp / f"backtest_{name}.parquet")
+            backtest_export = pd.read_parquet(tmp / "backtest_export.parquet")
+            predicted = frame.rename(columns={"date": "timestamp"})
+            if training.plots:
+                items = pd.read_parquet(tmp / "backtest_items.parquet")
+                plots.plot_forecasts(data, predicted, tmp / "plots", limit=training.plots, backtest=backtest_export)
+                plots.plot_summary(data, predicted, tmp / "plots", metrics=items, backtest=backtest_export)
+    with wf.mlflow_run(group, as_of, "forecast", f"predictor {selection['winner']['name']}"):
+        import mlflow
+
+        winner = selection["winner"]
+        mlflow.log_params(
+            {
+                "algorithm": winner["name"],
+                "horizon": group.horizon,
+                "frequency": group.frequency,
+                "forecast_types": ",".join(map(str, training.forecast_types)),
+                "backtest_windows": training.backtest_windows,
+                **{f"hp.{k}": v for k, v in winner["config"]["params"].items()},
+            }
+        )
+        wf.log_metrics("", winner["metrics"])
+        for candidate in selection["leaderboard"]:
+            if candidate["score"] is not None:
+                wf.log_metrics(f"candidate.{candidate['name']}.", {selection["metric"]: candidate["score"]})
+        mlflow.log_dict(selection, "selection.json")
+        mlflow.log_artifacts(str(folder / "challenger"), "predictor")
+        docs = storage.validation_dir(group.storage_root, as_of) / "docs"
+        if docs.is_dir():
+            mlflow.log_artifacts(str(docs), "great_expectations")
+        example = data.keys.head(2).astype(str)
+        version = wf.register_once(KIND, group.name, as_of, winner["config"], models["challenger"], example)
+    return {"version": version, "outputs": sorted(outputs), "items": int(data.n_series)}
+
+
+def publish(
+    group: ForecastGroup, as_of=None, selection: dict | None = None, forecasted: dict | None = None, overrides=None
+) -> dict:
+    """Publish the served forecast (CSV and Parquet), backtest export, metrics and plots; then gate."""
+    as_of = storage.resolve_as_of(as_of)
+    group, _ = wf.options(group, overrides)
+    selection = {**selection, "force": bool((overrides or {}).get("force_promotion"))}
+    folder = wf.run_dir(group, as_of)
+
+    def write(target: Path, served: str) -> None:
+        source = folder / served
+        frame = pd.read_parquet(source / "forecast.parquet")
+        storage.write_parquet(frame, target / "forecast.parquet")
+        frame.to_csv(target / "forecast.csv", index=False, date_format="%Y-%m-%d %H:%M:%S")
+        export = pd.read_parquet(source / "backtest_export.parquet")
+        items = pd.read_parquet(source / "backtest_items.parquet")
+        storage.write_parquet(export, target / "backtest_export.parquet")
+        export.to_csv(target / "backtest_forecasts.csv", index=False)
+        items.to_csv(target / "backtest_accuracy_metrics.csv", index=False)
+        pd.read_parquet(source / "backtest_windows.parquet").to_csv(target / "backtest_windows.csv", index=False)
+        storage.write_json(
+            target / "leaderboard.json", {"metric": selection["metric"], "candidates": selection["leaderboard"]}
+        )
+        if (source / "plots").is_dir():
+            shutil.copytree(source / "plots", target / "plots")
+
+    return wf.finish(KIND, group, as_of, selection, forecasted["version"], write)
+
+
+def export_frame(predicted: pd.DataFrame) -> pd.DataFrame:
+    """Forecast's export layout: the item keys, ``date``, then one column per forecast type."""
+    frame = predicted.rename(columns={"timestamp": "date"})
+    keys = [c for c in frame.columns if c != "date" and not (c == "mean" or (c[0] == "p" and c[1:].isdigit()))]
+    values = [c for c in frame.columns if c not in keys and c != "date"]
+    return frame[[*keys, "date", *values]].reset_index(drop=True)

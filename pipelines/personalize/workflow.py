@@ -1,0 +1,200 @@
+"""The Personalize DAG's training steps: hpo_train, backtest, recommend, publish.
+
+Personalize's recipe workflow after the import: create a solution version for each candidate
+recipe (tuned by Optuna when the run asks for trials) and compute its offline metrics the way
+Personalize does (90 % of users train; the rest are split by time); pick the best on the
+group's metric; train it on every interaction and write batch recommendations for every user
+and related items for every item; publish them with the champion pointer the serving API reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from pipelines import storage
+from pipelines import workflow as wf
+from pipelines.settings import PersonalizeGroup
+
+log = logging.getLogger(__name__)
+KIND = "personalize"
+
+
+def load_data(group: PersonalizeGroup, as_of: pd.Timestamp):
+    from pipelines.personalize.data import InteractionData
+
+    folder = storage.snapshot_dir(group.storage_root, as_of)
+    if not (folder / "manifest.json").is_file():
+        raise FileNotFoundError(f"no snapshot of {group.name} as of {as_of}: run import_data first ({folder})")
+    return InteractionData.from_snapshot(folder)
+
+
+def recipe(config: dict):
+    from pipelines.personalize.base import get_recipe
+
+    return get_recipe(config["name"], **config["params"])
+
+
+def hpo_train(group: PersonalizeGroup, as_of=None, name: str = "", overrides: dict | None = None) -> dict:
+    """Tune (when trials are asked for) and evaluate one recipe; a failure is recorded, not raised."""
+    from pipelines.personalize import tuning
+    from pipelines.personalize.evaluation import evaluate
+
+    as_of = storage.resolve_as_of(as_of)
+    group, training = wf.options(group, overrides)
+    data = load_data(group, as_of)
+    began = time.perf_counter()
+    with wf.mlflow_run(group, as_of, "hpo_train", f"solution {name}"):
+        import mlflow
+
+        try:
+            params, trials = {}, None
+            if training.hpo_trials and tuning.recipe_key(name) in tuning.SEARCH_SPACES:
+                result = tuning.tune(
+                    name,
+                    data,
+                    metric=training.optimization_metric,
+                    n_trials=training.hpo_trials,
+                    timeout=training.hpo_timeout_seconds,
+                    seed=training.seed,
+                    evaluation_seeds=(training.seed,),
+                )
+                params, trials = result.best_params, len(result.trials)
+            config = {"name": name, "params": params}
+            report = evaluate(recipe(config), data, seed=training.seed)
+        except Exception as exc:
+            log.exception("recipe %s failed", name)
+            mlflow.set_tag("airsight.error", f"{type(exc).__name__}: {exc}"[:5000])
+            return {"name": name, "error": f"{type(exc).__name__}: {exc}", "score": None}
+        mlflow.log_params({"recipe": name, **{f"hp.{k}": v for k, v in params.items()}})
+        wf.log_metrics("", report["metrics"])
+        wf.log_metrics("", {"fit_seconds": report["fit_seconds"], "test_users": report["test_users"]})
+    return {
+        "name": name,
+        "config": config,
+        "score": report["metrics"][training.optimization_metric],
+        "trials": trials,
+        "metrics": report["metrics"],
+        "seconds": round(time.perf_counter() - began, 3),
+    }
+
+
+def backtest(group: PersonalizeGroup, as_of=None, candidates: list[dict] | None = None, overrides=None) -> dict:
+    """Pick the best recipe and evaluate the champion's configuration on the same split."""
+    from pipelines.personalize.evaluation import evaluate
+
+    as_of = storage.resolve_as_of(as_of)
+    group, training = wf.options(group, overrides)
+    candidates = list(candidates or [])
+    winner = wf.select(candidates, training.optimization_metric)
+    champion = wf.champion_as_of(KIND, group.name, as_of)
+    if champion is not None:
+        same = next((c for c in candidates if c.get("config") == champion["config"]), None)
+        if same is not None:
+            champion["score"] = same["score"]
+        else:
+            try:
+                report = evaluate(recipe(champion["config"]), load_data(group, as_of), seed=training.seed)
+                champion["score"] = report["metrics"][training.optimization_metric]
+            except Exception as exc:
+                log.exception("champion v%s could not be evaluated", champion["version"])
+                champion.update(score=None, error=f"{type(exc).__name__}: {exc}")
+    selection = {
+        "metric": training.optimization_metric,
+        "winner": winner,
+        "champion": champion,
+        "force": bool((overrides or {}).get("force_promotion")),
+        "leaderboard": sorted(
+            ({"name": c["name"], "score": c.get("score"), "error": c.get("error")} for c in candidates),
+            key=lambda c: (c["score"] is None, -(c["score"] or 0.0)),
+        ),
+    }
+    selection["expected"] = wf.decide(selection, "new", training.promotion_margin).reason
+    storage.write_json(wf.run_dir(group, as_of) / "selection.json", selection)
+    return selection
+
+
+def recommend(group: PersonalizeGroup, as_of=None, selection: dict | None = None, overrides=None) -> dict:
+    """Train the winner on every interaction, register it, and write batch recommendations.
+
+    When the champion keeps serving, its own model (from the registry) writes them instead, for
+    the same users and items.
+    """
+    from pipelines import models
+
+    as_of = storage.resolve_as_of(as_of)
+    group, training = wf.options(group, overrides)
+    data = load_data(group, as_of)
+    folder = wf.run_dir(group, as_of)
+    winner = selection["winner"]
+    model = recipe(winner["config"]).fit(data)
+    served = {"challenger": model}
+    if not wf.decide(selection, "new", training.promotion_margin).promoted:
+        served["champion"] = models.load_version(KIND, group.name, selection["champion"]["version"])
+    for role, native in served.items():
+        with storage.atomic_dir(folder / role) as tmp:
+            write_batch(native, data, tmp, training.num_results)
+    with wf.mlflow_run(group, as_of, "recommend", f"solution version {winner['name']}"):
+        import mlflow
+
+        mlflow.log_params(
+            {
+                "recipe": winner["name"],
+                "num_results": training.num_results,
+                **{f"hp.{k}": v for k, v in winner["config"]["params"].items()},
+            }
+        )
+        wf.log_metrics("", winner["metrics"])
+        for candidate in selection["leaderboard"]:
+            if candidate["score"] is not None:
+                wf.log_metrics(f"candidate.{candidate['name']}.", {selection["metric"]: candidate["score"]})
+        mlflow.log_dict(selection, "selection.json")
+        docs = storage.validation_dir(group.storage_root, as_of) / "docs"
+        if docs.is_dir():
+            mlflow.log_artifacts(str(docs), "great_expectations")
+        example = pd.DataFrame({"userId": [str(data.user_ids[0])], "itemId": [""]})
+        version = wf.register_once(KIND, group.name, as_of, winner["config"], model, example)
+    return {"version": version, "outputs": sorted(served), "users": int(data.n_users), "items": int(data.n_items)}
+
+
+def publish(
+    group: PersonalizeGroup, as_of=None, selection: dict | None = None, recommended: dict | None = None, overrides=None
+) -> dict:
+    """Publish the served batch recommendations, metrics and the champion pointer; then gate."""
+    import shutil
+
+    as_of = storage.resolve_as_of(as_of)
+    group, _ = wf.options(group, overrides)
+    selection = {**selection, "force": bool((overrides or {}).get("force_promotion"))}
+    folder = wf.run_dir(group, as_of)
+
+    def write(target: Path, served: str) -> None:
+        for path in sorted((folder / served).iterdir()):
+            shutil.copy(path, target / path.name)
+        storage.write_json(
+            target / "leaderboard.json", {"metric": selection["metric"], "candidates": selection["leaderboard"]}
+        )
+
+    return wf.finish(KIND, group, as_of, selection, recommended["version"], write)
+
+
+def write_batch(model, data, folder: Path, num_results: int) -> dict:
+    """Batch recommendations for every user and, where the recipe has them, related items for every item."""
+    from pipelines.personalize import batch
+
+    written = {
+        "users": batch.recommend_all_users(
+            model, data.user_ids, folder / "batch_recommendations.jsonl", num_results=num_results, progress=False
+        )
+    }
+    try:
+        model.related_items(str(data.item_ids[0]), 1)
+    except NotImplementedError:
+        return written
+    written["items"] = batch.related_items_all(
+        model, data.item_ids, folder / "related_items.jsonl", num_results=num_results, progress=False
+    )
+    return written
