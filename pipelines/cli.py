@@ -85,6 +85,27 @@ def cmd_demo(args) -> int:
     return run_demo()
 
 
+# Subcommands whose module owns its arguments: (name, module, help). Each module exposes
+# ``add_arguments(parser)`` and ``run(args) -> int`` and imports nothing heavy at top level.
+DELEGATED = (
+    ("serve", "pipelines.serving.cli", "serve recommendations, events and forecasts over HTTP"),
+    ("batch-recommend", "pipelines.personalize.batch", "batch recommendations from JSON Lines to JSON Lines"),
+)
+BENCHMARKS = (
+    ("forecast", "pipelines.benchmarking.forecast", "measure forecasting accuracy and speed on a data set"),
+    ("personalize", "pipelines.benchmarking.personalize", "measure recommendation quality and speed on a data set"),
+)
+
+
+def _delegate(sub, name: str, module: str, text: str) -> None:
+    import importlib
+
+    p = sub.add_parser(name, help=text, description=text)
+    target = importlib.import_module(module)
+    target.add_arguments(p)
+    p.set_defaults(func=target.run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="airsight", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -103,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_example_data)
     sub.add_parser("groups", help="list dataset groups").set_defaults(func=cmd_groups)
     sub.add_parser("demo", help="run every group's DAG once, in process").set_defaults(func=cmd_demo)
+    for name, module, text in DELEGATED:
+        _delegate(sub, name, module, text)
+    bench = sub.add_parser("bench", help="benchmarks with a stable interface").add_subparsers(
+        dest="bench", required=True
+    )
+    for name, module, text in BENCHMARKS:
+        _delegate(bench, name, module, text)
     return parser
 
 
