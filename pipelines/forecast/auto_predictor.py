@@ -6,8 +6,23 @@ the combination that scored best on the optimization metric. Here: every candida
 each item, the candidates are ranked and the top 1, 2, ... ``top_k`` are blended with weights
 proportional to their inverse error, and the blend (or single candidate) with the lowest
 backtest metric wins. Quantiles are blended level by level (a weighted average of sorted values
-stays sorted), the mean as the mean. Every candidate is then fitted on the full data, and the
-forecast of an item is its chosen blend of their forecasts.
+stays sorted), the mean as the mean. Every candidate is then fitted on the full data of the items
+that chose it (global models such as DeepAR+ on every item), and the forecast of an item is its
+chosen blend of their forecasts.
+
+Intervals are calibrated (``calibrate_intervals``): each candidate's spread around its p50 is
+stretched or shrunk, level by level, by the factor that makes its own backtest quantiles hold the
+share of actuals their level promises (split conformal calibration of the scale, one factor per
+candidate and level over all items and steps). Model intervals are often too narrow (statistical
+models ignore parameter and model uncertainty); calibrated ones are what coverage claims rest on.
+
+Time (``time_limit``, seconds, as AutoGluon's ``time_limit``): candidates run cheapest first. Before
+each, the planner times it on a small probe of series (DeepAR+: one epoch) and extrapolates its
+backtest and its final fit; a candidate that would not finish inside what is left, with the final
+fits of those already accepted, is left out, and ``result_.left_out`` says why. A neural model is
+left out for the series whose history is shorter than three horizons (Forecast's limit for neural
+algorithms: a horizon of at most 500 and a third of the series), and entirely when no series is
+long enough.
 
 Choices are made on the same backtest that scores them, so the AutoPredictor's own backtest
 numbers (``result_.summary``) are optimistic; the candidates' are not. Items that no window
@@ -17,7 +32,10 @@ per-item scores and the choices stay in ``result_`` for inspection.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
+import os
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -40,7 +58,13 @@ from pipelines.forecast.data import ForecastData
 
 log = logging.getLogger(__name__)
 OPTIMIZATION_METRICS = ("AverageWeightedQuantileLoss", "WAPE", "RMSE", "MASE", "MAPE")
-DEFAULT_CANDIDATES = ("SeasonalNaive", "ETS", "Theta", "NPTS", "DeepAR+")
+DEFAULT_CANDIDATES = ("SeasonalNaive", "ETS", "ARIMA", "Theta", "NPTS", "DeepAR+")
+# Cheapest first, so that a tight budget keeps the candidates that cost little (unknown names last).
+COST_ORDER = ("SeasonalNaive", "NPTS", "Theta", "ETS", "ARIMA", "Prophet", "DeepAR+")
+NEURAL_MAX_HORIZON = 500  # Forecast: a neural model's horizon is at most 500 and a third of the series
+SAFETY = 1.15  # estimates are stretched by this much before they are held against the time left
+MIN_CALIBRATION_POINTS = 20
+CALIBRATION_BOUNDS = (0.2, 5.0)
 
 
 @dataclass
@@ -55,6 +79,9 @@ class AutoPredictorResult:
     summary: pd.DataFrame  # one row per candidate and one for the AutoPredictor: backtest metrics
     errors: dict[str, str] = field(default_factory=dict)  # candidates whose backtest failed, and why
     timings: dict[str, float] = field(default_factory=dict)  # seconds: each backtest, then the final fits
+    left_out: dict[str, str] = field(default_factory=dict)  # candidates left out (time, history), and why
+    excluded_items: dict[str, int] = field(default_factory=dict)  # per candidate: series it could not serve
+    calibration: dict[str, dict[str, float]] = field(default_factory=dict)  # candidate -> level -> spread factor
 
     def to_dict(self) -> dict:
         """A small JSON-able digest for a step's manifest: summary, how often each choice won, errors."""
@@ -65,6 +92,9 @@ class AutoPredictorResult:
             "choices": self.choices["algorithms"].value_counts().to_dict(),
             "errors": self.errors,
             "timings": self.timings,
+            "left_out": self.left_out,
+            "excluded_items": self.excluded_items,
+            "calibration": self.calibration,
         }
 
 
@@ -75,7 +105,8 @@ class AutoPredictor(ForecastAlgorithm):
     ``candidate_params`` gives hyperparameters by candidate name; ``n_jobs`` and ``seed`` are passed
     to every candidate that does not set them. ``top_k=1`` picks one candidate per item, no blends.
     ``forecast_types`` are what the backtest forecasts and scores (the point metrics score the
-    mean when it is one of them, else p50, as Forecast does).
+    mean when it is one of them, else p50, as Forecast does). ``time_limit`` bounds ``fit`` in
+    seconds (None: no bound).
     """
 
     name = "AutoPredictor"
@@ -89,6 +120,9 @@ class AutoPredictor(ForecastAlgorithm):
         offset: int | None = None,
         top_k: int = 3,
         candidate_params: Mapping[str, Mapping] | None = None,
+        time_limit: float | None = None,
+        calibrate_intervals: bool = True,
+        selection: str = "best",
         *,
         n_jobs=1,
         chunk_size=64,
@@ -101,6 +135,8 @@ class AutoPredictor(ForecastAlgorithm):
             raise ValueError("AutoPredictor needs at least one candidate algorithm")
         if top_k < 1:
             raise ValueError("top_k must be at least 1")
+        if time_limit is not None and not time_limit > 0:
+            raise ValueError(f"time_limit {time_limit!r} must be a positive number of seconds")
         types = parse_types(forecast_types)
         if metric == "AverageWeightedQuantileLoss" and all(t == "mean" for t in types):
             raise ValueError("AverageWeightedQuantileLoss needs quantile forecast types")
@@ -111,6 +147,11 @@ class AutoPredictor(ForecastAlgorithm):
         self.offset = offset
         self.top_k = top_k
         self.candidate_params = dict(candidate_params or {})
+        if selection not in ("best", "blend"):
+            raise ValueError(f"selection {selection!r}: 'best' (of the top 1..top_k blends) or 'blend' (top_k always)")
+        self.time_limit = time_limit
+        self.calibrate_intervals = calibrate_intervals
+        self.selection = selection
         for candidate in self.candidates:  # unknown names and bad hyperparameters fail here
             self.candidate(candidate)
 
@@ -122,41 +163,139 @@ class AutoPredictor(ForecastAlgorithm):
     # -- fitting ---------------------------------------------------------------------------
 
     def fit(self, data: ForecastData) -> AutoPredictor:
+        began_fit = time.perf_counter()
+        deadline = None if self.time_limit is None else began_fit + self.time_limit
         self.data_ = data
         self.active_ = np.flatnonzero(data.lengths > 0)
         types = parse_types(self.forecast_types)
         levels = sorted(t for t in types if t != "mean")
-        backtests, errors, timings = {}, {}, {}
-        for name in self.candidates:
+        backtests, errors, timings, left_out, excluded = {}, {}, {}, {}, {}
+        eligible: dict[str, np.ndarray] = {}
+        finals_ahead = 0.0  # seconds the accepted candidates' final fits are expected to take
+        train_end = window_starts(data.end, data.horizon, self.windows, self.offset)[0]
+        for name in self._planned_order():
+            model = self.candidate(name)
+            mask = self._eligible(model, data, train_end)
+            if not mask.any():
+                left_out[name] = (
+                    f"no series is long enough: a neural model needs a horizon of at most "
+                    f"{NEURAL_MAX_HORIZON} and a third of the history"
+                )
+                continue
+            if not mask.all():
+                excluded[name] = int((~mask).sum())
+            if deadline is not None:
+                try:
+                    estimate = self._estimate(model, data)
+                except Exception as exc:  # a probe that fails: the backtest would too
+                    errors[name] = f"{type(exc).__name__}: {exc}"
+                    continue
+                timings[f"estimate {name}"] = round(estimate, 3)
+                left = deadline - time.perf_counter()
+                if SAFETY * (2 * estimate + finals_ahead) > left:
+                    left_out[name] = (
+                        f"time: its backtest and final fit need about {2 * estimate:.0f} s, "
+                        f"{max(left - finals_ahead, 0):.0f} s of the {self.time_limit:g} s budget were left"
+                    )
+                    continue
             began = time.perf_counter()
             try:
-                backtests[name] = backtest(self.candidate(name), data, self.windows, self.offset, types)
+                backtests[name] = backtest(model, data, self.windows, self.offset, types)
+                eligible[name] = mask
             except Exception as exc:  # one algorithm failing on this data must not sink the others
                 log.warning("AutoPredictor: backtesting %s failed", name, exc_info=True)
                 errors[name] = f"{type(exc).__name__}: {exc}"
-            timings[f"backtest {name}"] = round(time.perf_counter() - began, 3)
+            spent = time.perf_counter() - began
+            timings[f"backtest {name}"] = round(spent, 3)
+            if name in backtests:
+                finals_ahead += spent / max(self.windows, 1)
         if not backtests:
-            raise RuntimeError(f"AutoPredictor: every candidate failed its backtest: {errors}")
-        names = list(backtests)
+            raise RuntimeError(f"AutoPredictor: every candidate failed or was left out: {errors or left_out}")
+        names = [n for n in self.candidates if n in backtests]
         starts = window_starts(data.end, data.horizon, self.windows, self.offset)
-        actual, forecasts = _window_arrays(data, backtests, types, levels, len(starts))
+        actual, forecasts = _window_arrays(data, [backtests[n] for n in names], types, levels, len(starts))
+        for c, name in enumerate(names):  # a model's forecasts for series it cannot serve do not count
+            forecasts[c][0][~eligible[name]] = np.nan
+            forecasts[c][1][~eligible[name]] = np.nan
+        self.calibration_ = {}
+        if self.calibrate_intervals and 0.5 in levels:
+            for c, name in enumerate(names):
+                self.calibration_[name] = _calibration(actual, forecasts[c][1], levels)
+                forecasts[c] = (forecasts[c][0], _apply_calibration(forecasts[c][1], levels, self.calibration_[name]))
         scales = _scales(data, starts)
         point = metrics.point_forecast_type(types)
         scores = np.column_stack([self._score(actual, f, scales, point, levels) for f in forecasts])
         weights, blend_scores = self._choose(scores, actual, forecasts, scales, point, levels, names, backtests)
+        allowed = np.column_stack([eligible[n] for n in names])
+        weights *= allowed
+        orphans = weights.sum(axis=1) == 0  # items whose fallback cannot serve them: the best that can
+        if orphans.any():
+            overall = np.array([backtests[n].summary.get(self.metric, np.nan) for n in names], dtype="float64")
+            rank = np.where(allowed[orphans], np.where(np.isnan(overall), 1e300, overall), np.inf)
+            weights[np.flatnonzero(orphans), np.argmin(rank, axis=1)] = 1.0
+        total = weights.sum(axis=1, keepdims=True)
+        weights = np.divide(weights, total, out=np.zeros_like(weights), where=total > 0)
         self.weights_ = weights
-        self.models_ = {}
+        self.models_, self.model_ids_ = {}, {}
         for c, name in enumerate(names):
-            if weights[:, c].any():
-                began = time.perf_counter()
-                self.models_[name] = self.candidate(name).fit(data)
-                timings[f"fit {name}"] = round(time.perf_counter() - began, 3)
+            ids = np.flatnonzero(weights[:, c] > 0)
+            if not len(ids):
+                continue
+            began = time.perf_counter()
+            model = self.candidate(name)
+            if _is_global(model) or len(ids) == data.n_series:
+                self.models_[name], self.model_ids_[name] = model.fit(data), None
+            else:  # a local model is fitted only where it is used
+                self.models_[name], self.model_ids_[name] = model.fit(subset(data, ids)), ids
+            timings[f"fit {name}"] = round(time.perf_counter() - began, 3)
         self.cold_start_model_ = self._cold_start_model(data, names, timings)
         self.candidate_names_ = names
         self.result_ = self._result(data, names, backtests, errors, timings, scores, blend_scores, weights)
+        self.result_.left_out, self.result_.excluded_items = left_out, excluded
+        self.result_.calibration = {n: {str(k): v for k, v in f.items()} for n, f in self.calibration_.items()}
         blended = _blend(weights, forecasts)
         self.result_.summary = _summary(backtests, names, actual, blended, scales, point, levels)
+        timings["total"] = round(time.perf_counter() - began_fit, 3)
         return self
+
+    def _planned_order(self) -> list[str]:
+        """The candidates in the order they run: as given, or cheapest first under a time limit."""
+        if self.time_limit is None:
+            return list(self.candidates)
+        rank = {name: i for i, name in enumerate(COST_ORDER)}
+        return sorted(self.candidates, key=lambda n: rank.get(n, len(COST_ORDER)))
+
+    @staticmethod
+    def _eligible(model: ForecastAlgorithm, data: ForecastData, train_end: int) -> np.ndarray:
+        """Series a candidate may serve: all, but for a neural model only those with a history (as the
+        oldest backtest window sees it) of at least three horizons, and a horizon of at most 500."""
+        if not _is_global(model):
+            return np.ones(data.n_series, dtype=bool)
+        history = np.maximum(train_end - data.starts, 0)
+        return (history >= 3 * data.horizon) & (data.horizon <= NEURAL_MAX_HORIZON)
+
+    def _estimate(self, model: ForecastAlgorithm, data: ForecastData) -> float:
+        """Seconds one fit and forecast of ``model`` on all of ``data`` should take, from a probe."""
+        jobs = (os.cpu_count() or 1) if self.n_jobs in (-1, None) else max(1, int(self.n_jobs))
+        if _is_global(model):  # a global model's cost is its epochs, not its series
+            epochs = int(getattr(model, "epochs", 1))
+            probe = model.clone()
+            if hasattr(probe, "epochs"):
+                probe.epochs = 1
+            began = time.perf_counter()
+            probe.fit(data)
+            fitted = time.perf_counter()
+            probe.predict_arrays([0.1, 0.5, 0.9])
+            return (fitted - began) * epochs + (time.perf_counter() - fitted)
+        n = data.n_series
+        size = min(n, max(8, math.ceil(0.01 * n)))
+        ids = np.unique(np.linspace(0, n - 1, size).round().astype(int))
+        probe = model.clone()
+        probe.n_jobs = 1
+        began = time.perf_counter()
+        probe.fit(subset(data, ids)).predict_arrays([0.1, 0.5, 0.9])
+        per_series = (time.perf_counter() - began) / len(ids)
+        return per_series * n / min(jobs, max(1, n // 8))
 
     def _cold_start_model(self, data: ForecastData, names: list[str], timings: dict) -> str | None:
         """The first candidate that forecasts items without history, fitted if no item chose it; None
@@ -168,7 +307,7 @@ class AutoPredictor(ForecastAlgorithm):
         name = next((n for n in names if hasattr(get_algorithm(n), "predict_cold_start")), None)
         if name is not None and name not in self.models_:
             began = time.perf_counter()
-            self.models_[name] = self.candidate(name).fit(data)
+            self.models_[name], self.model_ids_[name] = self.candidate(name).fit(data), None
             timings[f"fit {name}"] = round(time.perf_counter() - began, 3)
         return name
 
@@ -187,7 +326,8 @@ class AutoPredictor(ForecastAlgorithm):
         n, k = scores.shape
         ranked = np.argsort(np.where(np.isnan(scores), np.inf, scores), axis=1, kind="stable")
         best_weights, best_scores = None, np.full(n, np.inf)
-        for top in range(1, min(self.top_k, k) + 1):
+        first = min(self.top_k, k) if self.selection == "blend" else 1
+        for top in range(first, min(self.top_k, k) + 1):
             weights = np.zeros((n, k))
             chosen = ranked[:, :top]
             picked = np.take_along_axis(scores, chosen, axis=1)
@@ -231,16 +371,24 @@ class AutoPredictor(ForecastAlgorithm):
         if not hasattr(self, "models_"):
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(data) first")
         types = parse_types(quantiles)
+        levels = sorted(t for t in types if t != "mean")
+        calibrate = bool(self.calibration_) and bool(levels)
+        inner = sorted({*levels, 0.5}) if calibrate else levels  # the median anchors the calibration
+        inner_types = [*inner, "mean"]
         n, h = self.data_.n_series, self.data_.horizon
-        k = sum(t != "mean" for t in types)
         forecasts = []
         for name in self.candidate_names_:
-            mean, quant = np.full((n, 1, h), np.nan), np.full((n, 1, h, k), np.nan)
+            mean, quant = np.full((n, 1, h), np.nan), np.full((n, 1, h, len(inner)), np.nan)
             if name in self.models_:
-                ids, m, q, _ = self.models_[name].predict_arrays(types)
+                ids, m, q, _ = self.models_[name].predict_arrays(inner_types)
+                if self.model_ids_[name] is not None:
+                    ids = self.model_ids_[name][ids]
+                if calibrate and name in self.calibration_:
+                    q = _apply_calibration(q[:, None], inner, self.calibration_[name])[:, 0]
                 mean[ids, 0], quant[ids, 0] = m, q
             forecasts.append((mean, quant))
         mean, quant = _blend(self.weights_, forecasts)
+        quant = quant[..., [inner.index(t) for t in levels]]
         ids = self.active_
         quant = np.sort(quant[ids, 0], axis=2)
         return ids, mean[ids, 0], quant, types
@@ -256,13 +404,72 @@ class AutoPredictor(ForecastAlgorithm):
         return append_cold_start(frame, cold, self.data_.series_keys)
 
 
-def _window_arrays(data: ForecastData, backtests: dict[str, BacktestResult], types, levels, windows: int):
+def _is_global(model: ForecastAlgorithm) -> bool:
+    """A model that learns across series (DeepAR+) rather than one model per series."""
+    return type(model).predict_arrays is not ForecastAlgorithm.predict_arrays
+
+
+def subset(data: ForecastData, ids: np.ndarray) -> ForecastData:
+    """The series ``ids`` of ``data`` alone (their values copied), same grid, end and related features."""
+    ids = np.asarray(ids, dtype="int64")
+    pieces = [np.arange(data.offsets[i], data.offsets[i + 1]) for i in ids]
+    take = np.concatenate(pieces) if pieces else np.empty(0, dtype="int64")
+    related = data.related
+    if related is not None:
+        related = dataclasses.replace(related, index=related.index[ids])
+    return dataclasses.replace(
+        data,
+        keys=data.keys.iloc[ids].reset_index(drop=True),
+        values=data.values[take],
+        observed=data.observed[take],
+        starts=data.starts[ids],
+        related=related,
+    )
+
+
+def _calibration(actual: np.ndarray, quant: np.ndarray, levels: list[float]) -> dict[float, float]:
+    """Per level other than the median: the factor on (q - p50) that makes the backtest quantile hold
+    its level's share of the actuals (1.0 when too few points tell)."""
+    median = quant[..., levels.index(0.5)]
+    out = {}
+    for j, tau in enumerate(levels):
+        if tau == 0.5:
+            continue
+        spread = quant[..., j] - median
+        usable = np.isfinite(actual) & np.isfinite(spread) & (np.abs(spread) > 1e-12)
+        usable &= (spread < 0) if tau < 0.5 else (spread > 0)
+        if usable.sum() < MIN_CALIBRATION_POINTS:
+            out[tau] = 1.0
+            continue
+        ratio = (actual[usable] - median[usable]) / spread[usable]
+        # Below 0.5 the spread is negative: y <= p50 + s * spread  <=>  ratio >= s.
+        factor = np.quantile(ratio, 1 - tau if tau < 0.5 else tau)
+        out[tau] = float(np.clip(factor, *CALIBRATION_BOUNDS))
+    return out
+
+
+def _apply_calibration(quant: np.ndarray, levels: list[float], factors: dict[float, float]) -> np.ndarray:
+    """Quantiles (..., levels) with each level's spread around p50 scaled; levels without a factor of
+    their own take the nearest calibrated level's on the same side of the median."""
+    if 0.5 not in levels or not factors:
+        return quant
+    median = quant[..., levels.index(0.5) : levels.index(0.5) + 1]
+    known = np.array(sorted(factors))
+    scale = np.ones(len(levels))
+    for j, tau in enumerate(levels):
+        side = known[(known < 0.5) == (tau < 0.5)] if tau != 0.5 else known[:0]
+        if side.size:
+            scale[j] = factors[float(side[np.argmin(np.abs(side - tau))])]
+    return np.sort(median + (quant - median) * scale, axis=-1)
+
+
+def _window_arrays(data: ForecastData, backtests: list[BacktestResult], types, levels, windows: int):
     """Actuals (items, windows, h) and each candidate's (mean, quantiles) on the same grid, NaN where absent."""
     n, h = data.n_series, data.horizon
     lookup = pd.MultiIndex.from_frame(data.keys.astype(str))
     actual = np.full((n, windows, h), np.nan)
     forecasts = []
-    for result in backtests.values():
+    for result in backtests:
         export = result.export
         rows = lookup.get_indexer(pd.MultiIndex.from_frame(export[data.series_keys].astype(str)))
         window = export["backtest_window"].to_numpy() - 1

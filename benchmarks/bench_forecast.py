@@ -1,0 +1,225 @@
+"""Forecast accuracy and speed on M3 and the hourly electricity data, beside StatsForecast, via `airsight bench forecast`.
+
+M3 (../shared/data/forecast/m3.json): each frequency with its official horizon (yearly 6, quarterly
+8, monthly 18, other 8), the competition's test values as the test window. Series are re-dated to
+end together (M3's own dates differ per series; the models see positions, not dates); "other" runs
+as yearly data (no season, as M3's MASE takes it). Electricity (electricity_item_demand_time.csv,
+3 clients hourly): horizon 24, the last --electricity-windows days scored; no peers there
+(StatsForecast's AutoARIMA on 8,000 hourly points a series does not fit a benchmark's time).
+
+Each data set is written as long-format CSV into --workdir and measured by the command in a
+subprocess of this interpreter (run it in .venv-bench: `make bench-forecast`), so every number
+comes from the stable interface. Results: <out>/forecast.json (every command's RESULT.json) and
+<out>/forecast.md (the tables, with the targets of issue 3 marked met or missed).
+
+    python benchmarks/bench_forecast.py [--frequencies yearly,quarterly,monthly,other] [--series N]
+        [--models AutoPredictor,SeasonalNaive,...] [--time-limit S] [--skip-electricity] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("AIRSIGHT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+M3 = {  # name: (M3 period, horizon, Forecast frequency, pandas frequency for the re-dated stamps, last stamp)
+    "yearly": ("YEARLY", 6, "1Y", "YS", "2000-01-01"),
+    "quarterly": ("QUARTERLY", 8, "3M", "QS", "2000-10-01"),
+    "monthly": ("MONTHLY", 18, "1M", "MS", "2000-12-01"),
+    "other": ("OTHER", 8, "1Y", "YS", "2000-01-01"),
+}
+PEER_NAMES = ("statsforecast.AutoETS", "statsforecast.AutoARIMA", "statsforecast.AutoTheta")
+
+
+def write_m3(name: str, workdir: Path, limit: int | None) -> tuple[Path, int]:
+    import numpy as np
+    import pandas as pd
+
+    period, _, _, pandas_freq, last = M3[name]
+    everything = json.loads((SHARED / "forecast" / "m3.json").read_text())
+    chosen = [s for s in everything.values() if s["period"][0] == period]
+    if limit:
+        chosen = [chosen[i] for i in np.unique(np.linspace(0, len(chosen) - 1, limit).round().astype(int))]
+    frames = []
+    for s in chosen:
+        y = np.r_[s["x"], s["xx"]].astype("float64")
+        stamps = pd.date_range(end=last, periods=len(y), freq=pandas_freq)
+        frames.append(pd.DataFrame({"item_id": s["sn"][0], "timestamp": stamps, "target_value": y}))
+    path = workdir / f"m3_{name}.csv"
+    pd.concat(frames).to_csv(path, index=False)
+    return path, len(chosen)
+
+
+def write_electricity(workdir: Path) -> Path:
+    import pandas as pd
+
+    raw = pd.read_csv(
+        SHARED / "forecast" / "electricity_item_demand_time.csv",
+        header=None,
+        names=["timestamp", "target_value", "item_id"],
+    )
+    path = workdir / "electricity.csv"
+    raw[["item_id", "timestamp", "target_value"]].to_csv(path, index=False)
+    return path
+
+
+def command(target: Path, frequency: str, horizon: int, out: Path, extra: list[str]) -> dict:
+    argv = [sys.executable, "-m", "pipelines.cli", "bench", "forecast", "--target", str(target), "--frequency",
+            frequency, "--horizon", str(horizon), "--out", str(out), *extra]  # fmt: skip
+    began = time.perf_counter()
+    print("$ nice -n 10", " ".join(argv[1:]), flush=True)
+    subprocess.run(["nice", "-n", "10", *argv], check=True, cwd=ROOT)
+    result = json.loads(out.read_text())
+    result["command_seconds"] = round(time.perf_counter() - began, 1)
+    return result
+
+
+def pooled(results: dict[str, dict]) -> list[dict]:
+    """All of M3: sMAPE and coverage weighted by points, MASE by series, seconds summed (wQL and WAPE
+    are ratios of sums the per-frequency results do not carry, so they stay per frequency)."""
+    names = [e["name"] for e in next(iter(results.values()))["models"]]
+    rows = []
+    for name in names:
+        entries = [next(e for e in r["models"] if e["name"] == name) for r in results.values()]
+        horizons = [r["settings"]["horizon"] for r in results.values()]
+        points = [e["series_done"] * h for e, h in zip(entries, horizons, strict=True)]
+        series = [e["series_done"] for e in entries]
+
+        def weighted(key, weights, entries=entries):
+            pairs = [(e[key], w) for e, w in zip(entries, weights, strict=True) if e[key] is not None and w]
+            total = sum(w for _, w in pairs)
+            return sum(v * w for v, w in pairs) / total if total else None
+
+        rows.append(
+            {
+                "name": name,
+                "smape": weighted("smape", points),
+                "mase": weighted("mase", series),
+                "coverage_80": weighted("coverage_80", points),
+                "wall_seconds": round(sum(e["wall_seconds"] for e in entries), 1),
+                "peak_memory_mb": max(e["peak_memory_mb"] for e in entries),
+                "series_done": sum(series),
+                "series_total": sum(e["series_total"] for e in entries),
+            }
+        )
+    return rows
+
+
+def fmt(value, digits=3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def table(rows: list[dict], columns: list[tuple[str, str, int]]) -> list[str]:
+    lines = ["| " + " | ".join(label for _, label, _ in columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = []
+        for key, _, digits in columns:
+            value = row.get(key)
+            if key == "series_done":
+                cells.append(f"{value}/{row['series_total']}")
+            elif isinstance(value, str):
+                cells.append(value)
+            else:
+                cells.append(fmt(value, digits))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def targets(all_m3: list[dict], electricity: dict | None, complete: bool) -> list[str]:
+    by = {r["name"]: r for r in all_m3}
+    auto, ens = by.get("AutoPredictor"), by.get("statsforecast.Ensemble")
+    scope = "all of M3" if complete else "the M3 series run here (not all of M3: see above)"
+    out = []
+
+    def mark(ok):
+        return "met" if ok else "missed"
+
+    if auto and ens and auto["mase"] is not None and ens["mase"] is not None:
+        out.append(f"- AutoPredictor MASE below the StatsForecast ensemble's on {scope}: {auto['mase']:.3f} vs "
+                   f"{ens['mase']:.3f}, **{mark(auto['mase'] < ens['mase'])}**")  # fmt: skip
+    if auto and auto["smape"] is not None:
+        out.append(f"- AutoPredictor sMAPE below 12.5 on {scope}: {auto['smape']:.2f}, **{mark(auto['smape'] < 12.5)}**")
+    if auto and auto["coverage_80"] is not None:
+        c = auto["coverage_80"]
+        out.append(f"- AutoPredictor P10-P90 coverage 78-82%: {100 * c:.1f}%, **{mark(0.78 <= c <= 0.82)}**")
+    if auto and ens:
+        out.append(f"- AutoPredictor run no slower than the StatsForecast ensemble's: {auto['wall_seconds']:.0f} s vs "
+                   f"{ens['wall_seconds']:.0f} s, **{mark(auto['wall_seconds'] <= ens['wall_seconds'])}**")  # fmt: skip
+    if electricity:
+        e = {m["name"]: m for m in electricity["models"]}
+        if "DeepAR+" in e and "SeasonalNaive" in e:
+            d, s = e["DeepAR+"]["average_wql"], e["SeasonalNaive"]["average_wql"]
+            out.append(f"- DeepAR+ average wQL on electricity at least 15% below SeasonalNaive: {d:.4f} vs {s:.4f} "
+                       f"({100 * (1 - d / s):.1f}% lower), **{mark(d <= 0.85 * s)}**")  # fmt: skip
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--frequencies", default="yearly,quarterly,monthly,other")
+    parser.add_argument("--series", type=int, help="at most N series per frequency, evenly spread (default: all)")
+    parser.add_argument("--models", default="AutoPredictor,SeasonalNaive,Theta,ETS,ARIMA,NPTS")
+    parser.add_argument("--time-limit", type=float, help="seconds per model and data set (default: none)")
+    parser.add_argument("--n-jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--skip-electricity", action="store_true")
+    parser.add_argument("--electricity-models", default="DeepAR+,SeasonalNaive")
+    parser.add_argument("--electricity-windows", type=int, default=3)
+    parser.add_argument("--electricity-time-limit", type=float)
+    parser.add_argument("--workdir", default="/tmp/airsight-bench-forecast")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = parser.parse_args()
+    workdir, out = Path(args.workdir), Path(args.out)
+    workdir.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    common = ["--n-jobs", str(args.n_jobs)]
+    if args.time_limit:
+        common += ["--time-limit", str(args.time_limit)]
+    m3, counts = {}, {}
+    for name in [f.strip() for f in args.frequencies.split(",") if f.strip()]:
+        target, counts[name] = write_m3(name, workdir, args.series)
+        _, horizon, frequency, _, _ = M3[name]
+        extra = [*common, "--models", args.models, *([] if args.no_peers else ["--peers"])]
+        m3[name] = command(target, frequency, horizon, workdir / f"m3_{name}.json", extra)
+    electricity = None
+    if not args.skip_electricity:
+        extra = ["--n-jobs", str(args.n_jobs), "--models", args.electricity_models]
+        extra += ["--backtest-windows", str(args.electricity_windows)]
+        if args.electricity_time_limit:
+            extra += ["--time-limit", str(args.electricity_time_limit)]
+        electricity = command(write_electricity(workdir), "1H", 24, workdir / "electricity.json", extra)
+    complete = set(m3) == set(M3) and not args.series
+    all_m3 = pooled(m3) if m3 else []
+    report = {"argv": sys.argv[1:], "m3": m3, "m3_pooled": all_m3, "m3_complete": complete, "electricity": electricity}
+    (out / "forecast.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = ["# Forecast benchmark", "", f"Command: `python benchmarks/bench_forecast.py {' '.join(sys.argv[1:])}`", ""]
+    columns = [("name", "model", 0), ("smape", "sMAPE", 2), ("mase", "MASE", 3), ("average_wql", "avg wQL", 4),
+               ("wape", "WAPE", 4), ("coverage_80", "P10-P90 coverage", 3), ("wall_seconds", "seconds", 1),
+               ("peak_memory_mb", "peak MB", 0), ("series_done", "series", 0)]  # fmt: skip
+    if m3:
+        scope = "all 3,003 series" if complete else ", ".join(f"{k} {v}" for k, v in counts.items()) + " series"
+        lines += [f"## M3 ({scope}, official horizons)", ""]
+        lines += table(all_m3, [c for c in columns if c[0] not in ("average_wql", "wape")]) + [""]
+        for name, result in m3.items():
+            lines += [f"### M3 {name} (horizon {result['settings']['horizon']})", ""]
+            lines += table(result["models"], columns) + [""]
+    if electricity:
+        windows = electricity["settings"]["backtest_windows"]
+        lines += [f"## Electricity (3 clients, hourly, horizon 24, {windows} windows)", ""]
+        lines += table(electricity["models"], columns) + [""]
+    lines += ["## Targets (issue 3)", "", *targets(all_m3, electricity, complete), ""]
+    machine = next(iter(m3.values()))["machine"] if m3 else (electricity or {}).get("machine", {})
+    lines += [f"Machine: {json.dumps(machine)}", ""]
+    (out / "forecast.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
