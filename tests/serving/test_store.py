@@ -83,3 +83,26 @@ def test_the_app_serves_and_stores_events_on_postgresql(pg_url, mlflow_store):
         after = [e["itemId"] for e in recommend(client, world, "pg-user", numResults=10)["itemList"]]
         assert after != before and "a_i04" not in after
         assert client.get("/health").json()["database"].startswith("127.0.0.1")
+
+
+def test_concurrent_put_events_share_commits_and_each_gets_its_own_ids(store):
+    import threading
+
+    before = store.count_events("burst")
+    answers: list[list[int]] = []
+
+    def put(k: int) -> None:
+        for j in range(10):
+            events = [{"eventType": "click", "itemId": f"i{k}-{j}", "sentAt": 1}, {"eventType": "x", "sentAt": 2}]
+            answers.append(store.put_events("burst", "burst", f"u{k}", "s", events))
+
+    threads = [threading.Thread(target=put, args=(k,)) for k in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ids = [i for answer in answers for i in answer]
+    assert len(answers) == 60 and all(len(a) == 2 for a in answers) and len(set(ids)) == 120
+    assert store.count_events("burst") == before + 120
+    stored = {e.id: e for e in store.events_of_group("burst")}
+    assert all(stored[a[0]].item_id is not None and stored[a[1]].item_id is None for a in answers)

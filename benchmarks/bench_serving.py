@@ -1,0 +1,426 @@
+"""Serving benchmark: GetRecommendations and PutEvents over loopback HTTP, event-to-effect, SIGKILL.
+
+A SIMS champion is fitted on generated interactions (100,000 users, 10,000 items in 100 taste
+clusters, 10 events a user), registered in a temporary MLflow store, and served by
+``python -m pipelines.serving`` (uvicorn) with 1 and 2 worker processes on 127.0.0.1. The
+load generator is a closed loop of keep-alive HTTP/1.1 connections in one asyncio process,
+bounded by time and by request count per phase. It shares the machine's cores with the
+server, as a sidecar client would; the JSON records the core count.
+
+Phases per worker count: GetRecommendations (random known users, numResults 25), PutEvents
+(one event per call, random users and items), event-to-effect (a user's top recommended item
+is clicked; the time from the PutEvents acknowledgement until a GetRecommendations no longer
+lists it). Then the SIGKILL test: PutEvents with unique eventIds at full speed, the server is
+killed with SIGKILL mid-load and restarted, and every acknowledged eventId is looked up in
+the store.
+
+    nice -n 10 .venv/bin/python benchmarks/bench_serving.py --out benchmarks/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = {"throughput_rps": 500, "p99_ms": 20, "event_to_effect_ms": 50}
+GROUP = """\
+name: bench
+kind: personalize
+storage: ./bench_store
+datasets:
+  INTERACTIONS:
+    path: interactions.csv
+    schema:
+      - {name: USER_ID, type: string}
+      - {name: ITEM_ID, type: string}
+      - {name: TIMESTAMP, type: long}
+      - {name: EVENT_TYPE, type: string}
+"""
+
+
+def generate(users: int, items: int, per_user: int, seed: int = 0):
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    clusters = 100
+    taste = rng.integers(0, clusters, users)
+    members = rng.permutation(items).reshape(clusters, items // clusters)
+    weights = 1 / np.arange(1, items // clusters + 1) ** 0.9
+    weights /= weights.sum()
+    who = np.repeat(np.arange(users), per_user)
+    own = rng.random(len(who)) < 0.8
+    what = np.where(own, members[taste[who], rng.choice(items // clusters, len(who), p=weights)],
+                    rng.integers(0, items, len(who)))  # fmt: skip
+    return pd.DataFrame({
+        "USER_ID": np.char.add("u", who.astype(str)),
+        "ITEM_ID": np.char.add("i", what.astype(str)),
+        "TIMESTAMP": 1_700_000_000 + rng.integers(0, 90 * 86_400, len(who)),
+        "EVENT_TYPE": "click",
+    })  # fmt: skip
+
+
+def prepare(work: Path, users: int, items: int) -> dict:
+    """Groups dir, MLflow store with a SIMS champion, an API key; the environment to serve them."""
+    env = {
+        "AIRSIGHT_HOME": str(work / "home"),
+        "AIRSIGHT_GROUPS_DIR": str(work / "groups.d"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+        "AIRSIGHT_MLFLOW_ARTIFACTS": (work / "artifacts").as_uri(),
+        "AIRSIGHT_SERVING_DB": f"sqlite:///{work / 'serving.db'}",
+        "AIRSIGHT_SERVING_POLL_SECONDS": "5",
+    }
+    os.environ.update(env)
+    (work / "groups.d").mkdir(parents=True)
+    (work / "groups.d" / "bench.yaml").write_text(GROUP)
+    import mlflow
+    import pandas as pd
+
+    from pipelines import models, registry
+    from pipelines.personalize import InteractionData, get_recipe
+    from pipelines.serving.auth import create_key
+    from pipelines.serving.store import Store
+
+    start = time.perf_counter()
+    frame = generate(users, items, 10)
+    model = get_recipe("sims", max_similar_items=100).fit(InteractionData.from_frames(frame))
+    fit_seconds = time.perf_counter() - start
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    mlflow.set_registry_uri(env["MLFLOW_TRACKING_URI"])
+    with mlflow.start_run(experiment_id=registry.experiment(models.registered_name("personalize", "bench"))):
+        info = models.log_model("personalize", model, pd.DataFrame({"userId": ["u1"], "itemId": [""]}))
+    version = models.register(info, "personalize", "bench", {"recipe": "sims"})
+    registry.gate(models.registered_name("personalize", "bench"), version, "coverage", 0.5)
+    store = Store(env["AIRSIGHT_SERVING_DB"])
+    key = create_key(store, "bench", ["read", "write"])
+    store.close()
+    return {"env": env, "key": key, "interactions": len(frame), "fit_seconds": round(fit_seconds, 2),
+            "version": version}  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(env: dict, port: int, workers: int, log: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "pipelines.serving", "--port", str(port), "--workers", str(workers)]
+    handle = open(log, "ab")
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=handle, stderr=handle,
+                               start_new_session=True)  # fmt: skip
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}; see {log}")
+        try:
+            status, body = asyncio.run(one_request(port, "GET", "/health", None, ""))
+            if status == 200 and json.loads(body)["models"]["bench"]["version"]:
+                # with several workers, each loads the model: wait until health answers stay ready
+                if workers == 1 or all(_ready(port) for _ in range(10)):
+                    return process
+        except (OSError, ValueError, KeyError, asyncio.IncompleteReadError):
+            pass
+        time.sleep(0.5)
+    process.kill()
+    raise RuntimeError(f"the server did not become ready; see {log}")
+
+
+def _ready(port: int) -> bool:
+    status, body = asyncio.run(one_request(port, "GET", "/health", None, ""))
+    return status == 200 and bool(json.loads(body)["models"]["bench"]["version"])
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+# The load generator: raw HTTP/1.1 on keep-alive connections (a Python HTTP client library
+# would spend more of the shared cores than the server does).
+def http_request(method: str, path: str, body: bytes | None, key: str) -> bytes:
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    if key:
+        head += f"Authorization: Bearer {key}\r\n"
+    if body is not None:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    return (head + "\r\n").encode() + (body or b"")
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    length = 0
+    for line in lines[1:]:
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    return status, await reader.readexactly(length) if length else b""
+
+
+async def one_request(port: int, method: str, path: str, body: bytes | None, key: str) -> tuple[int, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(http_request(method, path, body, key))
+        return await read_response(reader)
+    finally:
+        writer.close()
+
+
+async def closed_loop(port: int, key: str, path: str, make_body, seconds: float, max_requests: int,
+                      connections: int) -> dict:  # fmt: skip
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    acked: list = []
+    issued = 0
+    deadline = time.perf_counter() + seconds
+
+    async def connection() -> None:
+        nonlocal issued
+        reader = writer = None
+        while time.perf_counter() < deadline and issued < max_requests:
+            issued += 1
+            body, tag = make_body()
+            try:
+                if writer is None:
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                start = time.perf_counter()
+                writer.write(http_request("POST", path, body, key))
+                status, _ = await read_response(reader)
+                latencies.append(time.perf_counter() - start)
+                statuses[str(status)] = statuses.get(str(status), 0) + 1
+                if status == 200 and tag is not None:
+                    acked.append(tag)
+            except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+                statuses["connection_error"] = statuses.get("connection_error", 0) + 1
+                writer = None
+                await asyncio.sleep(0.05)
+        if writer is not None:
+            writer.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(connection() for _ in range(connections)))
+    elapsed = time.perf_counter() - start
+    ms = np.array(latencies) * 1000 if latencies else np.array([np.nan])
+    errors = sum(v for k, v in statuses.items() if k != "200")
+    return {
+        "requests": sum(statuses.values()),
+        "seconds": round(elapsed, 2),
+        "throughput_rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "errors": errors,
+        "statuses": statuses,
+        "acked": acked,
+    }
+
+
+async def event_to_effect(port: int, key: str, probes: int) -> dict:
+    """Click a user's top item; time from the PutEvents ack until recommendations drop it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader2, writer2 = await asyncio.open_connection("127.0.0.1", port)  # with 2 workers, likely the other one
+    delays, failures = [], 0
+
+    async def recommend(r, w, user: str) -> list[str]:
+        w.write(http_request("POST", "/recommendations", json.dumps(
+            {"campaignArn": "bench", "userId": user, "numResults": 25}).encode(), key))  # fmt: skip
+        status, body = await read_response(r)
+        if status != 200:
+            raise RuntimeError(f"GetRecommendations answered {status}: {body[:200]!r}")
+        return [e["itemId"] for e in json.loads(body)["itemList"]]
+
+    for k in range(probes):
+        user = f"u{random.randrange(100_000)}"
+        top = (await recommend(reader, writer, user))[0]
+        event = {"trackingId": "bench", "userId": user, "sessionId": f"e2e-{k}",
+                 "eventList": [{"eventType": "click", "itemId": top, "sentAt": time.time()}]}  # fmt: skip
+        writer.write(http_request("POST", "/events", json.dumps(event).encode(), key))
+        status, _ = await read_response(reader)
+        acked = time.perf_counter()
+        for _ in range(200):
+            r, w = (reader2, writer2) if k % 2 else (reader, writer)  # alternate connections
+            if top not in await recommend(r, w, user):
+                delays.append(time.perf_counter() - acked)
+                break
+        else:
+            failures += 1
+    writer.close()
+    writer2.close()
+    ms = np.array(delays) * 1000 if delays else np.array([np.nan])
+    return {"probes": probes, "p50_ms": round(float(np.percentile(ms, 50)), 2),
+            "p99_ms": round(float(np.percentile(ms, 99)), 2), "max_ms": round(float(ms.max()), 2),
+            "not_reflected": failures}  # fmt: skip
+
+
+def random_recommendation(users: int):
+    def make():
+        body = {"campaignArn": "bench", "userId": f"u{random.randrange(users)}", "numResults": 25}
+        return json.dumps(body).encode(), None
+
+    return make
+
+
+def random_event(users: int, items: int, unique: list | None = None):
+    counter = [0]
+
+    def make():
+        counter[0] += 1
+        event_id = f"ev-{os.getpid()}-{counter[0]}"
+        event = {"eventType": "click", "itemId": f"i{random.randrange(items)}", "sentAt": time.time(),
+                 "eventId": event_id}  # fmt: skip
+        body = {"trackingId": "bench", "userId": f"u{random.randrange(users)}", "sessionId": "bench",
+                "eventList": [event]}  # fmt: skip
+        return json.dumps(body).encode(), event_id
+
+    return make
+
+
+def stored_event_ids(database_url: str) -> set[str]:
+    import sqlite3
+
+    conn = sqlite3.connect(database_url.removeprefix("sqlite:///"))
+    try:
+        return {row[0] for row in conn.execute("SELECT event_id FROM airsight_events WHERE event_id IS NOT NULL")}
+    finally:
+        conn.close()
+
+
+def run_workers(setup: dict, workers: int, args, work: Path) -> dict:
+    port = free_port()
+    server = start_server(setup["env"], port, workers, work / f"server_{workers}.log")
+    try:
+        key = setup["key"]
+        asyncio.run(closed_loop(port, key, "/recommendations", random_recommendation(args.users), 2, 500,
+                                args.connections))  # warm-up  # fmt: skip
+        recs = asyncio.run(closed_loop(port, key, "/recommendations", random_recommendation(args.users),
+                                       args.seconds, args.max_requests, args.connections))  # fmt: skip
+        events = asyncio.run(closed_loop(port, key, "/events", random_event(args.users, args.items),
+                                         args.seconds, args.max_requests, args.connections))  # fmt: skip
+        effect = asyncio.run(event_to_effect(port, key, args.probes))
+    finally:
+        stop_server(server)
+    for phase in (recs, events):
+        phase.pop("acked")
+    return {"workers": workers, "get_recommendations": recs, "put_events": events, "event_to_effect": effect}
+
+
+def sigkill_test(setup: dict, args, work: Path) -> dict:
+    port = free_port()
+    log = work / "server_kill.log"
+    server = start_server(setup["env"], port, 1, log)
+    key = setup["key"]
+
+    async def load_and_kill() -> dict:
+        load = asyncio.create_task(closed_loop(port, key, "/events", random_event(args.users, args.items),
+                                               args.kill_after + 3, args.max_requests, args.connections))  # fmt: skip
+        await asyncio.sleep(args.kill_after)
+        os.killpg(server.pid, signal.SIGKILL)
+        killed_at = time.perf_counter()
+        result = await load
+        result["killed_after_s"] = args.kill_after
+        result["load_ran_after_kill_s"] = round(time.perf_counter() - killed_at, 2)
+        return result
+
+    result = asyncio.run(load_and_kill())
+    server.wait()
+    restarted = start_server(setup["env"], port, 1, log)  # replays stored events into the model
+    try:
+        stored = stored_event_ids(setup["env"]["AIRSIGHT_SERVING_DB"])
+        acked = set(result.pop("acked"))
+        health = json.loads(asyncio.run(one_request(port, "GET", "/health", None, ""))[1])
+    finally:
+        stop_server(restarted)
+    return {
+        "events_acknowledged": len(acked),
+        "acknowledged_and_stored": len(acked & stored),
+        "events_lost": len(acked - stored),
+        "events_replayed_after_restart": health["models"]["bench"]["events_applied"],
+        "requests_during_load": result["requests"],
+        "statuses": result["statuses"],
+        "killed_after_s": result["killed_after_s"],
+    }
+
+
+def markdown(report: dict) -> str:
+    rows = [
+        "| workers | GetRecommendations req/s | p50 ms | p99 ms | errors | PutEvents req/s | p99 ms | errors "
+        "| event-to-effect p50 / p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["runs"]:
+        g, p, e = r["get_recommendations"], r["put_events"], r["event_to_effect"]
+        rows.append(f"| {r['workers']} | {g['throughput_rps']:.0f} | {g['p50_ms']:.1f} | {g['p99_ms']:.1f} | "
+                    f"{g['errors']} | {p['throughput_rps']:.0f} | {p['p99_ms']:.1f} | {p['errors']} | "
+                    f"{e['p50_ms']:.1f} / {e['p99_ms']:.1f} |")  # fmt: skip
+    k = report["sigkill"]
+    t = TARGETS
+    rows += [
+        "",
+        f"Targets: >= {t['throughput_rps']} req/s with p99 < {t['p99_ms']} ms; event-to-effect < "
+        f"{t['event_to_effect_ms']} ms; zero errors; zero events lost.",
+        f"SIGKILL mid-load: {k['events_acknowledged']} events acknowledged, {k['acknowledged_and_stored']} of "
+        f"them stored after the restart, **{k['events_lost']} lost**; the restarted server replayed "
+        f"{k['events_replayed_after_restart']} stored events into its model.",
+        f"Machine: {report['machine']['cores']} cores ({report['machine']['platform']}), shared by the server and "
+        f"the load generator; {report['setup']['users']:,} users, {report['setup']['items']:,} items, "
+        f"{report['setup']['interactions']:,} interactions, SIMS; {report['setup']['connections']} connections, "
+        f"{report['setup']['seconds']} s per phase.",
+    ]
+    return "\n".join(rows) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--items", type=int, default=10_000)
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each load phase")
+    parser.add_argument("--max-requests", type=int, default=20_000, help="request cap of each load phase")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--probes", type=int, default=100, help="event-to-effect probes")
+    parser.add_argument("--kill-after", type=float, default=2.0, help="seconds of PutEvents load before SIGKILL")
+    parser.add_argument("--workers", default="1,2")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="airsight-bench-serving-") as tmp:
+        work = Path(tmp)
+        setup = prepare(work, args.users, args.items)
+        runs = [run_workers(setup, int(w), args, work) for w in args.workers.split(",")]
+        kill = sigkill_test(setup, args, work)
+    report = {
+        "benchmark": "serving",
+        "machine": {"cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "setup": {"users": args.users, "items": args.items, "interactions": setup["interactions"],
+                  "recipe": "sims", "fit_seconds": setup["fit_seconds"], "connections": args.connections,
+                  "seconds": args.seconds, "max_requests": args.max_requests},  # fmt: skip
+        "targets": TARGETS,
+        "runs": runs,
+        "sigkill": kill,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "serving.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "serving.md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
