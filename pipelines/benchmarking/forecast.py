@@ -33,6 +33,7 @@ lives in the benchmark venv (``make .venv-bench/.installed``), never in the runt
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -64,6 +65,9 @@ def add_arguments(parser) -> None:
         default=",".join(OURS),
         help=f"our models to run, comma-separated (default: all of {', '.join(OURS)})",
     )
+    parser.add_argument(
+        "--auto-candidates", help="the AutoPredictor's candidates, comma-separated (default: its own defaults)"
+    )
     parser.add_argument("--n-jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
     parser.add_argument("--seed", type=int, default=0)
 
@@ -83,6 +87,8 @@ def run(args) -> int:
         _import_statsforecast()  # fail before hours of our models, not after
     data = load(args)
     bench = Bench(data, args.backtest_windows, args.time_limit, max(1, args.n_jobs), args.seed)
+    if args.auto_candidates:
+        bench.auto_candidates = [c.strip() for c in args.auto_candidates.split(",") if c.strip()]
     entries = []
     for name in models:
         entries.append(bench.ours(name))
@@ -211,10 +217,8 @@ class PeakMemory:
         me = psutil.Process()
         total = me.memory_info().rss
         for child in me.children(recursive=True):
-            try:
+            with contextlib.suppress(psutil.Error):  # a worker that just ended
                 total += child.memory_info().rss
-            except psutil.Error:  # a worker that just ended
-                pass
         return total / 2**20
 
     def _loop(self):
@@ -242,6 +246,7 @@ class Bench:
         from pipelines.forecast.metrics import seasonal_error
 
         self.data, self.windows, self.time_limit, self.n_jobs, self.seed = data, windows, time_limit, n_jobs, seed
+        self.auto_candidates: list[str] | None = None
         h = data.horizon
         self.starts = [data.end - k * h for k in range(windows, 0, -1)]
         self.trains = [data.until(s) for s in self.starts]
@@ -281,8 +286,9 @@ class Bench:
     def _auto(self, train, notes: dict):
         from pipelines.forecast.auto_predictor import AutoPredictor
 
+        settings = {"candidates": self.auto_candidates} if self.auto_candidates else {}
         model = AutoPredictor(
-            forecast_types=[*LEVELS, "mean"], time_limit=self.budget, n_jobs=self.n_jobs, seed=self.seed
+            forecast_types=[*LEVELS, "mean"], time_limit=self.budget, n_jobs=self.n_jobs, seed=self.seed, **settings
         ).fit(train)
         result = model.result_
         notes.setdefault("candidates", result.candidates)

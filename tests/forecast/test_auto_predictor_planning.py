@@ -1,0 +1,83 @@
+"""AutoPredictor under a time limit, with neural candidates on short series, and with calibrated intervals."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from pipelines.forecast.auto_predictor import AutoPredictor, _apply_calibration, _calibration, subset
+from pipelines.forecast.base import register
+from pipelines.forecast.data import ForecastData
+from pipelines.forecast.naive import SeasonalNaive
+
+
+@register
+class SlowNaive(SeasonalNaive):
+    """Seasonal naive that takes 80 ms a series: an expensive candidate the budget cannot hold."""
+
+    name = "SlowNaiveForPlanningTests"
+
+    def _forecast_series(self, y, state, chunk, j, levels, rng):
+        time.sleep(0.08)
+        return super()._forecast_series(y, state, chunk, j, levels, rng)
+
+
+def noisy_cycles(n: int = 60, length: int = 72, seed: int = 3, short: int = 0) -> ForecastData:
+    rng = np.random.default_rng(seed)
+    t = np.arange(length)
+    series = [50 + 10 * np.sin(2 * np.pi * t / 12) + rng.normal(0, 2, length) for _ in range(n)]
+    series = [s[-20:] if k < short else s for k, s in enumerate(series)]
+    return ForecastData.from_arrays(series, freq="1M", horizon=6, end="2024-12-01")
+
+
+def test_a_candidate_the_budget_cannot_hold_is_left_out_and_the_result_says_why():
+    data = noisy_cycles()
+    # SlowNaive: about 60 series x 80 ms = 4.8 s a fit, so 9.6 s for its backtest and final fit.
+    model = AutoPredictor(["SlowNaiveForPlanningTests", "SeasonalNaive", "Theta"], time_limit=4).fit(data)
+    result = model.result_
+    assert result.candidates == ["SeasonalNaive", "Theta"]  # cheapest first, listed in the order given
+    assert "SlowNaiveForPlanningTests" in result.left_out and "time" in result.left_out["SlowNaiveForPlanningTests"]
+    assert result.timings["estimate SlowNaiveForPlanningTests"] > 4
+    assert result.timings["total"] < 4
+    frame = model.predict()
+    assert frame[["p10", "p50", "p90"]].notna().all().all() and len(frame) == 60 * 6
+    with pytest.raises(ValueError, match="time_limit"):
+        AutoPredictor(time_limit=0)
+
+
+def test_a_neural_candidate_is_left_out_where_the_history_is_shorter_than_three_horizons():
+    data = noisy_cycles(n=8, short=3)  # 3 series of 20 months: 14 before the backtest window < 3 x 6
+    tiny = {"epochs": 1, "num_cells": 4, "num_layers": 1, "num_batches_per_epoch": 2, "num_samples": 10}
+    model = AutoPredictor(["SeasonalNaive", "DeepAR+"], candidate_params={"DeepAR+": tiny}).fit(data)
+    assert model.result_.excluded_items == {"DeepAR+": 3}
+    weights = model.result_.choices["weight_DeepAR+"].to_numpy()
+    assert (weights[:3] == 0).all()
+    assert model.predict()[["p10", "p50", "p90"]].notna().all().all()
+    short = noisy_cycles(n=4, short=4)
+    model = AutoPredictor(["SeasonalNaive", "DeepAR+"], candidate_params={"DeepAR+": tiny}).fit(short)
+    assert "no series is long enough" in model.result_.left_out["DeepAR+"]
+    assert model.result_.candidates == ["SeasonalNaive"]
+
+
+def test_calibration_stretches_too_narrow_intervals_to_their_level():
+    # Actuals spread evenly over [-2.5, 2.5] around a median of 0: a tenth lie below -2, a tenth above 2.
+    actual = np.linspace(-2.5, 2.5, 1001).reshape(1, 1, -1)
+    quant = np.stack([np.full(actual.shape, -1.0), np.zeros(actual.shape), np.full(actual.shape, 1.0)], axis=-1)
+    factors = _calibration(actual, quant, [0.1, 0.5, 0.9])
+    assert factors == pytest.approx({0.1: 2.0, 0.9: 2.0}, abs=0.01)
+    calibrated = _apply_calibration(quant, [0.1, 0.5, 0.9], factors)
+    assert calibrated[0, 0, 0].tolist() == pytest.approx([-2.0, 0.0, 2.0], abs=0.01)
+    # A level without a factor of its own takes the nearest calibrated one on its side of the median.
+    five = _apply_calibration(np.array([[-3.0, -1.0, 0.0, 1.0]]), [0.05, 0.1, 0.5, 0.9], {0.1: 2.0, 0.9: 3.0})
+    assert five.tolist() == [[-6.0, -2.0, 0.0, 3.0]]
+
+
+def test_subset_keeps_each_series_values_and_place_on_the_grid():
+    data = noisy_cycles(n=5, short=2)
+    part = subset(data, np.array([1, 3]))
+    assert part.n_series == 2 and part.end == data.end
+    np.testing.assert_array_equal(part.series(0), data.series(1))
+    np.testing.assert_array_equal(part.series(1), data.series(3))
+    assert part.keys["item_id"].astype(str).tolist() == ["series_1", "series_3"]
