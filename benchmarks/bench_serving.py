@@ -119,19 +119,19 @@ def free_port() -> int:
 
 def start_server(env: dict, port: int, workers: int, log: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "pipelines.serving", "--port", str(port), "--workers", str(workers)]
-    handle = open(log, "ab")
-    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=handle, stderr=handle,
-                               start_new_session=True)  # fmt: skip
+    with open(log, "ab") as handle:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=handle, stderr=handle,
+                                   start_new_session=True)  # fmt: skip
     deadline = time.time() + 180
     while time.time() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the server exited with {process.returncode}; see {log}")
         try:
             status, body = asyncio.run(one_request(port, "GET", "/health", None, ""))
-            if status == 200 and json.loads(body)["models"]["bench"]["version"]:
-                # with several workers, each loads the model: wait until health answers stay ready
-                if workers == 1 or all(_ready(port) for _ in range(10)):
-                    return process
+            ready = status == 200 and json.loads(body)["models"]["bench"]["version"]
+            # with several workers, each loads the model: wait until health answers stay ready
+            if ready and (workers == 1 or all(_ready(port) for _ in range(10))):
+                return process
         except (OSError, ValueError, KeyError, asyncio.IncompleteReadError):
             pass
         time.sleep(0.5)
@@ -232,6 +232,56 @@ async def closed_loop(port: int, key: str, path: str, make_body, seconds: float,
     }
 
 
+async def fixed_rate(port: int, key: str, path: str, make_body, rate: float, seconds: float, connections: int) -> dict:
+    """Open loop: requests are due at a steady ``rate``; latency counts from when each was due.
+
+    Counting from the due time (not the send time) keeps a slow answer from hiding the requests
+    queued behind it (coordinated omission), so p99 is what clients sending at that rate see.
+    """
+    due: asyncio.Queue = asyncio.Queue()
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    total = int(rate * seconds)
+
+    async def schedule() -> None:
+        start = time.perf_counter()
+        for k in range(total):
+            delay = start + k / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            due.put_nowait(start + k / rate)
+        for _ in range(connections):
+            due.put_nowait(None)
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while (when := await due.get()) is not None:
+            body, _ = make_body()
+            try:
+                writer.write(http_request("POST", path, body, key))
+                status, _ = await read_response(reader)
+                statuses[str(status)] = statuses.get(str(status), 0) + 1
+                latencies.append(time.perf_counter() - when)
+            except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+                statuses["connection_error"] = statuses.get("connection_error", 0) + 1
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(schedule(), *(connection() for _ in range(connections)))
+    elapsed = time.perf_counter() - start
+    ms = np.array(latencies) * 1000 if latencies else np.array([np.nan])
+    return {
+        "target_rps": rate,
+        "requests": sum(statuses.values()),
+        "achieved_rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "errors": sum(v for k, v in statuses.items() if k != "200"),
+        "statuses": statuses,
+    }
+
+
 async def event_to_effect(port: int, key: str, probes: int) -> dict:
     """Click a user's top item; time from the PutEvents ack until recommendations drop it."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -253,6 +303,8 @@ async def event_to_effect(port: int, key: str, probes: int) -> dict:
                  "eventList": [{"eventType": "click", "itemId": top, "sentAt": time.time()}]}  # fmt: skip
         writer.write(http_request("POST", "/events", json.dumps(event).encode(), key))
         status, _ = await read_response(reader)
+        if status != 200:
+            raise RuntimeError(f"PutEvents answered {status}")
         acked = time.perf_counter()
         for _ in range(200):
             r, w = (reader2, writer2) if k % 2 else (reader, writer)  # alternate connections
@@ -311,6 +363,8 @@ def run_workers(setup: dict, workers: int, args, work: Path) -> dict:
                                 args.connections))  # warm-up  # fmt: skip
         recs = asyncio.run(closed_loop(port, key, "/recommendations", random_recommendation(args.users),
                                        args.seconds, args.max_requests, args.connections))  # fmt: skip
+        steady = asyncio.run(fixed_rate(port, key, "/recommendations", random_recommendation(args.users), args.rate,
+                                        args.seconds, 2 * args.connections))  # fmt: skip
         events = asyncio.run(closed_loop(port, key, "/events", random_event(args.users, args.items),
                                          args.seconds, args.max_requests, args.connections))  # fmt: skip
         effect = asyncio.run(event_to_effect(port, key, args.probes))
@@ -318,7 +372,8 @@ def run_workers(setup: dict, workers: int, args, work: Path) -> dict:
         stop_server(server)
     for phase in (recs, events):
         phase.pop("acked")
-    return {"workers": workers, "get_recommendations": recs, "put_events": events, "event_to_effect": effect}
+    return {"workers": workers, "get_recommendations": recs, "get_recommendations_at_rate": steady,
+            "put_events": events, "event_to_effect": effect}  # fmt: skip
 
 
 def sigkill_test(setup: dict, args, work: Path) -> dict:
@@ -359,16 +414,19 @@ def sigkill_test(setup: dict, args, work: Path) -> dict:
 
 
 def markdown(report: dict) -> str:
+    rate = report["setup"]["rate"]
     rows = [
-        "| workers | GetRecommendations req/s | p50 ms | p99 ms | errors | PutEvents req/s | p99 ms | errors "
-        "| event-to-effect p50 / p99 ms |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| workers | GetRecommendations max req/s (p50 / p99 ms) | at {rate:.0f} req/s: achieved, p50 / p99 ms "
+        "| PutEvents max req/s (p99 ms) | event-to-effect p50 / p99 ms | errors |",
+        "|---|---|---|---|---|---|",
     ]
     for r in report["runs"]:
-        g, p, e = r["get_recommendations"], r["put_events"], r["event_to_effect"]
-        rows.append(f"| {r['workers']} | {g['throughput_rps']:.0f} | {g['p50_ms']:.1f} | {g['p99_ms']:.1f} | "
-                    f"{g['errors']} | {p['throughput_rps']:.0f} | {p['p99_ms']:.1f} | {p['errors']} | "
-                    f"{e['p50_ms']:.1f} / {e['p99_ms']:.1f} |")  # fmt: skip
+        g, f, p, e = r["get_recommendations"], r["get_recommendations_at_rate"], r["put_events"], r["event_to_effect"]
+        errors = g["errors"] + f["errors"] + p["errors"] + e["not_reflected"]
+        rows.append(f"| {r['workers']} | {g['throughput_rps']:.0f} ({g['p50_ms']:.1f} / {g['p99_ms']:.1f}) | "
+                    f"{f['achieved_rps']:.0f}, {f['p50_ms']:.1f} / {f['p99_ms']:.1f} | "
+                    f"{p['throughput_rps']:.0f} ({p['p99_ms']:.1f}) | {e['p50_ms']:.1f} / {e['p99_ms']:.1f} | "
+                    f"{errors} |")  # fmt: skip
     k = report["sigkill"]
     t = TARGETS
     rows += [
@@ -380,8 +438,9 @@ def markdown(report: dict) -> str:
         f"{k['events_replayed_after_restart']} stored events into its model.",
         f"Machine: {report['machine']['cores']} cores ({report['machine']['platform']}), shared by the server and "
         f"the load generator; {report['setup']['users']:,} users, {report['setup']['items']:,} items, "
-        f"{report['setup']['interactions']:,} interactions, SIMS; {report['setup']['connections']} connections, "
-        f"{report['setup']['seconds']} s per phase.",
+        f"{report['setup']['interactions']:,} interactions, SIMS; closed loops on {report['setup']['connections']} "
+        f"keep-alive connections, {report['setup']['seconds']} s (at most {report['setup']['max_requests']:,} "
+        "requests) per phase; load average before the run: " + report["machine"]["load_average_before"] + ".",
     ]
     return "\n".join(rows) + "\n"
 
@@ -393,12 +452,14 @@ def main() -> int:
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each load phase")
     parser.add_argument("--max-requests", type=int, default=20_000, help="request cap of each load phase")
-    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=8, help="connections of the closed-loop phases")
+    parser.add_argument("--rate", type=float, default=500, help="request rate of the open-loop phase (req/s)")
     parser.add_argument("--probes", type=int, default=100, help="event-to-effect probes")
     parser.add_argument("--kill-after", type=float, default=2.0, help="seconds of PutEvents load before SIGKILL")
     parser.add_argument("--workers", default="1,2")
     args = parser.parse_args()
 
+    load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())  # other work on the shared cores
     with tempfile.TemporaryDirectory(prefix="airsight-bench-serving-") as tmp:
         work = Path(tmp)
         setup = prepare(work, args.users, args.items)
@@ -406,10 +467,23 @@ def main() -> int:
         kill = sigkill_test(setup, args, work)
     report = {
         "benchmark": "serving",
-        "machine": {"cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "setup": {"users": args.users, "items": args.items, "interactions": setup["interactions"],
-                  "recipe": "sims", "fit_seconds": setup["fit_seconds"], "connections": args.connections,
-                  "seconds": args.seconds, "max_requests": args.max_requests},  # fmt: skip
+        "machine": {
+            "cores": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_average_before": load_before,
+        },
+        "setup": {
+            "users": args.users,
+            "items": args.items,
+            "interactions": setup["interactions"],
+            "recipe": "sims",
+            "fit_seconds": setup["fit_seconds"],
+            "connections": args.connections,
+            "seconds": args.seconds,
+            "max_requests": args.max_requests,
+            "rate": args.rate,
+        },
         "targets": TARGETS,
         "runs": runs,
         "sigkill": kill,
