@@ -363,8 +363,11 @@ def run_workers(setup: dict, workers: int, args, work: Path) -> dict:
                                 args.connections))  # warm-up  # fmt: skip
         recs = asyncio.run(closed_loop(port, key, "/recommendations", random_recommendation(args.users),
                                        args.seconds, args.max_requests, args.connections))  # fmt: skip
-        steady = asyncio.run(fixed_rate(port, key, "/recommendations", random_recommendation(args.users), args.rate,
-                                        args.seconds, 2 * args.connections))  # fmt: skip
+        make = random_recommendation(args.users)
+        steady = [
+            asyncio.run(fixed_rate(port, key, "/recommendations", make, float(rate), args.seconds, 2 * args.connections))
+            for rate in args.rates.split(",")
+        ]
         events = asyncio.run(closed_loop(port, key, "/events", random_event(args.users, args.items),
                                          args.seconds, args.max_requests, args.connections))  # fmt: skip
         effect = asyncio.run(event_to_effect(port, key, args.probes))
@@ -414,19 +417,21 @@ def sigkill_test(setup: dict, args, work: Path) -> dict:
 
 
 def markdown(report: dict) -> str:
-    rate = report["setup"]["rate"]
+    rates = [float(r) for r in report["setup"]["rates"].split(",")]
     rows = [
-        f"| workers | GetRecommendations max req/s (p50 / p99 ms) | at {rate:.0f} req/s: achieved, p50 / p99 ms "
-        "| PutEvents max req/s (p99 ms) | event-to-effect p50 / p99 ms | errors |",
-        "|---|---|---|---|---|---|",
+        "| workers | GetRecommendations max req/s (p50 / p99 ms) | "
+        + " | ".join(f"at {r:.0f} req/s: achieved, p50 / p99 ms" for r in rates)
+        + " | PutEvents max req/s (p99 ms) | event-to-effect p50 / p99 ms | errors |",
+        "|---|---|" + "---|" * len(rates) + "---|---|---|",
     ]
     for r in report["runs"]:
-        g, f, p, e = r["get_recommendations"], r["get_recommendations_at_rate"], r["put_events"], r["event_to_effect"]
-        errors = g["errors"] + f["errors"] + p["errors"] + e["not_reflected"]
+        g, p, e = r["get_recommendations"], r["put_events"], r["event_to_effect"]
+        steady = r["get_recommendations_at_rate"]
+        errors = g["errors"] + p["errors"] + e["not_reflected"] + sum(f["errors"] for f in steady)
+        at_rate = " | ".join(f"{f['achieved_rps']:.0f}, {f['p50_ms']:.1f} / {f['p99_ms']:.1f}" for f in steady)
         rows.append(f"| {r['workers']} | {g['throughput_rps']:.0f} ({g['p50_ms']:.1f} / {g['p99_ms']:.1f}) | "
-                    f"{f['achieved_rps']:.0f}, {f['p50_ms']:.1f} / {f['p99_ms']:.1f} | "
-                    f"{p['throughput_rps']:.0f} ({p['p99_ms']:.1f}) | {e['p50_ms']:.1f} / {e['p99_ms']:.1f} | "
-                    f"{errors} |")  # fmt: skip
+                    f"{at_rate} | {p['throughput_rps']:.0f} ({p['p99_ms']:.1f}) | "
+                    f"{e['p50_ms']:.1f} / {e['p99_ms']:.1f} | {errors} |")  # fmt: skip
     k = report["sigkill"]
     t = TARGETS
     rows += [
@@ -453,7 +458,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each load phase")
     parser.add_argument("--max-requests", type=int, default=20_000, help="request cap of each load phase")
     parser.add_argument("--connections", type=int, default=8, help="connections of the closed-loop phases")
-    parser.add_argument("--rate", type=float, default=500, help="request rate of the open-loop phase (req/s)")
+    parser.add_argument("--rates", default="250,500", help="request rates of the open-loop phases (req/s)")
     parser.add_argument("--probes", type=int, default=100, help="event-to-effect probes")
     parser.add_argument("--kill-after", type=float, default=2.0, help="seconds of PutEvents load before SIGKILL")
     parser.add_argument("--workers", default="1,2")
@@ -482,7 +487,7 @@ def main() -> int:
             "connections": args.connections,
             "seconds": args.seconds,
             "max_requests": args.max_requests,
-            "rate": args.rate,
+            "rates": args.rates,
         },
         "targets": TARGETS,
         "runs": runs,
