@@ -365,8 +365,8 @@ def run_workers(setup: dict, workers: int, args, work: Path) -> dict:
                                        args.seconds, args.max_requests, args.connections))  # fmt: skip
         make = random_recommendation(args.users)
         steady = [
-            asyncio.run(fixed_rate(port, key, "/recommendations", make, float(rate), args.seconds, 2 * args.connections))
-            for rate in args.rates.split(",")
+            asyncio.run(fixed_rate(port, key, "/recommendations", make, float(r), args.seconds, 2 * args.connections))
+            for r in args.rates.split(",")
         ]
         events = asyncio.run(closed_loop(port, key, "/events", random_event(args.users, args.items),
                                          args.seconds, args.max_requests, args.connections))  # fmt: skip
