@@ -37,8 +37,13 @@ def _model_holder(name: str, root: str, store: Store) -> ModelHolder:
         return None if champion is None else str(champion.version)
 
     def load_version(version: str) -> Any:
-        from pipelines import models
+        import mlflow
 
+        from pipelines import models, registry
+
+        # models:/ URIs resolve through MLflow's registry URI, which is not the project's store
+        # unless MLFLOW_TRACKING_URI is set: point it there, as registry.client() does.
+        mlflow.set_registry_uri(registry.tracking_uri())
         return models.load_version("personalize", name, version)
 
     return ModelHolder(name, store, champion_version, load_version, lambda: latest_snapshot_data(root))
