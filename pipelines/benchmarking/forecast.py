@@ -91,6 +91,7 @@ def run(args) -> int:
         bench.auto_candidates = [c.strip() for c in args.auto_candidates.split(",") if c.strip()]
     entries = []
     for name in models:
+        print(f"{name} ...", file=sys.stderr, flush=True)
         entries.append(bench.ours(name))
         _log(entries[-1])
     if args.peers:
@@ -363,6 +364,7 @@ class Bench:
         for train in self.trains:
             frame = _peer_frame(train)
             for name in PEERS:
+                print(f"statsforecast.{name} ...", file=sys.stderr, flush=True)
                 began = time.perf_counter()
                 with PeakMemory() as memory:
                     outputs[name].append(self._peer(name, train, frame, notes[name]))
