@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import operator
 import os
 import sys
 import time
@@ -82,9 +83,13 @@ class BatchJob:
     ):
         if not hasattr(model, "item_ids_"):
             raise ValueError("the model is not trained: batch inference needs a fitted recipe")
-        if isinstance(num_results, bool) or not isinstance(num_results, int) or not 1 <= num_results <= MAX_RESULTS:
+        try:
+            count = None if isinstance(num_results, bool) else operator.index(num_results)  # numpy integers too
+        except TypeError:
+            count = None
+        if count is None or not 1 <= count <= MAX_RESULTS:
             raise ValueError(f"numResults must be an integer between 1 and {MAX_RESULTS}, got {num_results!r}")
-        self.model, self.num_results, self.data = model, num_results, data
+        self.model, self.num_results, self.data = model, count, data
         self.filter = _parse_filter(filter_expression, data)
 
     def answer(self, request: Mapping[str, Any]) -> dict:
