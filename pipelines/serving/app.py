@@ -377,6 +377,47 @@ def create_app(settings: ServingSettings | None = None, runtime: Runtime | None 
         except fq.QueryError as exc:
             raise ApiError(400, exc.message, exc.field) from None
 
+    @app.post("/batch-inference-jobs", tags=["personalize"], status_code=202)
+    def create_batch_inference_job(body: s.BatchJobRequest, _: str = require("admin")) -> dict:
+        """CreateBatchInferenceJob: JSON Lines in, JSON Lines out, under the server's batch folder."""
+        from pipelines.serving.batch_jobs import BatchPathError, confined, start_job
+
+        group = personalize_group(body.datasetGroup, "datasetGroup")
+        holder = runtime.models.get(group)
+        state = holder.state if holder else None
+        if state is None:
+            raise ApiError(503, f"dataset group {group!r} has no serving model to run the job with")
+        root = runtime.settings.resolved_batch_dir()
+        try:
+            source = confined(root, body.jobInput.path, "jobInput.path")
+            target = confined(root, body.jobOutput.path, "jobOutput.path")
+        except BatchPathError as exc:
+            raise ApiError(422, exc.message, exc.field) from None
+        if not source.is_file():
+            raise ApiError(404, f"no input file {body.jobInput.path!r} in the batch folder", "jobInput.path")
+        expression = None
+        if body.filterArn is not None:
+            try:
+                expression = runtime.filters.get(body.filterArn, group)
+            except FilterNotFound as exc:
+                raise ApiError(404, str(exc), "filterArn") from None
+            if state.data is None:
+                raise ApiError(409, f"filters read the group's imported snapshot and {group!r} has none yet")
+        try:
+            start_job(runtime.store, body.jobName, group, state.version, state.data, body.model_dump(), source,
+                      target, expression)  # fmt: skip
+        except DuplicateName as exc:
+            raise ApiError(409, str(exc), "jobName") from None
+        return {"jobName": body.jobName, "status": "IN_PROGRESS", "modelVersion": state.version}
+
+    @app.get("/batch-inference-jobs/{name}", tags=["personalize"])
+    def describe_batch_inference_job(name: str, _: str = require("read")) -> dict:
+        """DescribeBatchInferenceJob: IN_PROGRESS, ACTIVE (done, with its summary) or FAILED (with the reason)."""
+        job = runtime.store.get_job(name)
+        if job is None:
+            raise ApiError(404, f"no batch inference job {name!r}", "name")
+        return job
+
     app.add_middleware(BodyLimit, limit=runtime.settings.max_body_bytes)
     app.add_middleware(AccessLog, runtime=runtime)  # outermost: 413s are logged and counted too
     return app

@@ -138,3 +138,16 @@ class ForecastQuery(Body):
     forecastTypes: list[Annotated[str, Field(min_length=1, max_length=16)]] | None = Field(None, max_length=20)
     maxResults: Annotated[int, Field(ge=1, le=1000)] = 100
     nextToken: str | None = Field(None, max_length=1000)
+
+
+class BatchPath(Body):
+    path: Annotated[str, Field(min_length=1, max_length=1024, description="relative to the server's batch folder")]
+
+
+class BatchJobRequest(Body):
+    jobName: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
+    datasetGroup: Annotated[str, Field(min_length=1, max_length=256)]
+    jobInput: BatchPath
+    jobOutput: BatchPath
+    numResults: Annotated[int, Field(ge=1, le=MAX_RESULTS)] = 25
+    filterArn: Annotated[str, Field(min_length=1, max_length=256)] | None = None

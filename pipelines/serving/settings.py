@@ -36,6 +36,7 @@ class ServingSettings:
     key_cache_seconds: float = 10.0  # a revoked key stops working within this time
     load_models: bool = True  # False: forecasts, filters and events only (no MLflow)
     sync_reads: bool = True  # read requests first apply events other processes stored
+    batch_dir: str | None = None  # batch jobs read and write only under it; None: $AIRSIGHT_HOME/batch
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -48,8 +49,12 @@ class ServingSettings:
             poll_seconds=_float("AIRSIGHT_SERVING_POLL_SECONDS", 5.0),
             max_body_bytes=int(_float("AIRSIGHT_SERVING_MAX_BODY_BYTES", 256 * 1024)),
             key_cache_seconds=_float("AIRSIGHT_SERVING_KEY_CACHE_SECONDS", 10.0),
+            batch_dir=os.environ.get("AIRSIGHT_SERVING_BATCH_DIR") or None,
             sync_reads=os.environ.get("AIRSIGHT_SERVING_SYNC_READS", "1") not in ("0", "false", "no"),
         )
+
+    def resolved_batch_dir(self) -> Path:
+        return Path(self.batch_dir) if self.batch_dir else home() / "batch"
 
     def resolved_database_url(self) -> str:
         if self.database_url:

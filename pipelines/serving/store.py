@@ -50,6 +50,9 @@ def _schema(serial: str, real: str) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS airsight_filters (
             name TEXT PRIMARY KEY, dataset_group TEXT NOT NULL, expression TEXT NOT NULL,
             created_at {real} NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS airsight_batch_jobs (
+            name TEXT PRIMARY KEY, dataset_group TEXT NOT NULL, status TEXT NOT NULL, request TEXT NOT NULL,
+            summary TEXT, failure TEXT, created_at {real} NOT NULL, finished_at {real})""",
         f"""CREATE TABLE IF NOT EXISTS airsight_api_keys (
             key_id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, salt TEXT NOT NULL, digest TEXT NOT NULL,
             scopes TEXT NOT NULL, created_at {real} NOT NULL, revoked_at {real})""",
@@ -309,6 +312,41 @@ class Store:
     def delete_filter(self, name: str) -> bool:
         with self._cursor() as tx:
             return tx.execute("DELETE FROM airsight_filters WHERE name = ?", (name,)).rowcount > 0
+
+    # Batch inference jobs.
+    def add_job(self, name: str, group: str, request: dict) -> None:
+        try:
+            with self._cursor() as tx:
+                tx.execute(
+                    "INSERT INTO airsight_batch_jobs (name, dataset_group, status, request, created_at) "
+                    "VALUES (?, ?, 'IN_PROGRESS', ?, ?)",
+                    (name, group, json.dumps(request), time.time()),
+                )
+        except Exception as exc:
+            if _is_unique_violation(exc):
+                raise DuplicateName(f"a batch inference job named {name!r} exists") from exc
+            raise
+
+    def finish_job(self, name: str, summary: dict | None, failure: str | None) -> None:
+        with self._cursor() as tx:
+            tx.execute(
+                "UPDATE airsight_batch_jobs SET status = ?, summary = ?, failure = ?, finished_at = ? WHERE name = ?",
+                ("FAILED" if failure else "ACTIVE", json.dumps(summary) if summary else None, failure, time.time(),
+                 name),
+            )  # fmt: skip
+
+    def get_job(self, name: str) -> dict | None:
+        rows = self._query(
+            "SELECT name, dataset_group, status, request, summary, failure, created_at, finished_at "
+            "FROM airsight_batch_jobs WHERE name = ?",
+            [name],
+        )
+        if not rows:
+            return None
+        name, group, status, request, summary, failure, created, finished = rows[0]
+        return {"jobName": name, "datasetGroup": group, "status": status, "request": json.loads(request),
+                "summary": json.loads(summary) if summary else None, "failureReason": failure,
+                "creationDateTime": created, "lastUpdatedDateTime": finished}  # fmt: skip
 
     # API keys.
     def add_key(self, key_id: str, name: str, salt: str, digest: str, scopes: Iterable[str]) -> None:

@@ -335,3 +335,34 @@ def test_a_second_server_process_sees_events_the_first_stored(client, world):
                     headers=world.headers("writer"))  # fmt: skip
         after = items_of(recommend(other, world, "roamer", numResults=10))
         assert after != before and "a_i01" not in after
+
+
+def test_batch_inference_jobs_run_the_serving_model_inside_the_batch_folder(client, world, runtime):
+    import time
+
+    admin = world.headers("admin")
+    folder = runtime.settings.resolved_batch_dir()
+    (folder / "in").mkdir(parents=True, exist_ok=True)
+    lines = [{"userId": "a_u000"}, {"itemId": "b_i01"}, {"userId": "b_u001", "itemList": ["a_i00", "b_i00"]}, "oops"]
+    (folder / "in" / "requests.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    job = {"jobName": "nightly", "datasetGroup": "shop", "jobInput": {"path": "in/requests.jsonl"},
+           "jobOutput": {"path": "out/results.jsonl"}, "numResults": 5}  # fmt: skip
+    assert client.post("/batch-inference-jobs", json=job, headers=world.headers("writer")).status_code == 403
+    started = client.post("/batch-inference-jobs", json=job, headers=admin)
+    assert started.status_code == 202, started.text
+    for _ in range(200):
+        described = client.get("/batch-inference-jobs/nightly", headers=world.headers("reader")).json()
+        if described["status"] != "IN_PROGRESS":
+            break
+        time.sleep(0.05)
+    assert described["status"] == "ACTIVE", described
+    assert described["summary"]["lines"] == 4 and described["summary"]["failed"] == 1
+    results = [json.loads(line) for line in (folder / "out" / "results.jsonl").read_text().splitlines()]
+    assert len(results[0]["output"]["recommendedItems"]) == 5
+    assert results[2]["output"]["recommendedItems"][0] == "b_i00" and results[3]["error"]
+    assert client.post("/batch-inference-jobs", json=job, headers=admin).status_code == 409
+
+    for field, path in (("jobInput", "../../etc/passwd"), ("jobOutput", "/tmp/x.jsonl"), ("jobInput", "s3://b/k")):
+        escaped = client.post("/batch-inference-jobs", json={**job, "jobName": "escape", field: {"path": path}},
+                              headers=admin)  # fmt: skip
+        assert escaped.status_code == 422 and escaped.json()["errors"][0]["field"] == f"{field}.path"

@@ -1,0 +1,62 @@
+"""Batch inference jobs through the API (CreateBatchInferenceJob, DescribeBatchInferenceJob).
+
+A job runs ``pipelines.personalize.batch.batch_infer`` in a background thread on its own copy of
+the group's serving model version (loaded from the registry, so the live model keeps serving
+and its real-time updates do not leak into the job). Input and output paths are relative to
+the server's batch folder and may not leave it: a key holder cannot make the server read or
+write anywhere else. The job's state lives in the serving store, so any server process can
+describe it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from pipelines.serving.store import Store
+
+log = logging.getLogger("airsight.serving")
+
+
+class BatchPathError(ValueError):
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field, self.message = field, message
+
+
+def confined(root: Path, relative: str, field: str) -> Path:
+    """``root / relative``, refusing absolute paths, URLs and anything that resolves outside ``root``."""
+    if "://" in relative or Path(relative).is_absolute():
+        raise BatchPathError(field, "a path relative to the server's batch folder, not absolute or a URL")
+    root = root.resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root) or path == root:
+        raise BatchPathError(field, "the path leaves the server's batch folder")
+    return path
+
+
+def start_job(store: Store, name: str, group: str, version: str, data: Any, request: dict, source: Path,
+              target: Path, filter_expression: Any) -> threading.Thread:  # fmt: skip
+    """Record the job and run it in a daemon thread; its outcome goes to the store."""
+    store.add_job(name, group, request)
+
+    def work() -> None:
+        from pipelines import models
+        from pipelines.personalize.batch import batch_infer
+
+        try:
+            model = models.load_version("personalize", group, version)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            summary = batch_infer(model, source, target, request["numResults"], filter_expression, progress=False,
+                                  data=data)  # fmt: skip
+            summary["modelVersion"] = version
+            store.finish_job(name, summary, None)
+        except Exception as exc:  # a failed job is reported, never raised into the server
+            log.exception("batch inference job failed", extra={"job": name})
+            store.finish_job(name, None, f"{type(exc).__name__}: {exc}")
+
+    thread = threading.Thread(target=work, name=f"batch-{name}", daemon=True)
+    thread.start()
+    return thread
