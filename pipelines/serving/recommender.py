@@ -93,7 +93,9 @@ class ModelHolder:
             state = ModelState(version, model, data)
             mark = tail.watermark
             since = float(getattr(model, "latest_timestamp_", 0) or 0)
-            state.apply(self.store.events_of_group(self.group, up_to_id=mark, sent_after=since, limit=REPLAY_LIMIT))
+            replay = self.store.events_of_group(self.group, up_to_id=mark, sent_after=since, limit=REPLAY_LIMIT,
+                                                newest=True)  # fmt: skip
+            state.apply(replay)
         except Exception as exc:
             self.error = f"version {version} failed to load: {type(exc).__name__}: {exc}"
             self.failed_version, self._failed_at = version, time.monotonic()

@@ -247,16 +247,24 @@ class Store:
                            [after_id, *also, limit])  # fmt: skip
         return [StoredEvent(*r) for r in rows]
 
-    def events_of_group(self, group: str, after_id: int = 0, up_to_id: int | None = None,
-                        sent_after: float | None = None, limit: int = 100_000) -> list[StoredEvent]:  # fmt: skip
+    def events_of_group(
+        self,
+        group: str,
+        after_id: int = 0,
+        up_to_id: int | None = None,
+        sent_after: float | None = None,
+        limit: int = 100_000,
+        newest: bool = False,
+    ) -> list[StoredEvent]:
         where, params = "dataset_group = ? AND id > ?", [group, after_id]
         if up_to_id is not None:
             where, params = where + " AND id <= ?", [*params, up_to_id]
         if sent_after is not None:
             where, params = where + " AND sent_at > ?", [*params, sent_after]
-        rows = self._query(f"SELECT {self._EVENT_FIELDS} FROM airsight_events WHERE {where} ORDER BY id LIMIT ?",
-                           [*params, limit])  # fmt: skip
-        return [StoredEvent(*r) for r in rows]
+        order = "DESC" if newest else "ASC"  # newest: the last ``limit`` events, still returned oldest first
+        statement = f"SELECT {self._EVENT_FIELDS} FROM airsight_events WHERE {where} ORDER BY id {order} LIMIT ?"
+        rows = self._query(statement, [*params, limit])
+        return [StoredEvent(*r) for r in (reversed(rows) if newest else rows)]
 
     def event_rows(self, group: str, after_id: int = 0, batch: int = 10_000) -> Iterator[tuple]:
         """Every column of a group's events after ``after_id``, by id, in batches (for exports)."""

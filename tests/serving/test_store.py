@@ -106,3 +106,10 @@ def test_concurrent_put_events_share_commits_and_each_gets_its_own_ids(store):
     assert store.count_events("burst") == before + 120
     stored = {e.id: e for e in store.events_of_group("burst")}
     assert all(stored[a[0]].item_id is not None and stored[a[1]].item_id is None for a in answers)
+
+
+def test_replay_takes_the_newest_events_when_there_are_too_many(store):
+    ids = store.put_events("many", "many", "u", "s", [{"eventType": "c", "itemId": f"i{k}", "sentAt": k} for k in range(6)])
+    newest = store.events_of_group("many", limit=2, newest=True)
+    assert [e.id for e in newest] == ids[-2:]
+    assert [e.id for e in store.events_of_group("many", limit=2)] == ids[:2]
