@@ -39,6 +39,7 @@ from pipelines.personalize.tuning import FloatRange, IntRange, register_search_s
 
 REQUEST_USER: ContextVar[str | None] = ContextVar("deepfm_request_user", default=None)
 REQUEST_CONTEXT: ContextVar[Mapping[str, str] | None] = ContextVar("deepfm_request_context", default=None)
+REQUEST_SKIP_SEEN: ContextVar[bool] = ContextVar("deepfm_request_skip_seen", default=False)
 
 
 class DeepFM(Recipe):
@@ -160,11 +161,12 @@ class DeepFM(Recipe):
         exclude_seen: bool = True,
     ) -> list[tuple[str, float]]:
         """As every recipe's, with ``context`` read by the model (see the module's docstring)."""
-        token = REQUEST_CONTEXT.set(context)
+        tokens = REQUEST_CONTEXT.set(context), REQUEST_SKIP_SEEN.set(exclude_seen)
         try:
             return super().recommend(user_id, n, context, exclude, exclude_seen)
         finally:
-            REQUEST_CONTEXT.reset(token)
+            REQUEST_CONTEXT.reset(tokens[0])
+            REQUEST_SKIP_SEEN.reset(tokens[1])
 
     def rank(
         self, user_id: str, item_ids: Sequence[str], context: Mapping[str, str] | None = None
@@ -222,14 +224,18 @@ class DeepFM(Recipe):
         side = self._user_side(history)
         if side is None:
             return EMPTY, EMPTY
-        size = max(self.candidate_count, n)
+        # Seen items that the list leaves out need no score: a long history must not grow the candidates.
+        seen = np.unique(history) if REQUEST_SKIP_SEEN.get() else EMPTY
+        size = max(self.candidate_count, n - len(seen))
         n_items = len(self.item_const_)
-        if n_items <= size:
-            items = np.arange(n_items)
+        if n_items - len(seen) <= size:
+            items = np.setdiff1d(np.arange(n_items), seen, assume_unique=True)
         else:  # the FM part alone picks candidates over the catalog, popular items join them
             retrieval = (self.item_const_ + self.item_sum_ @ side[1]).astype(np.float64) + self.tie_breaks_
+            retrieval[seen] = -np.inf
             items, _ = top_n(retrieval, size)
-            items = np.union1d(items, self.popular_order_[: max(1, self.candidate_count // 4)])
+            popular = self.popular_order_[: max(1, self.candidate_count // 4) + len(seen)]
+            items = np.union1d(items, popular[~np.isin(popular, seen)])
         return items, sigmoid(self._logits(side, items))
 
     def _score_items(self, history: np.ndarray, times: np.ndarray, items: np.ndarray) -> np.ndarray:
