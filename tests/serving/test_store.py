@@ -109,7 +109,8 @@ def test_concurrent_put_events_share_commits_and_each_gets_its_own_ids(store):
 
 
 def test_replay_takes_the_newest_events_when_there_are_too_many(store):
-    ids = store.put_events("many", "many", "u", "s", [{"eventType": "c", "itemId": f"i{k}", "sentAt": k} for k in range(6)])
+    events = [{"eventType": "c", "itemId": f"i{k}", "sentAt": k} for k in range(6)]
+    ids = store.put_events("many", "many", "u", "s", events)
     newest = store.events_of_group("many", limit=2, newest=True)
     assert [e.id for e in newest] == ids[-2:]
     assert [e.id for e in store.events_of_group("many", limit=2)] == ids[:2]
