@@ -34,6 +34,11 @@ demo: install
 	$(VENV)/bin/airsight example-data $(EXAMPLES)
 	AIRSIGHT_GROUPS_DIR=$(EXAMPLES)/groups.d $(VENV)/bin/airsight demo
 
+# Airflow's UI, scheduler and DAG processor on PostgreSQL (see the README's Airflow section).
+airflow: install
+	test -d $(EXAMPLES)/groups.d || $(VENV)/bin/airsight example-data $(EXAMPLES)
+	AIRSIGHT_GROUPS_DIR=$${AIRSIGHT_GROUPS_DIR:-$(EXAMPLES)/groups.d} $(PY) -m pipelines.airflow_local
+
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider
 

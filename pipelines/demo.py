@@ -55,27 +55,46 @@ def run_dags(dag_ids: list[str] | None = None, conf: dict | None = None) -> dict
 
 
 def run_demo() -> int:
+    """Run every group's DAG end to end and say where its outputs are."""
+    import time
+
+    from pipelines import publish, registry
     from pipelines.settings import discover_groups, groups_dir, load_group
-    from pipelines.storage import previous_snapshot, resolve_as_of
 
     home = Path(os.environ.get("AIRSIGHT_HOME") or Path.cwd() / ".airsight")
     if not discover_groups():
         print(f"no dataset groups in {groups_dir()}: run `airsight example-data DIR` first", file=sys.stderr)
         return 2
+    began = time.perf_counter()
     prepare_airflow(home / "airflow")
     states = run_dags()
     failed = [d for d, s in states.items() if s != "success"]
-    print("\nAirsight demo")
+    print(f"\nAirsight demo ({time.perf_counter() - began:.0f} s)")
     for dag_id, state in states.items():
         print(f"  DAG {dag_id}: {state}")
     for path in discover_groups():
         group = load_group(path)
-        snapshot = previous_snapshot(group.storage_root, resolve_as_of("2262-01-01"))
-        if snapshot is None:
+        pointer = publish.latest(group.storage_root, group.kind)
+        if pointer is None:
             continue
-        manifest = json.loads((snapshot / "manifest.json").read_text())
-        print(f"\n  {group.name} ({group.kind}) snapshot: {snapshot}")
-        for kind, entry in manifest["datasets"].items():
-            print(f"    {kind}: {entry.get('rows')} rows from {entry.get('rows_read')} read")
+        folder = Path(pointer["path"])
+        board = json.loads((folder / "leaderboard.json").read_text())
+        scores = ", ".join(f"{c['name']} {c['score']:.4f}" for c in board["candidates"] if c["score"] is not None)
+        print(f"\n  {group.name} ({group.kind}) as of {pointer['as_of']}")
+        print(f"    published: {folder}")
+        print(f"    {board['metric']}: {scores}")
+        model = f"{pointer['model']} v{pointer['version']}"
+        print(f"    model {model}: {pointer['decision']}; serving v{pointer['served_version']}")
+        if group.kind == "forecast":
+            print(f"    forecast export: {folder / 'forecast.csv'} (and .parquet)")
+            print(
+                f"    backtest export: {folder / 'backtest_forecasts.csv'}, {folder / 'backtest_accuracy_metrics.csv'}"
+            )
+            print(f"    plots: {folder / 'plots' / 'summary.png'} and one PNG per item")
+        else:
+            print(f"    batch recommendations: {folder / 'batch_recommendations.jsonl'}")
+        manifest = json.loads((folder.parents[2] / "snapshots" / folder.name / "manifest.json").read_text())
         print(f"    Great Expectations Data Docs: {manifest['data_docs']}")
+    print(f"\n  MLflow UI: mlflow ui --backend-store-uri {registry.tracking_uri()} --port 5000")
+    print("  Serving API: airsight serve   (see the README's Serving section)")
     return 1 if failed else 0
