@@ -17,10 +17,9 @@ import uuid
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI, Query, Request, Security
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipelines.serving import forecasts as fq
@@ -116,9 +115,75 @@ class AccessLog:
                                            "status": status[0], "ms": round(seconds * 1000, 3)})  # fmt: skip
 
 
-bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
-header_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="the API key")
-BEARER, HEADER_KEY = Security(bearer), Security(header_key)
+OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+ADMIN_POST = ("/filters", "/batch-inference-jobs")
+
+
+def required_scope(method: str, path: str) -> str | None:
+    """The scope a request needs, before routing (so a bad key gets 401 whatever its body); None: open."""
+    if method in ("GET", "HEAD") and path in OPEN_PATHS:
+        return None
+    if method == "POST" and path == "/events":
+        return "write"
+    if (method == "POST" and path in ADMIN_POST) or (method == "DELETE" and path.startswith("/filters/")):
+        return "admin"
+    return "read"
+
+
+class ApiKeyGuard:
+    """401 or 403 before the request is routed or its body read; a key may come as Bearer or X-API-Key."""
+
+    def __init__(self, app, runtime: Runtime):
+        self.app, self.runtime = app, runtime
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        needed = required_scope(scope["method"], scope["path"])
+        if needed is not None:
+            self.runtime.start()  # mounted apps (Airflow) get no lifespan events: load on first use
+            presented = None
+            for name, value in scope["headers"]:
+                if name == b"x-api-key":
+                    presented = value.decode("latin-1").strip()
+                    break
+                if name == b"authorization" and value[:7].lower() == b"bearer ":
+                    presented = value[7:].decode("latin-1").strip()
+            try:
+                self.runtime.keys.check(presented, needed)
+            except AuthError as exc:
+                headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+                return await _error(exc.status, exc.message, headers=headers)(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+def _document_security(app: FastAPI) -> None:
+    """Put the key schemes and the 401/403 answers in the OpenAPI spec (the guard is middleware, not a dependency)."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <API key>"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        }
+        for path, operations in schema["paths"].items():
+            for method, operation in operations.items():
+                needed = required_scope(method.upper(), path)
+                if needed is None:
+                    continue
+                operation["security"] = [{"bearer": []}, {"apiKey": []}]
+                operation["description"] = (
+                    operation.get("description", "") + f"\n\nNeeds the `{needed}` scope."
+                ).strip()
+                operation["responses"]["401"] = {"description": "missing, unknown or revoked API key"}
+                operation["responses"]["403"] = {"description": f"the key lacks the {needed} scope"}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
 
 
 def create_app(settings: ServingSettings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -143,20 +208,6 @@ def create_app(settings: ServingSettings | None = None, runtime: Runtime | None 
         lifespan=lifespan,
     )
     app.state.runtime = runtime
-
-    def require(scope: str):
-        async def check(  # inline, no thread hop: a cache hit is a dict lookup
-            credentials: HTTPAuthorizationCredentials | None = BEARER,
-            api_key: str | None = HEADER_KEY,
-        ) -> str:
-            runtime.start()  # mounted apps (Airflow) get no lifespan events: load on first use
-            presented = api_key or (credentials.credentials if credentials else None)
-            try:
-                return runtime.keys.check(presented, scope).name
-            except AuthError as exc:
-                raise ApiError(exc.status, exc.message) from None
-
-        return Depends(check)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError):
@@ -241,13 +292,13 @@ def create_app(settings: ServingSettings | None = None, runtime: Runtime | None 
         return runtime.health()
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
-    def metrics(_: str = require("read")) -> Response:
+    def metrics() -> Response:
         """Prometheus metrics."""
         payload, content_type = runtime.metrics.render()
         return Response(payload, media_type=content_type)
 
     @app.post("/recommendations", tags=["personalize"], response_model=s.RecommendationsResponse)
-    async def get_recommendations(body: s.RecommendationsRequest, _: str = require("read")) -> JSONResponse:
+    async def get_recommendations(body: s.RecommendationsRequest) -> JSONResponse:
         """GetRecommendations: a user's recommendations (userId) or an item's related items (itemId)."""
         # Inline on the event loop: the work is a few hundred microseconds of CPU under the GIL, which a
         # thread hop would only add to.
@@ -279,7 +330,7 @@ def create_app(settings: ServingSettings | None = None, runtime: Runtime | None 
                              "modelVersion": state.version})  # fmt: skip
 
     @app.post("/personalize-ranking", tags=["personalize"], response_model=s.RankingResponse)
-    async def get_personalized_ranking(body: s.RankingRequest, _: str = require("read")) -> JSONResponse:
+    async def get_personalized_ranking(body: s.RankingRequest) -> JSONResponse:
         """GetPersonalizedRanking: inputList reordered for userId; items the model does not know go last."""
         group = personalize_group(body.campaignArn, "campaignArn")
         state = model_state(group)
@@ -294,7 +345,7 @@ def create_app(settings: ServingSettings | None = None, runtime: Runtime | None 
                              "recommendationId": f"RID-{uuid.uuid4().hex}", "modelVersion": state.version})  # fmt: skip
 
     @app.post("/events", tags=["personalize"], response_model=s.PutEventsResponse)
-    def put_events(body: s.PutEventsRequest, _: str = require("write")) -> dict:
+    def put_events(body: s.PutEventsRequest) -> dict:
         """PutEvents: stored durably before the answer, then applied so the next recommendations reflect them."""
         group = personalize_group(body.trackingId, "trackingId")
         events = [e.model_dump(exclude_none=True) for e in body.eventList]
@@ -305,7 +356,7 @@ def create_app(settings: ServingSettings | None = None, runtime: Runtime | None 
         return {"eventsStored": len(ids), "eventIds": ids}
 
     @app.post("/filters", tags=["filters"], status_code=201, response_model=s.FilterDescription)
-    def create_filter(body: s.CreateFilterRequest, _: str = require("admin")) -> dict:
+    def create_filter(body: s.CreateFilterRequest) -> dict:
         """CreateFilter: the expression is checked against the dataset group's schema now."""
         from pipelines.personalize.filter_parser import FilterExpressionError
 
@@ -323,19 +374,19 @@ def create_app(settings: ServingSettings | None = None, runtime: Runtime | None 
             raise ApiError(422, str(exc), field) from None
 
     @app.get("/filters", tags=["filters"], response_model=s.FilterList)
-    def list_filters(datasetGroup: str | None = Query(None, max_length=256), _: str = require("read")) -> dict:
+    def list_filters(datasetGroup: str | None = Query(None, max_length=256)) -> dict:
         """ListFilters, of one dataset group if given."""
         return {"filters": [describe(r) for r in runtime.store.list_filters(datasetGroup)]}
 
     @app.get("/filters/{name}", tags=["filters"], response_model=s.FilterDescription)
-    def describe_filter(name: str, _: str = require("read")) -> dict:
+    def describe_filter(name: str) -> dict:
         row = runtime.store.get_filter(name)
         if row is None:
             raise ApiError(404, f"no filter {name!r}", "name")
         return describe(row)
 
     @app.delete("/filters/{name}", tags=["filters"], status_code=204, response_class=Response)
-    def delete_filter(name: str, _: str = require("admin")) -> Response:
+    def delete_filter(name: str) -> Response:
         if not runtime.filters.delete(name):
             raise ApiError(404, f"no filter {name!r}", "name")
         return Response(status_code=204)
@@ -351,7 +402,7 @@ def create_app(settings: ServingSettings | None = None, runtime: Runtime | None 
         return holder.export
 
     @app.post("/forecasts/query", tags=["forecast"])
-    def query_forecast(body: s.ForecastQuery, _: str = require("read")) -> dict:
+    def query_forecast(body: s.ForecastQuery) -> dict:
         """QueryForecast: series matching the filters, between the dates, the chosen forecast types, paged."""
         export = export_of(body.forecastArn, "forecastArn")
         try:
@@ -368,7 +419,6 @@ def create_app(settings: ServingSettings | None = None, runtime: Runtime | None 
         group: str,
         maxResults: int = Query(100, ge=1, le=1000),
         nextToken: str | None = Query(None, max_length=1000),
-        _: str = require("read"),
     ) -> dict:
         """The series (item_id and dimensions) of a group's published forecast, paged."""
         export = export_of(group, "group")
@@ -378,7 +428,7 @@ def create_app(settings: ServingSettings | None = None, runtime: Runtime | None 
             raise ApiError(400, exc.message, exc.field) from None
 
     @app.post("/batch-inference-jobs", tags=["personalize"], status_code=202)
-    def create_batch_inference_job(body: s.BatchJobRequest, _: str = require("admin")) -> dict:
+    def create_batch_inference_job(body: s.BatchJobRequest) -> dict:
         """CreateBatchInferenceJob: JSON Lines in, JSON Lines out, under the server's batch folder."""
         from pipelines.serving.batch_jobs import BatchPathError, confined, start_job
 
@@ -411,7 +461,7 @@ def create_app(settings: ServingSettings | None = None, runtime: Runtime | None 
         return {"jobName": body.jobName, "status": "IN_PROGRESS", "modelVersion": state.version}
 
     @app.get("/batch-inference-jobs/{name}", tags=["personalize"])
-    def describe_batch_inference_job(name: str, _: str = require("read")) -> dict:
+    def describe_batch_inference_job(name: str) -> dict:
         """DescribeBatchInferenceJob: IN_PROGRESS, ACTIVE (done, with its summary) or FAILED (with the reason)."""
         job = runtime.store.get_job(name)
         if job is None:
@@ -419,5 +469,7 @@ def create_app(settings: ServingSettings | None = None, runtime: Runtime | None 
         return job
 
     app.add_middleware(BodyLimit, limit=runtime.settings.max_body_bytes)
-    app.add_middleware(AccessLog, runtime=runtime)  # outermost: 413s are logged and counted too
+    app.add_middleware(ApiKeyGuard, runtime=runtime)  # before the body is read: no key, no 413 or 422
+    app.add_middleware(AccessLog, runtime=runtime)  # outermost: 401s and 413s are logged and counted too
+    _document_security(app)
     return app

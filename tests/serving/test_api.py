@@ -366,3 +366,8 @@ def test_batch_inference_jobs_run_the_serving_model_inside_the_batch_folder(clie
         escaped = client.post("/batch-inference-jobs", json={**job, "jobName": "escape", field: {"path": path}},
                               headers=admin)  # fmt: skip
         assert escaped.status_code == 422 and escaped.json()["errors"][0]["field"] == f"{field}.path"
+
+
+def test_a_request_without_a_key_learns_nothing_about_its_body(client):
+    assert client.post("/recommendations", json={"numResults": 9999}).status_code == 401
+    assert client.post("/events", content=b"{not json", headers={"Content-Type": "application/json"}).status_code == 401
