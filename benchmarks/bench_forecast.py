@@ -188,13 +188,16 @@ def main() -> int:
     for name in [f.strip() for f in args.frequencies.split(",") if f.strip()]:
         if name not in M3:
             raise ValueError(f"--frequencies: {name!r} is not one of {', '.join(M3)}")
-        target, counts[name] = write_m3(name, workdir, args.series)
         _, horizon, frequency, _, _ = M3[name]
         extra = [*common, "--models", args.models, "--auto-candidates", args.auto_candidates]
         extra += [] if args.no_peers else ["--peers"]
         result = workdir / f"m3_{name}.json"
-        reuse = args.reuse and result.is_file()
-        m3[name] = json.loads(result.read_text()) if reuse else command(target, frequency, horizon, result, extra)
+        if args.reuse and result.is_file():
+            m3[name] = json.loads(result.read_text())
+        else:
+            target, _ = write_m3(name, workdir, args.series)
+            m3[name] = command(target, frequency, horizon, result, extra)
+        counts[name] = m3[name]["settings"]["series_total"]
     electricity = None
     if not args.skip_electricity:
         extra = ["--n-jobs", str(args.n_jobs), "--models", args.electricity_models]
@@ -206,7 +209,8 @@ def main() -> int:
             electricity = json.loads(result.read_text())
         else:
             electricity = command(write_electricity(workdir), "1H", 24, result, extra)
-    complete = set(m3) == set(M3) and not args.series
+    total = {"yearly": 645, "quarterly": 756, "monthly": 1428, "other": 174}
+    complete = set(m3) == set(M3) and all(counts[k] == total[k] for k in m3)
     all_m3 = pooled(m3) if m3 else []
     report = {"argv": sys.argv[1:], "m3": m3, "m3_pooled": all_m3, "m3_complete": complete, "electricity": electricity}
     (out / "forecast.json").write_text(json.dumps(report, indent=2) + "\n")
