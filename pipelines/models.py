@@ -115,16 +115,21 @@ def champion_config(kind: str, group: str) -> tuple[str, dict] | None:
 
 
 def load_version(kind: str, group: str, version: str) -> Any:
-    """The native object of one model version (its pickled ForecastAlgorithm or Recipe)."""
+    """The native object of one model version (its pickled ForecastAlgorithm or Recipe).
+
+    The version's location comes from our registry client, never from MLflow's global registry
+    address (which falls back to ./mlflow.db when MLFLOW_TRACKING_URI is not set).
+    """
     import mlflow
 
     from pipelines import registry
 
-    uri = f"models:/{registered_name(kind, group)}/{version}"
-    local = mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=registry.tracking_uri())
+    name = registered_name(kind, group)
+    source = registry.client().get_model_version_download_uri(name, str(version))
+    local = mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=registry.tracking_uri())
     found = list(Path(local).rglob(MODEL_FILE))
     if not found:
-        raise FileNotFoundError(f"model version {uri} has no {MODEL_FILE} artifact")
+        raise FileNotFoundError(f"model version {name}/{version} has no {MODEL_FILE} artifact at {source}")
     with open(found[0], "rb") as handle:
         return pickle.load(handle)
 
