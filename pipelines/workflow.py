@@ -190,8 +190,10 @@ def decide(selection: dict, version: str, margin: float, model: str = "") -> reg
     winner, champion = selection["winner"], selection.get("champion")
     force = bool(selection.get("force"))
     metric = selection["metric"]
-    if champion is not None and champion["config"] == winner["config"]:
+    if champion is not None and (champion["config"] == winner["config"] or champion.get("error")):
         reason = f"the champion's configuration (v{champion['version']}) won again: retrained as of this run"
+        if champion.get("error"):  # it cannot defend its title on today's data
+            reason = f"the champion's configuration (v{champion['version']}) failed on this data: {champion['error']}"
         return registry.Decision(
             model,
             str(version),

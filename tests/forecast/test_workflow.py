@@ -1,0 +1,69 @@
+"""The Forecast DAG's training steps called directly: the champion keeps serving when a worse model comes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipelines import models, publish, registry, steps
+from pipelines.example_data import write_examples
+from pipelines.forecast import workflow
+from pipelines.settings import load_group
+
+
+def run(group, as_of: str, algorithms: list[str]) -> dict:
+    overrides = {"algorithms": algorithms}
+    steps.import_data(group, as_of)
+    candidates = [workflow.hpo_train(group, as_of, name, overrides) for name in algorithms]
+    selection = workflow.backtest(group, as_of, candidates, overrides)
+    forecasted = workflow.forecast(group, as_of, selection, overrides)
+    return workflow.publish(group, as_of, selection, forecasted, overrides)
+
+
+@pytest.fixture
+def retail(tmp_path):
+    group = load_group(write_examples(tmp_path / "examples")["retail_demo"])
+    return group.model_copy(update={"training": group.training.model_copy(update={"plots": 2})})
+
+
+def test_a_worse_challenger_leaves_the_champions_configuration_serving_refitted_on_new_data(retail):
+    first = run(retail, "2024-06-01", ["Theta"])
+    assert first["promoted"] and first["served_version"] == "1"
+
+    second = run(retail, "2024-06-15", ["SeasonalNaive"])  # worse than Theta on the same window
+    assert not second["promoted"] and second["served"] == "champion" and second["served_version"] == "1"
+    name = models.registered_name("forecast", retail.name)
+    found = registry.client().get_registered_model(name).aliases
+    assert {alias: str(version) for alias, version in found.items()} == {"champion": "1", "challenger": "2"}
+
+    served = pd.read_parquet(Path(second["path"]) / "forecast.parquet")
+    assert served["date"].min() > pd.Timestamp("2024-06-14")  # forecast from the new data
+    theta = workflow.algorithm({"name": "Theta", "params": {}}, retail.training).fit(
+        workflow.load_data(retail, pd.Timestamp("2024-06-15"))
+    )
+    expected = workflow.export_frame(theta.predict(retail.training.forecast_types))
+    pd.testing.assert_frame_equal(served, expected)
+    assert publish.latest(retail.storage_root, "forecast")["as_of"] == "2024-06-15T00:00:00"
+
+
+def test_a_failing_candidate_is_recorded_and_the_others_still_compete(retail, monkeypatch):
+    as_of = "2024-06-01"
+    steps.import_data(retail, as_of)
+    real = workflow.algorithm
+
+    def broken(config, training):
+        if config["name"] == "NPTS":
+            raise FloatingPointError("diverged")
+        return real(config, training)
+
+    monkeypatch.setattr(workflow, "algorithm", broken)
+    failed = workflow.hpo_train(retail, as_of, "NPTS", {})
+    assert failed["score"] is None and failed["error"] == "FloatingPointError: diverged"
+    ok = workflow.hpo_train(retail, as_of, "SeasonalNaive", {})
+    selection = workflow.backtest(retail, as_of, [failed, ok], {})
+    assert selection["winner"]["name"] == "SeasonalNaive"
+    assert [c["name"] for c in selection["leaderboard"]] == ["SeasonalNaive", "NPTS"]
+    with pytest.raises(RuntimeError, match="no candidate trained: NPTS: FloatingPointError"):
+        workflow.backtest(retail, as_of, [failed], {})
