@@ -32,6 +32,7 @@ import numpy as np
 from pipelines.forecast.backtest import backtest, window_starts
 from pipelines.forecast.base import DEFAULT_QUANTILES, ForecastAlgorithm, get_algorithm
 from pipelines.forecast.data import ForecastData
+from pipelines.search_space import Choice, FloatRange, IntRange, last_reported
 
 if TYPE_CHECKING:
     import optuna
@@ -39,34 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 DEFAULT_METRIC = "AverageWeightedQuantileLoss"
 MAX_CONTEXT_LENGTH = 500  # Forecast's upper bound on DeepAR+'s context_length
-
-
-@dataclass(frozen=True)
-class FloatRange:
-    low: float
-    high: float
-    log: bool = False
-
-    def suggest(self, trial: optuna.Trial, name: str) -> float:
-        return trial.suggest_float(name, self.low, self.high, log=self.log)
-
-
-@dataclass(frozen=True)
-class IntRange:
-    low: int
-    high: int
-    log: bool = False
-
-    def suggest(self, trial: optuna.Trial, name: str) -> int:
-        return trial.suggest_int(name, self.low, self.high, log=self.log)
-
-
-@dataclass(frozen=True)
-class Choice:
-    options: tuple
-
-    def suggest(self, trial: optuna.Trial, name: str) -> Any:
-        return trial.suggest_categorical(name, list(self.options))
 
 
 @dataclass(frozen=True)
@@ -263,7 +236,7 @@ def _result(key: str, metric: str, study: optuna.Study, space: SearchSpace, fixe
             "number": t.number,
             "state": t.state.name,
             "params": dict(t.params),
-            "score": t.value if t.value is not None else _last_reported(t),
+            "score": t.value if t.value is not None else last_reported(t),
             "metrics": t.user_attrs.get("metrics", {}),
             "seconds": t.duration.total_seconds() if t.duration else None,
         }
@@ -283,9 +256,3 @@ def _result(key: str, metric: str, study: optuna.Study, space: SearchSpace, fixe
         search_space={name: repr(dimension) for name, dimension in space.items()},
         study_name=study.study_name,
     )
-
-
-def _last_reported(trial: optuna.trial.FrozenTrial) -> float | None:
-    """A pruned trial's score: the running mean it had reached when it was stopped."""
-    steps = trial.intermediate_values
-    return steps[max(steps)] if steps else None

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pipelines.personalize.base import RECIPES, Recipe, get_recipe
 from pipelines.personalize.data import InteractionData
 from pipelines.personalize.evaluation import METRICS, evaluate
+from pipelines.search_space import Choice, FloatRange, IntRange, last_reported
 
 if TYPE_CHECKING:
     import optuna
@@ -36,34 +37,6 @@ DEFAULT_METRIC = "normalized_discounted_cumulative_gain_at_25"
 GAIN_WORDS = ("coverage", "reciprocal_rank", "discounted_cumulative_gain", "ndcg", "precision", "recall", "hit")
 LOSS_WORDS = ("loss", "error", "rmse", "mae", "mape", "wape", "wql")
 Evaluator = Callable[[Recipe, InteractionData, int], Mapping[str, float]]
-
-
-@dataclass(frozen=True)
-class FloatRange:
-    low: float
-    high: float
-    log: bool = False
-
-    def suggest(self, trial: optuna.Trial, name: str) -> float:
-        return trial.suggest_float(name, self.low, self.high, log=self.log)
-
-
-@dataclass(frozen=True)
-class IntRange:
-    low: int
-    high: int
-    log: bool = False
-
-    def suggest(self, trial: optuna.Trial, name: str) -> int:
-        return trial.suggest_int(name, self.low, self.high, log=self.log)
-
-
-@dataclass(frozen=True)
-class Choice:
-    options: tuple
-
-    def suggest(self, trial: optuna.Trial, name: str) -> Any:
-        return trial.suggest_categorical(name, list(self.options))
 
 
 SearchSpace = Mapping[str, FloatRange | IntRange | Choice]
@@ -278,7 +251,7 @@ def _result(
             "number": t.number,
             "state": t.state.name,
             "params": dict(t.params),
-            "score": t.value if t.value is not None else _last_reported(t),
+            "score": t.value if t.value is not None else last_reported(t),
             "metrics": t.user_attrs.get("metrics", {}),
             "seconds": t.duration.total_seconds() if t.duration else None,
         }
@@ -300,9 +273,3 @@ def _result(
         search_space={name: repr(dimension) for name, dimension in space.items()},
         study_name=study.study_name,
     )
-
-
-def _last_reported(trial: optuna.trial.FrozenTrial) -> float | None:
-    """A pruned trial's score: the running mean it had reached when it was stopped."""
-    steps = trial.intermediate_values
-    return steps[max(steps)] if steps else None

@@ -1,0 +1,47 @@
+"""Hyperparameter ranges that Optuna samples, shared by the forecasting and recommendation searches.
+
+Importing this module costs nothing: Optuna is only named in annotations, and a trial is handed
+in by the study that runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+
+
+@dataclass(frozen=True)
+class FloatRange:
+    low: float
+    high: float
+    log: bool = False
+
+    def suggest(self, trial: optuna.Trial, name: str) -> float:
+        return trial.suggest_float(name, self.low, self.high, log=self.log)
+
+
+@dataclass(frozen=True)
+class IntRange:
+    low: int
+    high: int
+    log: bool = False
+
+    def suggest(self, trial: optuna.Trial, name: str) -> int:
+        return trial.suggest_int(name, self.low, self.high, log=self.log)
+
+
+@dataclass(frozen=True)
+class Choice:
+    options: tuple
+
+    def suggest(self, trial: optuna.Trial, name: str) -> Any:
+        return trial.suggest_categorical(name, list(self.options))
+
+
+def last_reported(trial: optuna.trial.FrozenTrial) -> float | None:
+    """A pruned trial's score: the running mean it had reached when it was stopped."""
+    steps = trial.intermediate_values
+    return steps[max(steps)] if steps else None
