@@ -58,7 +58,7 @@ def test_each_item_gets_the_candidate_that_backtests_best(cycles_and_trends):
 
 def test_blends_weigh_by_inverse_error_and_never_lose_to_their_best_member(generated):
     data, _ = generated
-    model = AutoPredictor(["SeasonalNaive", "Theta", "NPTS"], top_k=3).fit(data)
+    model = AutoPredictor(["SeasonalNaive", "Theta", "NPTS"], top_k=3, selection="best").fit(data)
     result = model.result_
     weights = result.choices[[f"weight_{n}" for n in ("SeasonalNaive", "Theta", "NPTS")]].to_numpy()
     np.testing.assert_allclose(weights.sum(axis=1), 1.0)
