@@ -1,16 +1,17 @@
 """AutoPredictor: for each series, the algorithm or blend of algorithms that did best on the backtest.
 
-Amazon Forecast's AutoPredictor backtests several algorithms and, item by item, forecasts with
-the combination that scored best on the optimization metric. Here: every candidate runs through
+Amazon Forecast's AutoPredictor backtests several algorithms and, item by item, forecasts with the
+combination that scored best on the optimization metric. Here: every candidate runs through
 ``backtest`` with the same windows; each item's metric is averaged over the windows; then, for
 each item, the candidates are ranked and the top ``top_k`` are blended with weights proportional
-to their inverse error (``selection="blend"``, the default); with ``selection="best"`` the blend of
-the top 1, 2, ... ``top_k`` with the lowest backtest metric wins instead. Picking the best on one
-backtest window overfits it: on all 645 yearly M3 series the fixed blend scored sMAPE 15.80 and
-MASE 2.72, the best-of blends 16.28 and 2.82 (other: 4.34 / 1.87 against 4.58 / 1.95). Quantiles are blended level by level (a weighted average of sorted values
-stays sorted), the mean as the mean. Every candidate is then fitted on the full data of the items
-that chose it (global models such as DeepAR+ on every item), and the forecast of an item is its
-chosen blend of their forecasts.
+to their inverse error (``selection="blend"``, the default); with ``selection="best"`` the blend
+of the top 1, 2, ... ``top_k`` with the lowest backtest metric wins instead. Picking the best on
+one backtest window overfits it: on all 645 yearly M3 series the fixed blend scored sMAPE 15.80
+and MASE 2.72, the best-of blends 16.28 and 2.82 (other: 4.34 / 1.87 against 4.58 / 1.95).
+Quantiles are blended level by level (a weighted average of sorted values stays sorted), the mean
+as the mean. Every candidate is then fitted on the full data of the items that chose it (global
+models such as DeepAR+ on every item), and the forecast of an item is its chosen blend of their
+forecasts.
 
 Intervals are calibrated (``calibrate_intervals``): each candidate's spread around its p50 is
 stretched or shrunk, level by level, by the factor that makes its own backtest quantiles hold the
