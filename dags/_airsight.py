@@ -139,6 +139,13 @@ def run_overrides() -> dict:
     return overrides
 
 
+def run_group(settings_file: str):
+    """The group as this run sees it: a horizon param also bounds the related series' future values."""
+    from pipelines import workflow
+
+    return workflow.options(load_group(settings_file), run_overrides())[0]
+
+
 def build_dag(settings_file: str, kind: str):
     group = load_group(settings_file)
 
@@ -178,14 +185,14 @@ def build_dag(settings_file: str, kind: str):
             """Great Expectations suites over every dataset; a failure fails fast, without retries."""
             from pipelines import steps
 
-            return steps.validate_schema(load_group(settings_file), run_as_of())
+            return steps.validate_schema(run_group(settings_file), run_as_of())
 
         @task
         def import_data(validated: dict) -> dict:
             """Align, aggregate, fill and write the snapshot keyed by as_of."""
             from pipelines import steps
 
-            return steps.import_data(load_group(settings_file), run_as_of(), validated=validated)
+            return steps.import_data(run_group(settings_file), run_as_of(), validated=validated)
 
         @task(map_index_template="{{ task.op_kwargs['name'] }}")
         def hpo_train(name: str) -> dict:

@@ -30,8 +30,8 @@ def publish(
     """Run ``write(folder)`` into a fresh folder for ``as_of``, then point ``latest`` at it.
 
     ``write`` fills the folder and may return details for the pointer (row counts, checksums).
-    With ``move_latest`` false (a backfill of an older date) the version is written and
-    ``latest`` stays where it was; the pointer for this version is then written beside it.
+    With ``move_latest`` false the version is written and ``latest`` stays where it was (a
+    backfill of an older date, or a caller that moves it later with ``point_latest``).
     """
     base = published_dir(root, kind)
     target = base / storage.as_of_key(as_of)
@@ -44,10 +44,18 @@ def publish(
         "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **details,
     }
-    current = latest(root, kind)
-    if move_latest and (current is None or pd.Timestamp(current["as_of"]) <= as_of):
-        storage.write_json(base / "latest.json", pointer)
+    if move_latest:
+        point_latest(root, kind, pointer)
     return pointer
+
+
+def point_latest(root: str, kind: str, pointer: dict) -> bool:
+    """Switch ``latest.json`` to ``pointer`` unless it already names a newer as_of; say whether it moved."""
+    current = latest(root, kind)
+    if current is not None and pd.Timestamp(current["as_of"]) > pd.Timestamp(pointer["as_of"]):
+        return False
+    storage.write_json(published_dir(root, kind) / "latest.json", pointer)
+    return True
 
 
 def latest(root: str, kind: str) -> dict | None:

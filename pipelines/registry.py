@@ -39,11 +39,19 @@ def artifact_root() -> str:
 
 def experiment(name: str) -> str:
     """The id of the experiment ``name``, created with its artifacts under artifact_root()."""
+    from mlflow.exceptions import MlflowException
+
     mlflow_client = client()
     found = mlflow_client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    return mlflow_client.create_experiment(name, artifact_location=f"{artifact_root()}/{name}")
+    try:
+        return mlflow_client.create_experiment(name, artifact_location=f"{artifact_root()}/{name}")
+    except MlflowException:  # a parallel task created it first
+        found = mlflow_client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
 
 
 def client():

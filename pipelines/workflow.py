@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 from pathlib import Path
@@ -122,9 +123,11 @@ def champion_as_of(kind: str, group: str, as_of: pd.Timestamp) -> dict | None:
     """The version promoted for the newest as_of before this one: version, config and as_of key."""
     name = models.registered_name(kind, group)
     key = storage.as_of_key(as_of)
+    from mlflow.exceptions import MlflowException
+
     try:
         versions = registry.client().search_model_versions(f"name='{name}'")
-    except Exception:  # no registered model yet
+    except MlflowException:  # no registered model yet
         return None
     promoted = [
         v
@@ -152,7 +155,9 @@ def register_once(kind: str, group: str, as_of: pd.Timestamp, config: dict, nati
     name = models.registered_name(kind, group)
     key = storage.as_of_key(as_of)
     wanted = json.dumps(config, sort_keys=True, default=str)
-    with contextlib.suppress(Exception):
+    from mlflow.exceptions import MlflowException
+
+    with contextlib.suppress(MlflowException):  # no registered model yet
         for version in registry.client().search_model_versions(f"name='{name}'"):
             if version.tags.get(AS_OF_TAG) == key and version.tags.get(models.CONFIG_TAG) == wanted:
                 mlflow.set_tag("airsight.model_version", version.version)
@@ -165,14 +170,21 @@ def register_once(kind: str, group: str, as_of: pd.Timestamp, config: dict, nati
 
 
 def is_live(kind: str, group: str, as_of: pd.Timestamp) -> bool:
-    """Whether a run for ``as_of`` may move the live aliases: not older than the current champion."""
-    champion = registry.current_champion(models.registered_name(kind, group))
-    return champion is None or champion.tags.get(AS_OF_TAG, "") <= storage.as_of_key(as_of)
+    """Whether a run for ``as_of`` may move the live aliases: no newer as_of has been decided yet."""
+    from mlflow.exceptions import MlflowException
+
+    name = models.registered_name(kind, group)
+    try:
+        versions = registry.client().search_model_versions(f"name='{name}'")
+    except MlflowException:
+        return True
+    decided = [v.tags.get(AS_OF_TAG, "") for v in versions if "gate.decision" in v.tags]
+    return not decided or max(decided) <= storage.as_of_key(as_of)
 
 
 def select(candidates: list[dict], metric: str) -> dict:
     """The best candidate on ``metric`` (the first of equals); failed candidates are skipped."""
-    ok = [c for c in candidates if not c.get("error") and c.get("score") is not None]
+    ok = [c for c in candidates if not c.get("error") and _finite(c.get("score"))]
     if not ok:
         failures = "; ".join(f"{c['name']}: {c.get('error')}" for c in candidates)
         raise RuntimeError(f"no candidate trained: {failures}")
@@ -190,6 +202,8 @@ def decide(selection: dict, version: str, margin: float, model: str = "") -> reg
     winner, champion = selection["winner"], selection.get("champion")
     force = bool(selection.get("force"))
     metric = selection["metric"]
+    if champion is not None and not champion.get("error") and not _finite(champion.get("score")):
+        champion = {**champion, "error": f"its {metric} is undefined on this data ({champion.get('score')})"}
     if champion is not None and (champion["config"] == winner["config"] or champion.get("error")):
         reason = f"the champion's configuration (v{champion['version']}) won again: retrained as of this run"
         if champion.get("error"):  # it cannot defend its title on today's data
@@ -247,10 +261,36 @@ def finish(kind: str, group: Group, as_of: pd.Timestamp, selection: dict, versio
         storage.write_json(folder / "decision.json", details)
         return {**details, "checksums": checksums(folder)}
 
-    pointer = publishing.publish(group.storage_root, kind, as_of, fill, move_latest=live)
+    # The version folder first, then the registry, and the latest pointer last: a failure at any
+    # point leaves readers on the previous version.
+    pointer = publishing.publish(group.storage_root, kind, as_of, fill, move_latest=False)
     registry.record(decision, training.promotion_margin, move_aliases=live)
-    publishing.prune(group.storage_root, kind, keep=training.keep_versions)
+    if live:
+        publishing.point_latest(group.storage_root, kind, pointer)
+        publishing.prune(group.storage_root, kind, keep=training.keep_versions)  # never what a backfill just wrote
     return {**pointer, "live": live}
+
+
+def leaderboard(candidates: list[dict], metric: str) -> list[dict]:
+    """Every candidate, best first on ``metric``; failed ones last, with their errors."""
+    sign = -1 if registry.higher_is_better(metric) else 1
+    rows = [{"name": c["name"], "score": c.get("score"), "error": c.get("error")} for c in candidates]
+    return sorted(rows, key=lambda c: (not _finite(c["score"]), sign * c["score"] if _finite(c["score"]) else 0.0))
+
+
+def failed_candidate(name: str, exc: Exception) -> dict:
+    """Record a candidate's failure on its MLflow run (ended FAILED) and as a leaderboard entry."""
+    import mlflow
+
+    log.exception("candidate %s failed", name)
+    message = f"{type(exc).__name__}: {exc}"
+    mlflow.set_tag("airsight.error", message[:5000])
+    mlflow.end_run(status="FAILED")
+    return {"name": name, "error": message, "score": None}
+
+
+def _finite(value) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
 
 
 def checksums(folder: Path) -> dict[str, str]:

@@ -87,9 +87,7 @@ def hpo_train(group: ForecastGroup, as_of=None, name: str = "", overrides: dict 
                 training.forecast_types,
             )
         except Exception as exc:  # one candidate's failure leaves the others in the race
-            log.exception("candidate %s failed", name)
-            mlflow.set_tag("airsight.error", f"{type(exc).__name__}: {exc}"[:5000])
-            return {"name": name, "error": f"{type(exc).__name__}: {exc}", "score": None}
+            return wf.failed_candidate(name, exc)
         with storage.atomic_dir(folder) as tmp:
             storage.write_parquet(result.windows, tmp / "windows.parquet")
             storage.write_parquet(result.items, tmp / "items.parquet")
@@ -135,8 +133,8 @@ def backtest(group: ForecastGroup, as_of=None, candidates: list[dict] | None = N
                     training.forecast_types,
                 )
                 champion["score"] = result.summary[training.optimization_metric]
-                champion["path"] = str(folder / "champion")
-                with storage.atomic_dir(folder / "champion") as tmp:
+                champion["path"] = str(folder / "candidates" / wf.config_key(champion["config"]))
+                with storage.atomic_dir(Path(champion["path"])) as tmp:
                     storage.write_parquet(result.windows, tmp / "windows.parquet")
                     storage.write_parquet(result.items, tmp / "items.parquet")
                     storage.write_parquet(result.export, tmp / "export.parquet")
@@ -148,11 +146,7 @@ def backtest(group: ForecastGroup, as_of=None, candidates: list[dict] | None = N
         "winner": winner,
         "champion": champion,
         "force": bool((overrides or {}).get("force_promotion")),
-        "leaderboard": sorted(
-            ({"name": c["name"], "score": c.get("score"), "error": c.get("error")} for c in candidates),
-            key=lambda c: (c["score"] is None, c["score"] or 0.0),
-            reverse=False,
-        ),
+        "leaderboard": wf.leaderboard(candidates, training.optimization_metric),
     }
     selection["expected"] = wf.decide(selection, "new", training.promotion_margin).reason
     storage.write_json(folder / "selection.json", selection)

@@ -65,10 +65,8 @@ def hpo_train(group: PersonalizeGroup, as_of=None, name: str = "", overrides: di
                 params, trials = result.best_params, len(result.trials)
             config = {"name": name, "params": params}
             report = evaluate(recipe(config), data, seed=training.seed)
-        except Exception as exc:
-            log.exception("recipe %s failed", name)
-            mlflow.set_tag("airsight.error", f"{type(exc).__name__}: {exc}"[:5000])
-            return {"name": name, "error": f"{type(exc).__name__}: {exc}", "score": None}
+        except Exception as exc:  # one candidate's failure leaves the others in the race
+            return wf.failed_candidate(name, exc)
         mlflow.log_params({"recipe": name, **{f"hp.{k}": v for k, v in params.items()}})
         wf.log_metrics("", report["metrics"])
         wf.log_metrics("", {"fit_seconds": report["fit_seconds"], "test_users": report["test_users"]})
@@ -107,10 +105,7 @@ def backtest(group: PersonalizeGroup, as_of=None, candidates: list[dict] | None 
         "winner": winner,
         "champion": champion,
         "force": bool((overrides or {}).get("force_promotion")),
-        "leaderboard": sorted(
-            ({"name": c["name"], "score": c.get("score"), "error": c.get("error")} for c in candidates),
-            key=lambda c: (c["score"] is None, -(c["score"] or 0.0)),
-        ),
+        "leaderboard": wf.leaderboard(candidates, training.optimization_metric),
     }
     selection["expected"] = wf.decide(selection, "new", training.promotion_margin).reason
     storage.write_json(wf.run_dir(group, as_of) / "selection.json", selection)
