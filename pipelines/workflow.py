@@ -271,6 +271,37 @@ def finish(kind: str, group: Group, as_of: pd.Timestamp, selection: dict, versio
     return {**pointer, "live": live}
 
 
+def compare(kind: str, group: Group, as_of: pd.Timestamp, candidates: list[dict], overrides: dict | None,
+            score_champion) -> dict:  # fmt: skip
+    """The backtest step of both DAGs: the winner, the champion scored on the same data, the expected decision.
+
+    ``score_champion(config) -> dict`` scores the champion's configuration when no candidate has
+    it (its ``score``, and anything the next step needs, such as ``path``); its failure means the
+    champion cannot defend its title today. The selection is written to the run folder.
+    """
+    training = group.training
+    winner = select(candidates, training.optimization_metric)
+    champion = champion_as_of(kind, group.name, as_of)
+    if champion is not None:
+        same = next((c for c in candidates if c.get("config") == champion["config"]), None)
+        try:
+            found = same if same is not None else score_champion(champion["config"])
+            champion.update({k: found[k] for k in ("score", "path") if k in found})
+        except Exception as exc:
+            log.exception("the champion v%s could not be scored on this data", champion["version"])
+            champion.update(score=None, error=f"{type(exc).__name__}: {exc}")
+    selection = {
+        "metric": training.optimization_metric,
+        "winner": winner,
+        "champion": champion,
+        "force": bool((overrides or {}).get("force_promotion")),
+        "leaderboard": leaderboard(candidates, training.optimization_metric),
+    }
+    selection["expected"] = decide(selection, "new", training.promotion_margin).reason
+    storage.write_json(run_dir(group, as_of) / "selection.json", selection)
+    return selection
+
+
 def leaderboard(candidates: list[dict], metric: str) -> list[dict]:
     """Every candidate, best first on ``metric``; failed ones last, with their errors."""
     sign = -1 if registry.higher_is_better(metric) else 1

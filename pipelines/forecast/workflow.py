@@ -115,42 +115,18 @@ def backtest(group: ForecastGroup, as_of=None, candidates: list[dict] | None = N
 
     as_of = storage.resolve_as_of(as_of)
     group, training = wf.options(group, overrides)
-    candidates = list(candidates or [])
-    winner = wf.select(candidates, training.optimization_metric)
-    champion = wf.champion_as_of(KIND, group.name, as_of)
-    folder = wf.run_dir(group, as_of)
-    if champion is not None:
-        same = next((c for c in candidates if c.get("config") == champion["config"]), None)
-        if same is not None:
-            champion.update(score=same["score"], path=same["path"])
-        else:
-            try:
-                result = run_backtest(
-                    algorithm(champion["config"], training),
-                    load_data(group, as_of),
-                    training.backtest_windows,
-                    training.backtest_offset,
-                    training.forecast_types,
-                )
-                champion["score"] = result.summary[training.optimization_metric]
-                champion["path"] = str(folder / "candidates" / wf.config_key(champion["config"]))
-                with storage.atomic_dir(Path(champion["path"])) as tmp:
-                    storage.write_parquet(result.windows, tmp / "windows.parquet")
-                    storage.write_parquet(result.items, tmp / "items.parquet")
-                    storage.write_parquet(result.export, tmp / "export.parquet")
-            except Exception as exc:  # the champion cannot be scored on today's data: it cannot defend
-                log.exception("champion v%s could not be backtested", champion["version"])
-                champion.update(score=None, error=f"{type(exc).__name__}: {exc}")
-    selection = {
-        "metric": training.optimization_metric,
-        "winner": winner,
-        "champion": champion,
-        "force": bool((overrides or {}).get("force_promotion")),
-        "leaderboard": wf.leaderboard(candidates, training.optimization_metric),
-    }
-    selection["expected"] = wf.decide(selection, "new", training.promotion_margin).reason
-    storage.write_json(folder / "selection.json", selection)
-    return selection
+
+    def score_champion(config: dict) -> dict:
+        result = run_backtest(algorithm(config, training), load_data(group, as_of), training.backtest_windows,
+                              training.backtest_offset, training.forecast_types)  # fmt: skip
+        path = wf.run_dir(group, as_of) / "candidates" / wf.config_key(config)
+        with storage.atomic_dir(path) as tmp:
+            storage.write_parquet(result.windows, tmp / "windows.parquet")
+            storage.write_parquet(result.items, tmp / "items.parquet")
+            storage.write_parquet(result.export, tmp / "export.parquet")
+        return {"score": result.summary[training.optimization_metric], "path": str(path)}
+
+    return wf.compare(KIND, group, as_of, list(candidates or []), overrides, score_champion)
 
 
 def forecast(group: ForecastGroup, as_of=None, selection: dict | None = None, overrides=None) -> dict:

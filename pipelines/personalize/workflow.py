@@ -86,30 +86,12 @@ def backtest(group: PersonalizeGroup, as_of=None, candidates: list[dict] | None 
 
     as_of = storage.resolve_as_of(as_of)
     group, training = wf.options(group, overrides)
-    candidates = list(candidates or [])
-    winner = wf.select(candidates, training.optimization_metric)
-    champion = wf.champion_as_of(KIND, group.name, as_of)
-    if champion is not None:
-        same = next((c for c in candidates if c.get("config") == champion["config"]), None)
-        if same is not None:
-            champion["score"] = same["score"]
-        else:
-            try:
-                report = evaluate(recipe(champion["config"]), load_data(group, as_of), seed=training.seed)
-                champion["score"] = report["metrics"][training.optimization_metric]
-            except Exception as exc:
-                log.exception("champion v%s could not be evaluated", champion["version"])
-                champion.update(score=None, error=f"{type(exc).__name__}: {exc}")
-    selection = {
-        "metric": training.optimization_metric,
-        "winner": winner,
-        "champion": champion,
-        "force": bool((overrides or {}).get("force_promotion")),
-        "leaderboard": wf.leaderboard(candidates, training.optimization_metric),
-    }
-    selection["expected"] = wf.decide(selection, "new", training.promotion_margin).reason
-    storage.write_json(wf.run_dir(group, as_of) / "selection.json", selection)
-    return selection
+
+    def score_champion(config: dict) -> dict:
+        report = evaluate(recipe(config), load_data(group, as_of), seed=training.seed)
+        return {"score": report["metrics"][training.optimization_metric]}
+
+    return wf.compare(KIND, group, as_of, list(candidates or []), overrides, score_champion)
 
 
 def recommend(group: PersonalizeGroup, as_of=None, selection: dict | None = None, overrides=None) -> dict:
