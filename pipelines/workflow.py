@@ -71,6 +71,14 @@ def options(group: Group, overrides: dict | None = None) -> tuple[Group, Forecas
     return group.model_copy(update={"training": checked}), checked
 
 
+def snapshot(group: Group, as_of: pd.Timestamp) -> Path:
+    """The snapshot import_data wrote for ``as_of``; a clear error when there is none."""
+    folder = storage.snapshot_dir(group.storage_root, as_of)
+    if not (folder / "manifest.json").is_file():
+        raise FileNotFoundError(f"no snapshot of {group.name} as of {as_of}: run import_data first ({folder})")
+    return folder
+
+
 def config_key(config: dict) -> str:
     """A short, stable digest of a candidate's configuration (name and hyperparameters)."""
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]

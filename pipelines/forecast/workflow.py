@@ -27,10 +27,7 @@ KIND = "forecast"
 def load_data(group: ForecastGroup, as_of: pd.Timestamp):
     from pipelines.forecast.data import ForecastData
 
-    folder = storage.snapshot_dir(group.storage_root, as_of)
-    if not (folder / "manifest.json").is_file():
-        raise FileNotFoundError(f"no snapshot of {group.name} as of {as_of}: run import_data first ({folder})")
-    return ForecastData.from_snapshot(folder, group)
+    return ForecastData.from_snapshot(wf.snapshot(group, as_of), group)
 
 
 def algorithm(config: dict, training) -> object:

@@ -26,10 +26,7 @@ KIND = "personalize"
 def load_data(group: PersonalizeGroup, as_of: pd.Timestamp):
     from pipelines.personalize.data import InteractionData
 
-    folder = storage.snapshot_dir(group.storage_root, as_of)
-    if not (folder / "manifest.json").is_file():
-        raise FileNotFoundError(f"no snapshot of {group.name} as of {as_of}: run import_data first ({folder})")
-    return InteractionData.from_snapshot(folder)
+    return InteractionData.from_snapshot(wf.snapshot(group, as_of))
 
 
 def recipe(config: dict):
