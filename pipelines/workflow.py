@@ -8,9 +8,9 @@ previous champion and exports as they were.
 
 Backfills are historical retraining: the champion a run compares with is the one promoted for
 the latest as_of *before* the run's (read from the registry's version tags), so re-running a
-date reproduces its decision and outputs whatever ran later. Only a run at least as new as the
-current champion moves the live aliases and the ``latest`` pointer; an older date is published
-and recorded beside them.
+date reproduces its decision and outputs whatever ran later. Only a run whose as_of is not older
+than any date already decided moves the live aliases and the ``latest`` pointer; an older date
+is published and recorded beside them.
 """
 
 from __future__ import annotations
