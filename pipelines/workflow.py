@@ -177,6 +177,36 @@ def register_once(kind: str, group: str, as_of: pd.Timestamp, config: dict, nati
     return version
 
 
+def register_winner(
+    group: Group,
+    as_of: pd.Timestamp,
+    selection: dict,
+    params: dict,
+    native: Any,
+    example,
+    artifacts: Path | None = None,
+) -> str:
+    """The forecast/recommend step's MLflow run: the winner's params and metrics, every candidate's
+    score, the selection, the Great Expectations report (and ``artifacts``), and the registered model."""
+    import mlflow
+
+    winner = selection["winner"]
+    step = "forecast" if group.kind == "forecast" else "recommend"
+    with mlflow_run(group, as_of, step, f"{step} {winner['name']}"):
+        mlflow.log_params({**params, **{f"hp.{k}": v for k, v in winner["config"]["params"].items()}})
+        log_metrics("", winner["metrics"])
+        for candidate in selection["leaderboard"]:
+            if candidate["score"] is not None:
+                log_metrics(f"candidate.{candidate['name']}.", {selection["metric"]: candidate["score"]})
+        mlflow.log_dict(selection, "selection.json")
+        if artifacts is not None:
+            mlflow.log_artifacts(str(artifacts), "outputs")
+        docs = storage.validation_dir(group.storage_root, as_of) / "docs"
+        if docs.is_dir():
+            mlflow.log_artifacts(str(docs), "great_expectations")
+        return register_once(group.kind, group.name, as_of, winner["config"], native, example)
+
+
 def is_live(kind: str, group: str, as_of: pd.Timestamp) -> bool:
     """Whether a run for ``as_of`` may move the live aliases: no newer as_of has been decided yet."""
     from mlflow.exceptions import MlflowException
@@ -239,8 +269,10 @@ def decide(selection: dict, version: str, margin: float, model: str = "") -> reg
     )
 
 
-def finish(kind: str, group: Group, as_of: pd.Timestamp, selection: dict, version: str, write) -> dict:
-    """Decide, publish what the decision serves, then record it in the registry.
+def finish(
+    kind: str, group: Group, as_of: pd.Timestamp, selection: dict, version: str, write, overrides: dict | None
+) -> dict:
+    """Decide, publish what the decision serves (and the leaderboard), then record it in the registry.
 
     ``write(folder, served)`` fills the published folder; ``served`` is "challenger" when the
     new version is promoted and "champion" when the champion's configuration keeps serving.
@@ -248,6 +280,7 @@ def finish(kind: str, group: Group, as_of: pd.Timestamp, selection: dict, versio
     from pipelines import publish as publishing
 
     training = group.training
+    selection = {**selection, "force": bool((overrides or {}).get("force_promotion"))}
     decision = decide(selection, version, training.promotion_margin, models.registered_name(kind, group.name))
     served = "challenger" if decision.promoted else "champion"
     served_version = version if decision.promoted else selection["champion"]["version"]
@@ -266,6 +299,8 @@ def finish(kind: str, group: Group, as_of: pd.Timestamp, selection: dict, versio
 
     def fill(folder: Path) -> dict:
         write(folder, served)
+        board = {"metric": decision.metric, "candidates": selection["leaderboard"]}
+        storage.write_json(folder / "leaderboard.json", board)
         storage.write_json(folder / "decision.json", details)
         return {**details, "checksums": checksums(folder)}
 

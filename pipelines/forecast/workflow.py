@@ -153,31 +153,15 @@ def forecast(group: ForecastGroup, as_of=None, selection: dict | None = None, ov
                 items = pd.read_parquet(tmp / "backtest_items.parquet")
                 plots.plot_forecasts(data, predicted, tmp / "plots", limit=training.plots, backtest=backtest_export)
                 plots.plot_summary(data, predicted, tmp / "plots", metrics=items, backtest=backtest_export)
-    with wf.mlflow_run(group, as_of, "forecast", f"predictor {selection['winner']['name']}"):
-        import mlflow
-
-        winner = selection["winner"]
-        mlflow.log_params(
-            {
-                "algorithm": winner["name"],
-                "horizon": group.horizon,
-                "frequency": group.frequency,
-                "forecast_types": ",".join(map(str, training.forecast_types)),
-                "backtest_windows": training.backtest_windows,
-                **{f"hp.{k}": v for k, v in winner["config"]["params"].items()},
-            }
-        )
-        wf.log_metrics("", winner["metrics"])
-        for candidate in selection["leaderboard"]:
-            if candidate["score"] is not None:
-                wf.log_metrics(f"candidate.{candidate['name']}.", {selection["metric"]: candidate["score"]})
-        mlflow.log_dict(selection, "selection.json")
-        mlflow.log_artifacts(str(folder / "challenger"), "predictor")
-        docs = storage.validation_dir(group.storage_root, as_of) / "docs"
-        if docs.is_dir():
-            mlflow.log_artifacts(str(docs), "great_expectations")
-        example = data.keys.head(2).astype(str)
-        version = wf.register_once(KIND, group.name, as_of, winner["config"], models["challenger"], example)
+    params = {
+        "algorithm": selection["winner"]["name"],
+        "horizon": group.horizon,
+        "frequency": group.frequency,
+        "forecast_types": ",".join(map(str, training.forecast_types)),
+        "backtest_windows": training.backtest_windows,
+    }
+    example = data.keys.head(2).astype(str)
+    version = wf.register_winner(group, as_of, selection, params, models["challenger"], example, folder / "challenger")
     return {"version": version, "outputs": sorted(outputs), "items": int(data.n_series)}
 
 
@@ -187,7 +171,6 @@ def publish(
     """Publish the served forecast (CSV and Parquet), backtest export, metrics and plots; then gate."""
     as_of = storage.resolve_as_of(as_of)
     group, _ = wf.options(group, overrides)
-    selection = {**selection, "force": bool((overrides or {}).get("force_promotion"))}
     folder = wf.run_dir(group, as_of)
 
     def write(target: Path, served: str) -> None:
@@ -201,13 +184,10 @@ def publish(
         export.to_csv(target / "backtest_forecasts.csv", index=False)
         items.to_csv(target / "backtest_accuracy_metrics.csv", index=False)
         pd.read_parquet(source / "backtest_windows.parquet").to_csv(target / "backtest_windows.csv", index=False)
-        storage.write_json(
-            target / "leaderboard.json", {"metric": selection["metric"], "candidates": selection["leaderboard"]}
-        )
         if (source / "plots").is_dir():
             shutil.copytree(source / "plots", target / "plots")
 
-    return wf.finish(KIND, group, as_of, selection, forecasted["version"], write)
+    return wf.finish(KIND, group, as_of, selection, forecasted["version"], write, overrides)
 
 
 def export_frame(predicted: pd.DataFrame) -> pd.DataFrame:

@@ -111,26 +111,9 @@ def recommend(group: PersonalizeGroup, as_of=None, selection: dict | None = None
     for role, native in served.items():
         with storage.atomic_dir(folder / role) as tmp:
             write_batch(native, data, tmp, training.num_results)
-    with wf.mlflow_run(group, as_of, "recommend", f"solution version {winner['name']}"):
-        import mlflow
-
-        mlflow.log_params(
-            {
-                "recipe": winner["name"],
-                "num_results": training.num_results,
-                **{f"hp.{k}": v for k, v in winner["config"]["params"].items()},
-            }
-        )
-        wf.log_metrics("", winner["metrics"])
-        for candidate in selection["leaderboard"]:
-            if candidate["score"] is not None:
-                wf.log_metrics(f"candidate.{candidate['name']}.", {selection["metric"]: candidate["score"]})
-        mlflow.log_dict(selection, "selection.json")
-        docs = storage.validation_dir(group.storage_root, as_of) / "docs"
-        if docs.is_dir():
-            mlflow.log_artifacts(str(docs), "great_expectations")
-        example = pd.DataFrame({"userId": [str(data.user_ids[0])], "itemId": [""]})
-        version = wf.register_once(KIND, group.name, as_of, winner["config"], model, example)
+    params = {"recipe": winner["name"], "num_results": training.num_results}
+    example = pd.DataFrame({"userId": [str(data.user_ids[0])], "itemId": [""]})
+    version = wf.register_winner(group, as_of, selection, params, model, example)
     return {"version": version, "outputs": sorted(served), "users": int(data.n_users), "items": int(data.n_items)}
 
 
@@ -142,17 +125,13 @@ def publish(
 
     as_of = storage.resolve_as_of(as_of)
     group, _ = wf.options(group, overrides)
-    selection = {**selection, "force": bool((overrides or {}).get("force_promotion"))}
     folder = wf.run_dir(group, as_of)
 
     def write(target: Path, served: str) -> None:
         for path in sorted((folder / served).iterdir()):
             shutil.copy(path, target / path.name)
-        storage.write_json(
-            target / "leaderboard.json", {"metric": selection["metric"], "candidates": selection["leaderboard"]}
-        )
 
-    return wf.finish(KIND, group, as_of, selection, recommended["version"], write)
+    return wf.finish(KIND, group, as_of, selection, recommended["version"], write, overrides)
 
 
 def write_batch(model, data, folder: Path, num_results: int) -> dict:
