@@ -12,5 +12,4 @@ COPY pipelines ./pipelines
 RUN pip install . "apache-airflow-providers-celery>=3.8" "redis>=5"
 COPY dags ./dags
 COPY plugins ./plugins
-COPY expectations ./expectations
 ENV AIRFLOW__CORE__DAGS_FOLDER=/opt/airsight/dags AIRFLOW__CORE__PLUGINS_FOLDER=/opt/airsight/plugins

@@ -16,6 +16,8 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +31,6 @@ from pipelines.importing.reader import RawTable, read_raw
 from pipelines.settings import DatasetSettings, ForecastGroup, Group, PersonalizeGroup
 
 log = logging.getLogger(__name__)
-EXPECTATIONS_DIR = Path(os.environ.get("AIRSIGHT_EXPECTATIONS_DIR", Path(__file__).parents[1] / "expectations"))
 _PLACEHOLDER = re.compile(r"^\{(\w+)\}$")
 FREQUENCY_SAMPLE_ROWS = 500_000
 
@@ -58,8 +59,18 @@ class CheckedDataset:
         }
 
 
+def suites_dir() -> Traversable:
+    """The suite templates: package data in ``pipelines/expectations`` (in the wheel too), or
+    ``$AIRSIGHT_EXPECTATIONS_DIR`` where a deployment reviews its own."""
+    override = os.environ.get("AIRSIGHT_EXPECTATIONS_DIR")
+    return Path(override) if override else resources.files("pipelines") / "expectations"
+
+
 def load_suite_template(dataset: str) -> dict:
-    return json.loads((EXPECTATIONS_DIR / f"{dataset}.json").read_text())
+    suite = suites_dir() / f"{dataset}.json"
+    if not suite.is_file():
+        raise FileNotFoundError(f"no Great Expectations suite for dataset type {dataset}: {suite} is missing")
+    return json.loads(suite.read_text(encoding="utf-8"))
 
 
 def _context(group: Group, dataset: str) -> dict:
