@@ -1,9 +1,12 @@
 """Airflow plugin: the Airsight serving API mounted in Airflow 3's API server at /airsight.
 
 Airflow does not protect plugin endpoints, so the app's own API keys guard every route but
-/health. Mounted apps get no lifespan events: the app starts its poll thread (champion models,
-published forecasts) on the first authenticated request instead. Settings come from the same
-environment as ``airsight serve`` (AIRSIGHT_HOME, AIRSIGHT_GROUPS_DIR, AIRSIGHT_SERVING_DB, …).
+/health, with the same scopes as standalone: the guard reads the scope from the route that
+matches, which does not depend on the prefix (tests/serving/test_scopes.py runs every route
+under every scope through ``airflow api-server``). Airflow 3.3's API server runs the lifespan
+of mounted FastAPI apps; a host that does not gets the poll thread (champion models, published
+forecasts) started on the first request instead. Settings come from the same environment as
+``airsight serve`` (AIRSIGHT_HOME, AIRSIGHT_GROUPS_DIR, AIRSIGHT_SERVING_DB, …).
 """
 
 from __future__ import annotations

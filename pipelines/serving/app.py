@@ -88,8 +88,8 @@ class BodyLimit:
 class AccessLog:
     """One JSON log line and the Prometheus counters for each request."""
 
-    def __init__(self, app, runtime: Runtime):
-        self.app, self.runtime = app, runtime
+    def __init__(self, app, runtime: Runtime, routes: list):
+        self.app, self.runtime, self.routes = app, runtime, routes
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -105,8 +105,8 @@ class AccessLog:
             await self.app(scope, receive, sending)
         finally:
             seconds = time.perf_counter() - start
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
+            route = scope.get("route")  # mounted, a request our router never saw holds the host's Mount here
+            path = route.path if route is not None and any(route is r for r in self.routes) else "unmatched"
             metrics = self.runtime.metrics
             metrics.requests.labels(path, scope["method"], str(status[0])).inc()
             metrics.latency.labels(path).observe(seconds)
@@ -116,32 +116,58 @@ class AccessLog:
 
 
 OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
-ADMIN_POST = ("/filters", "/batch-inference-jobs")
+ROUTE_SCOPES = {
+    ("POST", "/events"): "write",
+    ("POST", "/filters"): "admin",
+    ("DELETE", "/filters/{name}"): "admin",
+    ("POST", "/batch-inference-jobs"): "admin",
+}
 
 
-def required_scope(method: str, path: str) -> str | None:
-    """The scope a request needs, before routing (so a bad key gets 401 whatever its body); None: open."""
-    if method in ("GET", "HEAD") and path in OPEN_PATHS:
+def required_scope(method: str, route: str) -> str | None:
+    """The scope a request to ``route`` (a route's path template, as the app declares it) needs; None: open.
+
+    Anything not listed, unmatched paths included, needs ``read``: a 404 costs a valid key too.
+    """
+    if method in ("GET", "HEAD") and route in OPEN_PATHS:
         return None
-    if method == "POST" and path == "/events":
-        return "write"
-    if (method == "POST" and path in ADMIN_POST) or (method == "DELETE" and path.startswith("/filters/")):
-        return "admin"
-    return "read"
+    return ROUTE_SCOPES.get((method, route), "read")
+
+
+def matched_route(routes, scope) -> str | None:
+    """The path template of the route that will serve ``scope``, or None if none matches in full.
+
+    Routes match on the path relative to ``scope["root_path"]`` (Starlette's own rule), so the
+    answer is the same standalone, behind ``--root-path`` and mounted under a prefix (Airflow's
+    API server mounts plugin apps with ``app.mount("/airsight", app)``, and inside the app
+    ``scope["path"]`` still starts with ``/airsight``).
+    """
+    from starlette.routing import Match
+
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return route.path
+    return None
 
 
 class ApiKeyGuard:
-    """401 or 403 before the request is routed or its body read; a key may come as Bearer or X-API-Key."""
+    """401 or 403 before the handler runs or the body is read; a key may come as Bearer or X-API-Key.
 
-    def __init__(self, app, runtime: Runtime):
-        self.app, self.runtime = app, runtime
+    The scope comes from the route that matches, not from the raw path, so it holds wherever
+    the app is mounted.
+    """
+
+    def __init__(self, app, runtime: Runtime, routes: list):
+        self.app, self.runtime, self.routes = app, runtime, routes
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        needed = required_scope(scope["method"], scope["path"])
+        route = matched_route(self.routes, scope)
+        needed = required_scope(scope["method"], route) if route is not None else "read"
         if needed is not None:
-            self.runtime.start()  # mounted apps (Airflow) get no lifespan events: load on first use
+            self.runtime.start()  # a host that sends no lifespan events: load on first use
             presented = None
             for name, value in scope["headers"]:
                 if name == b"x-api-key":
@@ -469,7 +495,9 @@ def create_app(settings: ServingSettings | None = None, runtime: Runtime | None 
         return job
 
     app.add_middleware(BodyLimit, limit=runtime.settings.max_body_bytes)
-    app.add_middleware(ApiKeyGuard, runtime=runtime)  # before the body is read: no key, no 413 or 422
-    app.add_middleware(AccessLog, runtime=runtime)  # outermost: 401s and 413s are logged and counted too
+    # Before the body is read (no key, no 413 or 422); scopes by the route that will answer.
+    app.add_middleware(ApiKeyGuard, runtime=runtime, routes=app.router.routes)
+    # Outermost: 401s and 413s are logged and counted too.
+    app.add_middleware(AccessLog, runtime=runtime, routes=app.router.routes)
     _document_security(app)
     return app

@@ -6,8 +6,9 @@ fast salted hash is as safe as a slow one (slow hashes protect guessable passwor
 request pays microseconds. Verified keys are cached for ``key_cache_seconds``, which is also
 how long a revoked key may keep working in a server that has just seen it.
 
-Scopes: ``read`` (recommendations, rankings, forecasts, listing filters, metrics),
-``write`` (PutEvents), ``admin`` (creating and deleting filters).
+Scopes: ``read`` (recommendations, rankings, forecasts, listing filters and jobs, metrics),
+``write`` (PutEvents), ``admin`` (creating and deleting filters, starting batch inference jobs).
+A key holds each scope it may use; ``admin`` does not imply the others.
 """
 
 from __future__ import annotations
