@@ -9,12 +9,26 @@ pass over the catalog, and a model pickles as it is.
 The base class owns what every recipe shares, so recipes differ only in how they score:
 
 - each user's history (base events by time, plus those given to ``update`` since), which
-  recommendations exclude by default and history-based recipes read;
+  history-based recipes read and which ``exclude_seen_items`` (below) may leave out;
 - popularity (unique users per item), which fills lists where a recipe has no evidence and
   breaks ties, so every recipe degrades to the baseline instead of to an arbitrary order;
 - ids, including items first seen in ``update``, which become known without retraining.
 
 ``update`` mutates the model; a server that shares one model between threads serializes them.
+
+Seen items. ``exclude_seen_items`` is a recipe setting, not a hyperparameter (tuning leaves it
+alone): whether what the model serves (the HTTP API's GetRecommendations, with or without a
+filter) leaves out items the user already interacted with. Its default is Personalize's for
+custom recipes, False: a campaign may recommend an item the user clicked or bought, and a
+filter says otherwise (``EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("*")`` drops every
+seen item, ``IN ("purchase")`` only purchases), which is also what makes a buy-again filter
+(``INCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("purchase")``) work. Some of Personalize's
+domain recommenders drop seen items themselves (VIDEO_ON_DEMAND's because_you_watched_x and
+more_like_x drop the videos the user watched, and apply a custom filter after that): a preset
+for those sets the setting to True. Rankings never drop seen items; related items drop only the
+item asked about. ``recommend(exclude_seen=...)`` is the per-call switch, True unless told, that
+library code passes (offline evaluation must not count a seen item as a hit); serving passes
+the setting.
 """
 
 from __future__ import annotations
@@ -39,6 +53,7 @@ class Recipe:
 
     name: ClassVar[str] = ""
     recipe_type: ClassVar[str] = "USER_PERSONALIZATION"
+    exclude_seen_items: bool = False  # a setting (see the module's docstring); an instance may set its own
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -55,8 +70,11 @@ class Recipe:
         return {k: getattr(self, k) for k in self.hyperparameter_defaults()}
 
     def clone(self) -> Recipe:
-        """The same recipe and hyperparameters, untrained (for evaluation and retraining)."""
-        return type(self)(**self.get_params())
+        """The same recipe, hyperparameters and settings, untrained (for evaluation and retraining)."""
+        twin = type(self)(**self.get_params())
+        if "exclude_seen_items" in vars(self):
+            twin.exclude_seen_items = self.exclude_seen_items
+        return twin
 
     def validate(self) -> None:
         """Raise ValueError naming the hyperparameter that is out of range."""
@@ -134,8 +152,14 @@ class Recipe:
         items, scores = self._related(item, n + len(banned))
         return self._top(items, scores, n, banned)
 
-    def rank(self, user_id: str, item_ids: Sequence[str]) -> list[tuple[str, float]]:
-        """The given items reordered for the user, best first; items unknown to the model go last."""
+    def rank(
+        self, user_id: str, item_ids: Sequence[str], context: Mapping[str, str] | None = None
+    ) -> list[tuple[str, float]]:
+        """The given items reordered for the user, best first; items unknown to the model go last.
+
+        ``context`` is accepted so that every recipe is called alike; recipes that read it
+        (DeepFM) override this.
+        """
         self._check_fitted()
         ids = list(dict.fromkeys(_id(i) for i in item_ids))
         if len(ids) > MAX_RESULTS:
@@ -228,11 +252,12 @@ class Recipe:
         self._grow(len(new))
 
 
-def get_recipe(name: str, **hyperparameters: Any) -> Recipe:
+def get_recipe(name: str, *, exclude_seen_items: bool | str | None = None, **hyperparameters: Any) -> Recipe:
     """A recipe by Personalize's name ('sims', 'aws-sims' or its ARN), hyperparameters checked.
 
     Values may be strings, as Personalize's algorithmHyperParameters are: they are read as
-    the type of the hyperparameter's default.
+    the type of the hyperparameter's default. ``exclude_seen_items`` is the recipe setting
+    (None: the recipe's default, False as in Personalize).
     """
     key = name.rsplit("/", 1)[-1].removeprefix("aws-")
     if key not in RECIPES:
@@ -244,7 +269,17 @@ def get_recipe(name: str, **hyperparameters: Any) -> Recipe:
         raise ValueError(f"recipe {key!r} has no hyperparameters {unknown}; it takes {sorted(defaults)}")
     recipe = cls(**{k: _coerce(v, defaults[k]) for k, v in hyperparameters.items()})
     recipe.validate()
+    if exclude_seen_items is not None:
+        recipe.exclude_seen_items = _setting_flag(exclude_seen_items, "exclude_seen_items")
     return recipe
+
+
+def _setting_flag(value: Any, what: str) -> bool:
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError(f"{what} must be true or false, got {value!r}")
 
 
 def _coerce(value: Any, default: Any) -> Any:

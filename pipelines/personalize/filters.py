@@ -250,11 +250,16 @@ def recommend_filtered(
     n: int = 25,
     exclude: Iterable[str] | None = None,
     exclude_seen: bool = True,
+    context: Mapping[str, str] | None = None,
 ) -> list[tuple[str, float]]:
-    """GetRecommendations with a filter: ``model.recommend`` restricted to what ``bound`` lets the user see."""
+    """GetRecommendations with a filter: ``model.recommend`` restricted to what ``bound`` lets the user see.
+
+    ``context`` goes to the model unchanged (DeepFM scores by it), so a filter changes which
+    items may come, never how they are scored.
+    """
 
     def recommend(k: int, banned: list[str]) -> list[tuple[str, float]]:
-        return model.recommend(user_id, n=k, exclude=banned, exclude_seen=exclude_seen)
+        return model.recommend(user_id, n=k, context=context, exclude=banned, exclude_seen=exclude_seen)
 
     return apply_filter(recommend, bound, data, n=n, user_id=user_id, exclude=exclude)
 

@@ -307,9 +307,11 @@ def create_app(settings: ServingSettings | None = None, runtime: Runtime | None 
             if bound is not None:
                 return related_items_filtered(model, bound, state.data, body.itemId, n, body.userId, exclude)
             return model.related_items(body.itemId, n, exclude=exclude)
+        seen = bool(getattr(model, "exclude_seen_items", False))  # the recipe's setting; Personalize's default
         if bound is not None:
-            return recommend_filtered(model, bound, state.data, body.userId, n, exclude=exclude)
-        return model.recommend(body.userId, n, context=body.context, exclude=exclude)
+            return recommend_filtered(model, bound, state.data, body.userId, n, exclude=exclude, exclude_seen=seen,
+                                      context=body.context)  # fmt: skip
+        return model.recommend(body.userId, n, context=body.context, exclude=exclude, exclude_seen=seen)
 
     @app.get("/health", tags=["operations"])
     def health() -> dict:
@@ -325,7 +327,12 @@ def create_app(settings: ServingSettings | None = None, runtime: Runtime | None 
 
     @app.post("/recommendations", tags=["personalize"], response_model=s.RecommendationsResponse)
     async def get_recommendations(body: s.RecommendationsRequest) -> JSONResponse:
-        """GetRecommendations: a user's recommendations (userId) or an item's related items (itemId)."""
+        """GetRecommendations: a user's recommendations (userId) or an item's related items (itemId).
+
+        As in Personalize, items the user already interacted with may come back: a filter such as
+        ``EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("*")`` drops them, or the recipe's
+        ``exclude_seen_items`` setting does.
+        """
         # Inline on the event loop: the work is a few hundred microseconds of CPU under the GIL, which a
         # thread hop would only add to.
         if body.userId is None and body.itemId is None:
@@ -362,7 +369,7 @@ def create_app(settings: ServingSettings | None = None, runtime: Runtime | None 
         state = model_state(group)
         bound = bound_filter(group, state, body.filterArn, body.filterValues, "filterArn")
         with state.lock:
-            ranking = state.model.rank(body.userId, body.inputList)
+            ranking = state.model.rank(body.userId, body.inputList, context=body.context)
         if bound is not None:
             data = state.data
             mask = bound.item_mask(data, data.user_index.get(body.userId))

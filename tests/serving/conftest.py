@@ -114,18 +114,27 @@ class World:
         return {"Authorization": f"Bearer {self.keys[who]}"}
 
 
-def build_world(tmp: Path, shop: str = "shop", database_url: str | None = None) -> World:
+def build_world(
+    tmp: Path,
+    shop: str = "shop",
+    database_url: str | None = None,
+    interactions: pd.DataFrame | None = None,
+    solution=None,
+) -> World:
+    """The world above; ``interactions`` (default ``two_groups()``) go to the snapshot and train
+    ``solution`` (default SIMS), an unfitted recipe."""
     groups_dir = tmp / "groups.d"
     groups_dir.mkdir(parents=True, exist_ok=True)
     (groups_dir / f"{shop}.yaml").write_text(SHOP.format(name=shop))
     (groups_dir / "sales.yaml").write_text(SALES)
-    interactions = two_groups()
+    interactions = two_groups() if interactions is None else interactions
     snapshot = groups_dir / f"{shop}_store" / "snapshots" / "as_of=20240101T000000"
     snapshot.mkdir(parents=True)
     interactions.to_parquet(snapshot / "INTERACTIONS.parquet", index=False)
     items_frame().to_parquet(snapshot / "ITEMS.parquet", index=False)
     (snapshot / "manifest.json").write_text(json.dumps({"rows": len(interactions)}))
-    model = get_recipe("sims", min_cointeraction_count=1).fit(InteractionData.from_frames(interactions, items_frame()))
+    solution = get_recipe("sims", min_cointeraction_count=1) if solution is None else solution
+    model = solution.fit(InteractionData.from_frames(interactions, items_frame()))
     version = register_champion(shop, model)
     publish_forecast(str(groups_dir / "sales_store"), forecast_frame(), "2024-02-29")
     world = World(tmp, groups_dir, database_url or f"sqlite:///{tmp / 'serving.db'}", shop, version)

@@ -33,9 +33,9 @@ def test_a_new_champion_is_swapped_in_under_load_without_a_failed_request(client
     for thread in threads:
         thread.start()
     try:
-        version = register_champion(
-            world.group, get_recipe("popularity-count").fit(InteractionData.from_frames(two_groups()))
-        )
+        # a solution that leaves seen items out, so the list shows whether the events reached it
+        solution = get_recipe("popularity-count", exclude_seen_items=True)
+        version = register_champion(world.group, solution.fit(InteractionData.from_frames(two_groups())))
         runtime.poll_once()
         while not any(v == version for v in versions) and len(statuses) < 5000:
             threading.Event().wait(0.01)
@@ -46,7 +46,8 @@ def test_a_new_champion_is_swapped_in_under_load_without_a_failed_request(client
     assert len(statuses) > 20 and set(statuses) == {200}
     assert versions == {world.version, version}
     assert client.get("/health").json()["models"][world.group]["version"] == version
-    # the new model was brought up to date with the events stored before it loaded
+    # the new model was brought up to date with the events stored before it loaded (a_i03 is popular)
+    assert "a_i03" in [e["itemId"] for e in recommend(client, world, "a_u005", numResults=20)["itemList"]]
     assert "a_i03" not in [e["itemId"] for e in recommend(client, world, "loyal", numResults=20)["itemList"]]
 
 
