@@ -3,12 +3,15 @@
 Metadata fields are turned into columns once per ``InteractionData`` (kept in a weak map, so
 they go with the data): a text field as (row, value code) pairs, so that IN over any number
 of values and multi-valued categorical fields is one ``np.isin``; a numeric field as floats,
-timestamps in Unix seconds. Interactions conditions read the requesting user's own events.
+timestamps in Unix seconds. Interactions conditions read the requesting user's own events: the
+snapshot's and, when the request passes them (``Context.live``), the events PutEvents stored
+since, with their event types, under the same per-type limit of most recent events.
 """
 
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +36,7 @@ class Context:
     user_index: int | None = None
     current_item: int | None = None
     users: bool = False  # a UserID filter: Interactions conditions select users, not the user's items
+    live: Sequence[tuple[str, str, float]] | None = None  # the user's live (item_id, event_type, sent_at)
 
 
 def evaluate(node: Node, context: Context) -> np.ndarray:
@@ -69,10 +73,13 @@ def _interacted(context: Context, event_types: list[str]) -> np.ndarray:
         return mask
     mask = np.zeros(data.n_items, dtype=bool)
     u = context.user_index
-    if u is None or not 0 <= u < data.n_users:
-        return mask
-    indptr, rows = data.histories
-    events = rows[indptr[u] : indptr[u + 1]]  # oldest first
+    if u is not None and 0 <= u < data.n_users:
+        indptr, rows = data.histories
+        events = rows[indptr[u] : indptr[u + 1]]  # oldest first
+    else:
+        events = np.zeros(0, dtype=np.int64)
+    if context.live:
+        return _with_live(context, events, None if codes is None else wanted, mask)
     types = data.event_types[events]
     if codes is not None:
         keep = np.isin(types, codes)
@@ -81,6 +88,35 @@ def _interacted(context: Context, event_types: list[str]) -> np.ndarray:
     if limit is not None and len(events) > limit:
         events = np.concatenate([events[types == t][-limit:] for t in np.unique(types)])
     mask[data.items[events]] = True
+    return mask
+
+
+def _with_live(context: Context, events: np.ndarray, wanted: set[str] | None, mask: np.ndarray) -> np.ndarray:
+    """The user's snapshot ``events`` and live events together: types by name (ignoring case), newest kept.
+
+    A live event of an item the snapshot's catalog lacks has no place in the mask and is left out.
+    """
+    data = context.data
+    names = np.array([*(n.lower() for n in data.event_type_names), ""], dtype=object)  # code -1: no type
+    items = data.items[events].tolist()
+    types = names[data.event_types[events]].tolist()
+    times = data.timestamps[events].astype(np.float64).tolist()
+    for item_id, event_type, sent_at in context.live:
+        k = data.item_index.get(item_id)
+        if k is not None:
+            items.append(k)
+            types.append((event_type or "").lower())
+            times.append(float(sent_at))
+    chosen: dict[str, list[tuple[float, int]]] = {}
+    for item, kind, when in zip(items, types, times, strict=True):
+        if wanted is None or kind in wanted:
+            chosen.setdefault(kind, []).append((when, item))
+    limit = context.interaction_limit
+    for per_type in chosen.values():
+        if limit is not None and len(per_type) > limit:
+            per_type.sort(key=lambda pair: pair[0])  # stable: snapshot events before live ones at a tie
+            per_type = per_type[-limit:]
+        mask[[item for _, item in per_type]] = True
     return mask
 
 

@@ -26,7 +26,9 @@ Semantics, following Personalize's documentation:
 Masks of conditions that depend on neither the user nor the current item are computed once
 per (filter, bound values, data) and reused: a request then costs the user's own history and
 a few vectorized operations over the catalog. Masks read the catalog and interactions of the
-``data`` given; items a model learned later from ``update`` are not in it and are left out.
+``data`` given, plus the user's live events where the caller passes them (``live``: what
+PutEvents stored since the snapshot, with event types); items a model learned later from
+``update`` are not in the catalog and are left out.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from __future__ import annotations
 import math
 import re
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -160,14 +162,22 @@ class BoundFilter:
         return " | ".join(map(str, self.expressions))
 
     def item_mask(
-        self, data: InteractionData, user_index: int | None = None, current_item: int | None = None
+        self,
+        data: InteractionData,
+        user_index: int | None = None,
+        current_item: int | None = None,
+        live: Sequence[tuple[str, str, float]] | None = None,
     ) -> np.ndarray:
-        """Which of ``data``'s items the user (index; None if unknown) may get; ``current_item`` in related items."""
+        """Which of ``data``'s items the user (index; None if unknown) may get; ``current_item`` in related items.
+
+        ``live`` is the user's events stored since the snapshot, ``(item_id, event_type, sent_at)``,
+        which Interactions conditions read beside the snapshot's.
+        """
         if self.filter.target != "ItemID":
             raise ValueError(f"{self.filter!r} selects users: use user_mask")
         if current_item is None and self.filter.uses_current_item:
             raise ValueError("this filter compares with CurrentItem: it applies to related-items requests only")
-        context = Context(data, self.filter.schema, self.filter.interaction_limit, user_index, current_item)
+        context = Context(data, self.filter.schema, self.filter.interaction_limit, user_index, current_item, live=live)
         return self._combine(data.n_items, context)
 
     def user_mask(self, data: InteractionData) -> np.ndarray:
@@ -210,6 +220,7 @@ def apply_filter(
     user_id: str | None = None,
     current_item_id: str | None = None,
     exclude: Iterable[str] | None = None,
+    live: Sequence[tuple[str, str, float]] | None = None,
 ) -> list[tuple[str, float]]:
     """The best ``n`` of ``recommend(k, exclude)`` (a model's ranked list) that pass the filter.
 
@@ -220,7 +231,7 @@ def apply_filter(
     """
     user = None if user_id is None else data.user_index.get(str(user_id))
     current = None if current_item_id is None else data.item_index.get(str(current_item_id), -1)
-    mask = bound.item_mask(data, user, current)
+    mask = bound.item_mask(data, user, current, live)
     allowed = int(mask.sum())
     exclude = list(exclude or ())
     if allowed == 0:
@@ -251,6 +262,7 @@ def recommend_filtered(
     exclude: Iterable[str] | None = None,
     exclude_seen: bool = True,
     context: Mapping[str, str] | None = None,
+    live: Sequence[tuple[str, str, float]] | None = None,
 ) -> list[tuple[str, float]]:
     """GetRecommendations with a filter: ``model.recommend`` restricted to what ``bound`` lets the user see.
 
@@ -261,7 +273,7 @@ def recommend_filtered(
     def recommend(k: int, banned: list[str]) -> list[tuple[str, float]]:
         return model.recommend(user_id, n=k, context=context, exclude=banned, exclude_seen=exclude_seen)
 
-    return apply_filter(recommend, bound, data, n=n, user_id=user_id, exclude=exclude)
+    return apply_filter(recommend, bound, data, n=n, user_id=user_id, exclude=exclude, live=live)
 
 
 def related_items_filtered(
@@ -272,13 +284,15 @@ def related_items_filtered(
     n: int = 25,
     user_id: str | None = None,
     exclude: Iterable[str] | None = None,
+    live: Sequence[tuple[str, str, float]] | None = None,
 ) -> list[tuple[str, float]]:
     """Related items with a filter; ``item_id`` is CurrentItem, ``user_id`` (optional) the requesting user."""
 
     def related(k: int, banned: list[str]) -> list[tuple[str, float]]:
         return model.related_items(item_id, n=k, exclude=banned)
 
-    return apply_filter(related, bound, data, n=n, user_id=user_id, current_item_id=item_id, exclude=exclude)
+    return apply_filter(related, bound, data, n=n, user_id=user_id, current_item_id=item_id, exclude=exclude,
+                        live=live)  # fmt: skip
 
 
 # Binding values.

@@ -303,14 +303,15 @@ def create_app(settings: ServingSettings | None = None, runtime: Runtime | None 
         from pipelines.personalize.filters import recommend_filtered, related_items_filtered
 
         model = state.model
+        live = state.live_events(body.userId) if bound is not None else None  # the caller holds state.lock
         if body.itemId is not None:
             if bound is not None:
-                return related_items_filtered(model, bound, state.data, body.itemId, n, body.userId, exclude)
+                return related_items_filtered(model, bound, state.data, body.itemId, n, body.userId, exclude, live)
             return model.related_items(body.itemId, n, exclude=exclude)
         seen = bool(getattr(model, "exclude_seen_items", False))  # the recipe's setting; Personalize's default
         if bound is not None:
             return recommend_filtered(model, bound, state.data, body.userId, n, exclude=exclude, exclude_seen=seen,
-                                      context=body.context)  # fmt: skip
+                                      context=body.context, live=live)  # fmt: skip
         return model.recommend(body.userId, n, context=body.context, exclude=exclude, exclude_seen=seen)
 
     @app.get("/health", tags=["operations"])
@@ -370,9 +371,10 @@ def create_app(settings: ServingSettings | None = None, runtime: Runtime | None 
         bound = bound_filter(group, state, body.filterArn, body.filterValues, "filterArn")
         with state.lock:
             ranking = state.model.rank(body.userId, body.inputList, context=body.context)
+            live = state.live_events(body.userId) if bound is not None else None
         if bound is not None:
             data = state.data
-            mask = bound.item_mask(data, data.user_index.get(body.userId))
+            mask = bound.item_mask(data, data.user_index.get(body.userId), live=live)
             ranking = [(i, v) for i, v in ranking if (k := data.item_index.get(i)) is not None and mask[k]]
         return JSONResponse({"personalizedRanking": [{"itemId": i, "score": round(v, 6)} for i, v in ranking],
                              "recommendationId": f"RID-{uuid.uuid4().hex}", "modelVersion": state.version})  # fmt: skip

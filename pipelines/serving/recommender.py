@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +28,7 @@ from pipelines.serving.store import Store, StoredEvent
 log = logging.getLogger("airsight.serving")
 REPLAY_LIMIT = 1_000_000  # events replayed into a freshly loaded model
 GAP_SECONDS = 5.0  # how long a skipped id is looked for
+LIVE_EVENTS_PER_USER = 1000  # live events a filter may read per user (Personalize reads 100 per event type)
 
 
 @dataclass
@@ -38,16 +39,28 @@ class ModelState:
     loaded_at: float = field(default_factory=time.time)
     lock: threading.Lock = field(default_factory=threading.Lock)  # Recipe.update mutates the model
     events_applied: int = 0
+    # Each user's live events, (item_id, event_type, sent_at), newest last: what Interactions filters
+    # read beside the snapshot. Every process's tail applies every stored event, so all agree.
+    live: dict[str, deque] = field(default_factory=dict)
 
     def apply(self, events: list[StoredEvent]) -> None:
-        per_user: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        per_user: dict[str, list[StoredEvent]] = defaultdict(list)
         for event in events:
             if event.item_id:
-                per_user[event.user_id].append((event.item_id, int(event.sent_at)))
+                per_user[event.user_id].append(event)
         with self.lock:
-            for user, items in per_user.items():
-                self.model.update(user, items)
+            for user, mine in per_user.items():
+                self.model.update(user, [(e.item_id, int(e.sent_at), e.event_type) for e in mine])
+                kept = self.live.get(user)
+                if kept is None:
+                    kept = self.live[user] = deque(maxlen=LIVE_EVENTS_PER_USER)
+                kept.extend((e.item_id, e.event_type, e.sent_at) for e in mine)
             self.events_applied += len(events)
+
+    def live_events(self, user_id: str | None) -> list[tuple[str, str, float]] | None:
+        """A copy of the user's live events (call it holding ``lock``), or None."""
+        kept = self.live.get(user_id) if user_id is not None else None
+        return list(kept) if kept else None
 
 
 class ModelHolder:

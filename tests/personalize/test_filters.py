@@ -143,6 +143,24 @@ def test_interactions_read_the_most_recent_events_per_type(shop):
     assert Filter.parse(expression, data).bind().item_mask(data, 0).all()  # Personalize's 100 by default
 
 
+def test_live_events_join_the_snapshot_in_interactions_conditions(shop):
+    bought = 'INCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("purchase")'
+    live = [("i5", "Purchase", 10.0), ("i3", "click", 11.0), ("not-in-catalog", "purchase", 12.0)]
+    assert allowed(shop, bought) == ["i2"]
+    assert allowed(shop, bought, live=live) == ["i2", "i5"]  # types match ignoring case; unknown items drop
+    assert allowed(shop, 'EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("*")', live=live) == ["i4"]
+    assert allowed(shop, bought, user="stranger", live=live[:1]) == ["i5"]  # a user only PutEvents knows
+    assert allowed(shop, bought, user="stranger") == []
+
+
+def test_live_events_count_in_the_most_recent_events_per_type():
+    frame = pd.DataFrame({"USER_ID": "u", "ITEM_ID": [f"i{k}" for k in range(5)], "TIMESTAMP": range(5)})
+    data = InteractionData.from_frames(frame.assign(EVENT_TYPE="click"))
+    recent = Filter.parse('INCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("click")', data, interaction_limit=2)
+    mask = recent.bind().item_mask(data, 0, live=[("i0", "click", 10.0), ("i1", "view", 11.0)])
+    assert data.item_ids[mask].tolist() == ["i0", "i4"]  # the live click is the newest; the view is another type
+
+
 def test_expressions_print_canonically_and_filters_pickle(shop):
     text = 'include ItemID where items.genres in ("a \\"b\\"", $G) or Items.PRICE<=50 | EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("*")'  # noqa: E501
     parsed = Filter.parse(text, shop)

@@ -89,3 +89,38 @@ def test_the_setting_is_chosen_with_the_recipe_and_survives_cloning():
     assert "exclude_seen_items" not in chosen.get_params()  # a setting, not a hyperparameter to tune
     with pytest.raises(ValueError, match="exclude_seen_items must be true or false, got 'maybe'"):
         get_recipe("sims", exclude_seen_items="maybe")
+
+
+def put(client, world, user: str, *events: tuple[str, str]) -> None:
+    body = {"trackingId": GROUP, "userId": user, "sessionId": f"s-{user}",
+            "eventList": [{"eventType": kind, "itemId": item, "sentAt": 1_800_000_000 + k}
+                          for k, (item, kind) in enumerate(events)]}  # fmt: skip
+    answer = client.post("/events", json=body, headers=world.headers("writer"))
+    assert answer.status_code == 200, answer.text
+
+
+def test_a_purchase_sent_with_put_events_is_bought_again_at_once(client, world, filters, runtime):
+    put(client, world, "a_u002", ("a_i09", "Purchase"), ("a_i10", "click"))  # event types match ignoring case
+    assert items(client, world, "a_u002", filterArn=filters["buy-again"]) == ["a_i09"]
+    stored = [e for e in runtime.store.events_of_group(GROUP) if e.user_id == "a_u002"]
+    assert [(e.item_id, e.event_type) for e in stored] == [("a_i09", "Purchase"), ("a_i10", "click")]
+    unseen = items(client, world, "a_u002", n=60, filterArn=filters["unseen"])
+    assert not {"a_i09", "a_i10"} & set(unseen)  # "*" reads live events of every type too
+    # a user known only through PutEvents (not in the snapshot) is filtered by those events alone
+    put(client, world, "first-timer", ("b_i02", "purchase"))
+    assert items(client, world, "first-timer", filterArn=filters["buy-again"]) == ["b_i02"]
+
+
+def test_another_server_on_the_same_store_sees_the_purchase(client, world, filters):
+    from fastapi.testclient import TestClient
+
+    from pipelines.serving.app import create_app
+
+    with TestClient(create_app(world.settings())) as other:  # its own runtime, model and event tail
+        assert items(other, world, "a_u003", filterArn=filters["buy-again"]) == []
+        put(client, world, "a_u003", ("b_i11", "purchase"))
+        assert items(other, world, "a_u003", filterArn=filters["buy-again"]) == ["b_i11"]
+        body = {"campaignArn": GROUP, "userId": "a_u003", "inputList": ["a_i00", "b_i11"],
+                "filterArn": filters["buy-again"]}  # fmt: skip
+        ranked = other.post("/personalize-ranking", json=body, headers=world.headers("reader"))
+        assert [r["itemId"] for r in ranked.json()["personalizedRanking"]] == ["b_i11"]
