@@ -8,8 +8,10 @@ version that fails to load leaves the previous model serving and is reported in 
 
 ``EventTail`` is how events reach models. PutEvents writes to the store, then asks the tail to
 catch up; requests ask too. The tail reads events by id past its watermark from the store and
-gives each to its group's model (``Recipe.update``), so every server process (uvicorn workers,
-the Airflow plugin) applies every event, its own and the others', in the order stored. Ids
+gives each to its group's model (``Recipe.update``, with its event type; only events that pass
+the group's training filter, as at import) and to the state's per-user live events that
+Interactions filters read (every event), so every server process (uvicorn workers, the Airflow
+plugin) applies every event, its own and the others', in the order stored. Ids
 that are skipped (a PostgreSQL transaction that commits late) are asked for again for a while.
 """
 
@@ -19,7 +21,7 @@ import logging
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +44,7 @@ class ModelState:
     # Each user's live events, (item_id, event_type, sent_at), newest last: what Interactions filters
     # read beside the snapshot. Every process's tail applies every stored event, so all agree.
     live: dict[str, deque] = field(default_factory=dict)
+    trains_on: Callable[[StoredEvent], bool] | None = None  # the solution's training filter; None: every event
 
     def apply(self, events: list[StoredEvent]) -> None:
         per_user: dict[str, list[StoredEvent]] = defaultdict(list)
@@ -50,7 +53,9 @@ class ModelState:
                 per_user[event.user_id].append(event)
         with self.lock:
             for user, mine in per_user.items():
-                self.model.update(user, [(e.item_id, int(e.sent_at), e.event_type) for e in mine])
+                learned = mine if self.trains_on is None else [e for e in mine if self.trains_on(e)]
+                if learned:
+                    self.model.update(user, [(e.item_id, int(e.sent_at), e.event_type) for e in learned])
                 kept = self.live.get(user)
                 if kept is None:
                     kept = self.live[user] = deque(maxlen=LIVE_EVENTS_PER_USER)
@@ -63,6 +68,26 @@ class ModelState:
         return list(kept) if kept else None
 
 
+def training_filter(event_types: Iterable[str] = (), event_value_threshold: float | None = None):
+    """The group's training filter as a test of one live event (None when it keeps everything).
+
+    As at import (``pipelines.importing.personalize``): the event type must be one of
+    ``event_types`` (exactly), and the event value at least the threshold (an event without a
+    value fails a threshold). Models learn only what passes; filters read every event.
+    """
+    types = frozenset(event_types)
+    if not types and event_value_threshold is None:
+        return None
+
+    def passes(event: StoredEvent) -> bool:
+        if types and event.event_type not in types:
+            return False
+        value = event.event_value
+        return event_value_threshold is None or (value is not None and value >= event_value_threshold)
+
+    return passes
+
+
 class ModelHolder:
     """The serving model of one Personalize group."""
 
@@ -73,8 +98,9 @@ class ModelHolder:
         champion_version: Callable[[], str | None],
         load_version: Callable[[str], Any],
         load_data: Callable[[], Any] | None = None,
+        trains_on: Callable[[StoredEvent], bool] | None = None,
     ):
-        self.group, self.store = group, store
+        self.group, self.store, self.trains_on = group, store, trains_on
         self._champion_version, self._load_version, self._load_data = champion_version, load_version, load_data
         self.state: ModelState | None = None
         self.error: str | None = None  # the last failed load, reported in /health
@@ -103,7 +129,7 @@ class ModelHolder:
                 if not callable(getattr(model, method, None)):
                     raise TypeError(f"{type(model).__name__} has no {method}(): not a Personalize model")
             data = self._load_data() if self._load_data else None
-            state = ModelState(version, model, data)
+            state = ModelState(version, model, data, trains_on=self.trains_on)
             mark = tail.watermark
             since = float(getattr(model, "latest_timestamp_", 0) or 0)
             replay = self.store.events_of_group(self.group, up_to_id=mark, sent_after=since, limit=REPLAY_LIMIT,

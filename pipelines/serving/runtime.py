@@ -11,7 +11,7 @@ from pipelines.serving.auth import KeyChecker
 from pipelines.serving.filter_registry import FilterRegistry
 from pipelines.serving.forecasts import ForecastHolder
 from pipelines.serving.observability import Metrics
-from pipelines.serving.recommender import EventTail, ModelHolder
+from pipelines.serving.recommender import EventTail, ModelHolder, training_filter
 from pipelines.serving.settings import ServingSettings
 from pipelines.serving.store import Store
 
@@ -29,7 +29,7 @@ def latest_snapshot_data(storage_root: str) -> Any:
     return InteractionData.from_snapshot(folder) if folder is not None else None
 
 
-def _model_holder(name: str, root: str, store: Store) -> ModelHolder:
+def _model_holder(name: str, root: str, store: Store, trains_on=None) -> ModelHolder:
     def champion_version() -> str | None:
         from pipelines import models, registry
 
@@ -46,7 +46,7 @@ def _model_holder(name: str, root: str, store: Store) -> ModelHolder:
         mlflow.set_registry_uri(registry.tracking_uri())
         return models.load_version("personalize", name, version)
 
-    return ModelHolder(name, store, champion_version, load_version, lambda: latest_snapshot_data(root))
+    return ModelHolder(name, store, champion_version, load_version, lambda: latest_snapshot_data(root), trains_on)
 
 
 class Runtime:
@@ -66,7 +66,9 @@ class Runtime:
         self.forecasts: dict[str, ForecastHolder] = {}
         for group in groups:
             if group.kind == "personalize" and settings.load_models:
-                self.models[group.name] = _model_holder(group.name, group.storage_root, self.store)
+                rule = group.training_filter
+                trains_on = training_filter(rule.event_types, rule.event_value_threshold)
+                self.models[group.name] = _model_holder(group.name, group.storage_root, self.store, trains_on)
             elif group.kind == "forecast":
                 self.forecasts[group.name] = ForecastHolder(group.name, group.storage_root)
         self.personalize_groups = {g.name for g in groups if g.kind == "personalize"}

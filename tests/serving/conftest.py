@@ -120,12 +120,13 @@ def build_world(
     database_url: str | None = None,
     interactions: pd.DataFrame | None = None,
     solution=None,
+    settings: str = "",
 ) -> World:
     """The world above; ``interactions`` (default ``two_groups()``) go to the snapshot and train
-    ``solution`` (default SIMS), an unfitted recipe."""
+    ``solution`` (default SIMS), an unfitted recipe; ``settings`` is more YAML for the shop group."""
     groups_dir = tmp / "groups.d"
     groups_dir.mkdir(parents=True, exist_ok=True)
-    (groups_dir / f"{shop}.yaml").write_text(SHOP.format(name=shop))
+    (groups_dir / f"{shop}.yaml").write_text(SHOP.format(name=shop) + settings)
     (groups_dir / "sales.yaml").write_text(SALES)
     interactions = two_groups() if interactions is None else interactions
     snapshot = groups_dir / f"{shop}_store" / "snapshots" / "as_of=20240101T000000"
