@@ -44,6 +44,7 @@ RUN_PARAMS = (
     "hpo_trials",
     "hpo_timeout_seconds",
     "optimization_metric",
+    "algorithm_params",
     "num_results",
     "force_promotion",
 )
@@ -107,6 +108,13 @@ def training_params(group) -> dict:
             ),
             "optimization_metric": Param(
                 t.optimization_metric, type="string", title="Optimization metric", enum=list(domains.FORECAST_METRICS)
+            ),
+            "algorithm_params": Param(
+                dict(t.algorithm_params),
+                type="object",
+                title="Hyperparameters per algorithm",
+                description='e.g. {"DeepAR+": {"epochs": 20}, "AutoPredictor": {"time_limit": 600}}; '
+                "checked against each algorithm's ranges when the run starts. Empty: the group's.",
             ),
             **common,
         }
@@ -196,13 +204,41 @@ def build_dag(settings_file: str, kind: str):
 
         @task(map_index_template="{{ task.op_kwargs['name'] }}")
         def hpo_train(name: str) -> dict:
-            """Tune (Optuna, when trials are asked for) and backtest one candidate."""
-            return _steps(kind).hpo_train(load_group(settings_file), run_as_of(), name, run_overrides())
+            """Tune (Optuna, when trials are asked for) and backtest one candidate.
 
-        @task
-        def backtest(candidates: list[dict]) -> dict:
-            """The best candidate on the optimization metric, and the champion scored on the same data."""
-            return _steps(kind).backtest(load_group(settings_file), run_as_of(), list(candidates), run_overrides())
+            A candidate that fails ends this task failed, without retries (its error is in the log);
+            either way its leaderboard entry goes to the XCom ``candidate`` for the backtest step.
+            """
+            from airflow.sdk.exceptions import AirflowFailException
+
+            from pipelines.workflow import CandidateFailed
+
+            ti = get_current_context()["ti"]
+            try:
+                result = _steps(kind).hpo_train(load_group(settings_file), run_as_of(), name, run_overrides())
+            except CandidateFailed as failed:
+                ti.xcom_push(key="candidate", value=failed.record)
+                raise AirflowFailException(str(failed)) from failed
+            ti.xcom_push(key="candidate", value=result)
+            return result
+
+        # Runs once every candidate is done, failed ones included (plan's success is the "one success").
+        @task(trigger_rule="all_done_min_one_success")
+        def backtest(names: list[str]) -> dict:
+            """The best candidate on the optimization metric, and the champion scored on the same data.
+
+            Runs when every candidate is done, failed ones included; with none trained it fails,
+            naming each candidate's error.
+            """
+            from airflow.sdk.exceptions import AirflowFailException
+
+            from pipelines.workflow import NoCandidateTrained
+
+            candidates = trained_candidates(list(names))
+            try:
+                return _steps(kind).backtest(load_group(settings_file), run_as_of(), candidates, run_overrides())
+            except NoCandidateTrained as none:  # retrying cannot help: fail now, naming each error
+                raise AirflowFailException(str(none)) from none
 
         @task(task_id="forecast" if kind == "forecast" else "recommend")
         def predict(selection: dict) -> dict:
@@ -221,10 +257,28 @@ def build_dag(settings_file: str, kind: str):
         candidates >> imported
         trained = hpo_train.expand(name=candidates)
         imported >> trained
-        selection = backtest(trained)
+        selection = backtest(candidates)
+        trained >> selection
         publish(selection, predict(selection))
 
     return pipeline()
+
+
+def trained_candidates(names: list[str]) -> list[dict]:
+    """Each mapped hpo_train's result by candidate, or its failure (or why it has neither)."""
+    ti = get_current_context()["ti"]
+    found = []
+    for index, name in enumerate(names):
+        result = ti.xcom_pull(task_ids="hpo_train", map_indexes=index, key="candidate")
+        found.append(
+            result
+            or {
+                "name": name,
+                "score": None,
+                "error": "hpo_train did not finish (its upstream failed or it was stopped): see its task log",
+            }
+        )
+    return found
 
 
 def _steps(kind: str):

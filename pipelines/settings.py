@@ -223,6 +223,8 @@ class ForecastTraining(TrainingBase):
     optimization_metric: Literal[d.FORECAST_METRICS] = "AverageWeightedQuantileLoss"  # type: ignore[valid-type]
     workers: int = Field(1, ge=1, le=64)  # processes for per-series fitting
     plots: int = Field(12, ge=0, le=500)  # items drawn in the published plots
+    # Hyperparameters by algorithm name, checked against each one's ranges (forecast/hyperparameters.py).
+    algorithm_params: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("forecast_types")
     @classmethod
@@ -231,6 +233,24 @@ class ForecastTraining(TrainingBase):
         if bad:
             raise ValueError(f"forecast types {bad} are outside 0.01-0.99 (or 'mean')")
         return value
+
+    @field_validator("algorithm_params")
+    @classmethod
+    def _algorithm_params(cls, value: dict) -> dict:
+        from pipelines.forecast import hyperparameters
+
+        return hyperparameters.check(value)
+
+    @model_validator(mode="after")
+    def _metric_needs(self) -> ForecastTraining:
+        # Forecast: wQL scores quantiles; the point metrics score the mean, which is always computed.
+        if self.optimization_metric == "AverageWeightedQuantileLoss" and all(t == "mean" for t in self.forecast_types):
+            raise ValueError(
+                "optimization_metric AverageWeightedQuantileLoss needs at least one quantile among the "
+                f"forecast_types (got {self.forecast_types}): add one (0.1, 0.5, 0.9) "
+                "or optimize WAPE, RMSE, MASE or MAPE"
+            )
+        return self
 
 
 class PersonalizeTraining(TrainingBase):

@@ -43,6 +43,7 @@ OVERRIDES = {
     "hpo_trials": "hpo_trials",
     "hpo_timeout_seconds": "hpo_timeout_seconds",
     "optimization_metric": "optimization_metric",
+    "algorithm_params": "algorithm_params",
     "num_results": "num_results",
 }
 
@@ -225,7 +226,7 @@ def select(candidates: list[dict], metric: str) -> dict:
     ok = [c for c in candidates if not c.get("error") and _finite(c.get("score"))]
     if not ok:
         failures = "; ".join(f"{c['name']}: {c.get('error')}" for c in candidates)
-        raise RuntimeError(f"no candidate trained: {failures}")
+        raise NoCandidateTrained(f"no candidate trained: {failures}")
     sign = 1 if registry.higher_is_better(metric) else -1
     return max(ok, key=lambda c: (sign * c["score"], -candidates.index(c)))
 
@@ -352,15 +353,31 @@ def leaderboard(candidates: list[dict], metric: str) -> list[dict]:
     return sorted(rows, key=lambda c: (not _finite(c["score"]), sign * c["score"] if _finite(c["score"]) else 0.0))
 
 
-def failed_candidate(name: str, exc: Exception) -> dict:
-    """Record a candidate's failure on its MLflow run (ended FAILED) and as a leaderboard entry."""
+class NoCandidateTrained(RuntimeError):
+    """Every candidate of a run failed (or scored nothing): the run cannot select a model."""
+
+
+class CandidateFailed(RuntimeError):
+    """A candidate could not be trained or scored; ``record`` is its leaderboard entry, error included."""
+
+    def __init__(self, record: dict):
+        super().__init__(f"candidate {record['name']} failed: {record['error']}")
+        self.record = record
+
+
+def failed_candidate(name: str, exc: Exception) -> CandidateFailed:
+    """Record a candidate's failure on its MLflow run (ended FAILED); the exception its step raises.
+
+    The step fails (a red task in Airflow's grid, the error in its log) and carries the leaderboard
+    entry, so the backtest step still ranks the candidates that trained and lists this one's error.
+    """
     import mlflow
 
     log.exception("candidate %s failed", name)
     message = f"{type(exc).__name__}: {exc}"
     mlflow.set_tag("airsight.error", message[:5000])
     mlflow.end_run(status="FAILED")
-    return {"name": name, "error": message, "score": None}
+    return CandidateFailed({"name": name, "error": message, "score": None})
 
 
 def _finite(value) -> bool:

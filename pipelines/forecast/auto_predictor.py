@@ -109,8 +109,8 @@ class AutoPredictor(ForecastAlgorithm):
     ``candidate_params`` gives hyperparameters by candidate name; ``n_jobs`` and ``seed`` are passed
     to every candidate that does not set them. ``top_k=1`` picks one candidate per item, no blends.
     ``forecast_types`` are what the backtest forecasts and scores (the point metrics score the
-    mean when it is one of them, else p50, as Forecast does). ``time_limit`` bounds ``fit`` in
-    seconds (None: no bound).
+    mean, forecast whether or not it is one of them, as Forecast does). ``time_limit`` bounds
+    ``fit`` in seconds (None: no bound).
     """
 
     name = "AutoPredictor"
@@ -227,7 +227,7 @@ class AutoPredictor(ForecastAlgorithm):
                 self.calibration_[name] = _calibration(actual, forecasts[c][1], levels)
                 forecasts[c] = (forecasts[c][0], _apply_calibration(forecasts[c][1], levels, self.calibration_[name]))
         scales = _scales(data, starts)
-        point = metrics.point_forecast_type(types)
+        point = "mean"  # Forecast's point metrics score the mean, which every backtest export holds
         scores = np.column_stack([self._score(actual, f, scales, point, levels) for f in forecasts])
         weights, blend_scores = self._choose(scores, actual, forecasts, scales, point, levels, names, backtests)
         allowed = np.column_stack([eligible[n] for n in names])
@@ -484,8 +484,7 @@ def _window_arrays(data: ForecastData, backtests: list[BacktestResult], types, l
         actual[rows, window, step] = export[data.target].to_numpy(dtype="float64")
         mean = np.full((n, windows, h), np.nan)
         quant = np.full((n, windows, h, len(levels)), np.nan)
-        if "mean" in types:
-            mean[rows, window, step] = export["mean"].to_numpy(dtype="float64")
+        mean[rows, window, step] = export["mean"].to_numpy(dtype="float64")
         for j, tau in enumerate(levels):
             quant[rows, window, step, j] = export[column_name(tau)].to_numpy(dtype="float64")
         forecasts.append((mean, quant))

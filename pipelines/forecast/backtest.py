@@ -6,6 +6,10 @@ before, forecasts the horizon and scores it against what really happened. With s
 forecast starts ``k * offset`` periods before the end. The offset is at least the horizon (so the
 forecast is scored on known values) and less than half the dataset's length.
 
+The point metrics (WAPE, RMSE, MAPE, MASE) score the mean forecast, Forecast's rule since 2020,
+whether or not ``mean`` is one of the forecast types: every algorithm forecasts the mean, and the
+backtest export always holds it. wQL scores the quantiles asked for.
+
 Only observed values are scored: a value that filling made up on import (``filled_by`` set) is
 left out of every metric, since it says nothing about what was sold. The predictor's metrics are
 the windows' averages, as Forecast's ``Summary`` evaluation is.
@@ -106,7 +110,7 @@ def backtest(
     types = forecast_types(quantiles)
     velocity_buckets([], velocity_quantiles)  # bad cut-points fail before any model is fitted
     levels = sorted(t for t in types if t != "mean")
-    point = metrics.point_forecast_type(types)
+    exported = types if "mean" in types else [*types, "mean"]  # the point metrics' forecast, always
     h = data.horizon
     window_rows, item_frames, export_frames, timings = [], [], [], {}
     velocity_rows, velocity_frames = [], []
@@ -121,7 +125,7 @@ def backtest(
             values, seen = data.window(i, start, start + h)
             actual[row] = np.where(seen, values, np.nan)
         scales = np.array([_scale(train, i) for i in ids])
-        yhat = mean if point == "mean" else quant[:, :, levels.index(0.5)]
+        yhat = mean
         by_level = {tau: quant[:, :, j] for j, tau in enumerate(levels)}
         scored = ~np.isnan(actual).all(axis=1)
         span = data.periods[start : start + h]
@@ -161,7 +165,7 @@ def backtest(
         export = data.keys.iloc[np.repeat(ids, h)].reset_index(drop=True)
         export["timestamp"] = np.tile(span.to_numpy(), len(ids))
         export[data.target] = actual.reshape(-1)
-        for t in types:
+        for t in exported:
             values = mean if t == "mean" else quant[:, :, levels.index(t)]
             export[column_name(t)] = values.reshape(-1)
         export["backtest_window"] = number
@@ -173,7 +177,7 @@ def backtest(
     metric_names = [c for c in windows_frame.columns if c not in skip]
     summary = {name: float(windows_frame[name].mean()) for name in metric_names}
     summary.update(
-        ForecastType=column_name(point),
+        ForecastType="mean",
         NumberOfBacktestWindows=windows,
         BackTestWindowOffset=h if offset is None else offset,
     )

@@ -277,8 +277,19 @@ def fill_gaps(y: np.ndarray) -> np.ndarray:
 
 # -- the registry --------------------------------------------------------------------------
 
-# Filled by the algorithm modules as they load; the package's __init__ loads the built-in ones.
+# Filled by the algorithm modules as they load. Every lookup loads the built-in modules first, so
+# an algorithm is found whichever module an entry point (a DAG task, the CLI, a test) imported.
 ALGORITHMS: dict[str, type[ForecastAlgorithm]] = {}
+BUILTIN_MODULES = (
+    "pipelines.forecast.naive",
+    "pipelines.forecast.ets",
+    "pipelines.forecast.theta",
+    "pipelines.forecast.arima",
+    "pipelines.forecast.npts",
+    "pipelines.forecast.prophet_model",
+    "pipelines.forecast.deepar",
+    "pipelines.forecast.auto_predictor",
+)
 
 
 def register(cls: type[ForecastAlgorithm]) -> type[ForecastAlgorithm]:
@@ -286,10 +297,17 @@ def register(cls: type[ForecastAlgorithm]) -> type[ForecastAlgorithm]:
     return cls
 
 
-def get_algorithm(name: str, **params) -> ForecastAlgorithm:
-    """An algorithm by its Forecast name (``ETS``, ``NPTS``, ``arn:aws:forecast:::algorithm/ETS``)."""
+def algorithm_class(name: str) -> type[ForecastAlgorithm]:
+    """The class of an algorithm by its Forecast name (``ETS``, ``arn:aws:forecast:::algorithm/ETS``)."""
+    for module in BUILTIN_MODULES:  # cheap after the first call: imports are cached
+        importlib.import_module(module)
     key = name.rsplit("/", 1)[-1]
     found = ALGORITHMS.get(key) or next((c for n, c in ALGORITHMS.items() if n.lower() == key.lower()), None)
     if found is None:
         raise ValueError(f"unknown algorithm {name!r}; known: {sorted(ALGORITHMS)}")
-    return found(**params)
+    return found
+
+
+def get_algorithm(name: str, **params) -> ForecastAlgorithm:
+    """An unfitted algorithm by its Forecast name, with ``params`` as its hyperparameters."""
+    return algorithm_class(name)(**params)

@@ -250,12 +250,12 @@ class ForecastData:
 
     @classmethod
     def from_snapshot(cls, folder: str | Path, group) -> ForecastData:
-        """Load what ``import_data`` wrote for a forecast dataset group."""
+        """Load what ``import_data`` wrote for a forecast dataset group, with its holidays as a feature."""
         folder = Path(folder)
         target = pd.read_parquet(folder / f"{d.TARGET_TIME_SERIES}.parquet")
         related_path = folder / f"{d.RELATED_TIME_SERIES}.parquet"
         meta_path = folder / f"{d.ITEM_METADATA}.parquet"
-        return cls.from_frame(
+        data = cls.from_frame(
             target,
             keys=group.series_keys,
             target_column=group.domain_info.target,
@@ -266,6 +266,11 @@ class ForecastData:
             item_metadata=pd.read_parquet(meta_path) if meta_path.is_file() else None,
             non_negative=group.domain_info.non_negative,
         )
+        if getattr(group, "holidays_country", None):  # Forecast's holidays supplementary feature
+            from pipelines.forecast.holidays import with_holidays
+
+            data = with_holidays(data, group.holidays_country)
+        return data
 
 
 def _align_related(data: ForecastData, related: pd.DataFrame, keys: list[str]) -> RelatedData:

@@ -11,17 +11,21 @@ and adds the country's holidays as a feature. Here that is two things:
   that falls on it, not the one before). ``count=True`` gives the number of holidays instead.
 
 ``data_holiday_indicator`` aligns the indicator with a ``ForecastData``'s grid and horizon, the
-shape a model's regressors take.
+shape a model's regressors take; ``with_holidays`` adds it to the data as one more related
+feature (``holiday_<country>``, known into the future like every related series), which is how a
+group's ``holidays_country`` reaches every algorithm that takes regressors (ARIMA, Prophet,
+DeepAR+, and the AutoPredictor's candidates among them), in backtests and in the final forecast.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import numpy as np
 import pandas as pd
 
-from pipelines.forecast.data import ForecastData
+from pipelines.forecast.data import ForecastData, RelatedData
 from pipelines.forecast.regressors import full_grid
 from pipelines.frequency import Frequency
 
@@ -107,3 +111,37 @@ def data_holiday_indicator(
 ) -> np.ndarray:
     """``holiday_indicator`` for every grid period of ``data`` and its horizon (``len(periods) + horizon``)."""
     return holiday_indicator(country, full_grid(data), data.freq, subdivision=subdivision, count=count)
+
+
+def with_holidays(data: ForecastData, country: str, *, subdivision: str | None = None) -> ForecastData:
+    """``data`` with the country's holiday indicator as a related feature of every series.
+
+    Each related series gets the column on its own periods; target series without a related
+    series share a new one that holds the indicator alone.
+    """
+    indicator = data_holiday_indicator(data, country, subdivision=subdivision)
+    name = f"holiday_{_country_code(country)}"
+    n = data.n_series
+    rel = data.related
+    if rel is None:
+        related = RelatedData(
+            [name],
+            indicator[:, None],
+            np.array([0, len(indicator)], dtype="int64"),
+            np.array([0], dtype="int64"),
+            np.zeros(n, dtype="int64"),
+        )
+        return dataclasses.replace(data, related=related)
+    lengths = np.diff(rel.offsets)
+    positions = np.concatenate([start + np.arange(length) for start, length in zip(rel.starts, lengths, strict=True)])
+    values = np.hstack([rel.values, indicator[positions.astype("int64")][:, None]])
+    offsets, starts, index = rel.offsets, rel.starts, rel.index.copy()
+    if (index < 0).any():  # series without related data still get the holidays
+        alone = np.full((len(indicator), values.shape[1]), np.nan)
+        alone[:, -1] = indicator
+        values = np.vstack([values, alone])
+        offsets = np.append(offsets, offsets[-1] + len(indicator))
+        starts = np.append(starts, 0)
+        index[index < 0] = len(lengths)
+    related = RelatedData([*rel.features, name], values, offsets, starts, index)
+    return dataclasses.replace(data, related=related)

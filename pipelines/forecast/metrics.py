@@ -4,7 +4,8 @@ All functions take arrays of actuals ``y`` and forecasts of the same shape (item
 flat) and skip points where ``y`` is NaN: a backtest scores observed values only, never the ones
 filling made up.
 
-- wQL[tau] = 2 * sum(tau * max(y - q, 0) + (1 - tau) * max(q - y, 0)) / sum(|y|)
+- wQL[tau] = 2 * sum(tau * max(y - q, 0) + (1 - tau) * max(q - y, 0)) / sum(|y|); where the
+  actuals sum to 0 (nothing sold in the window), Forecast reports the unweighted loss, the numerator
 - Average wQL: the mean of wQL over the quantiles forecast
 - WAPE = sum(|y - yhat|) / sum(|y|)
 - RMSE = sqrt(mean((y - yhat)^2))
@@ -12,7 +13,7 @@ filling made up.
 - MASE = mean(|y - yhat|) / mean(|y[t] - y[t - m]|) over the item's history (m by frequency);
   over several items, the mean of the items' MASE (as GluonTS aggregates it)
 
-``yhat`` is the mean forecast, or p50 when the mean was not forecast (Forecast's rule).
+``yhat`` is the mean forecast (Forecast's rule since 2020, whatever the forecast types).
 """
 
 from __future__ import annotations
@@ -40,8 +41,12 @@ def quantile_loss(y, q, tau: float) -> float:
 
 
 def weighted_quantile_loss(y, q, tau: float) -> float:
+    """wQL[tau]; the unweighted loss where the actuals sum to 0, NaN where there is nothing to score."""
     yv, _ = _valid(y, q)
-    return _ratio(2 * quantile_loss(y, q, tau), np.sum(np.abs(yv)))
+    if not yv.size:
+        return float("nan")
+    loss, total = 2 * quantile_loss(y, q, tau), float(np.sum(np.abs(yv)))
+    return loss / total if total > 0 else loss
 
 
 def average_weighted_quantile_loss(y, quantiles: Mapping[float, np.ndarray]) -> float:
@@ -86,13 +91,6 @@ def mase(y, yhat, scale: float) -> float:
     return float(np.mean(np.abs(y - yhat)) / scale)
 
 
-def point_forecast_type(types) -> str | float:
-    """Which forecast the point metrics score: the mean when forecast, else p50 (else the mean anyway)."""
-    if "mean" in types:
-        return "mean"
-    return 0.5 if 0.5 in types else "mean"
-
-
 def item_metrics(y: np.ndarray, yhat: np.ndarray, quantiles: Mapping[float, np.ndarray], scales: np.ndarray) -> dict:
     """Each metric per item (row of ``y``): arrays of length items, NaN where an item has nothing to score.
 
@@ -106,7 +104,8 @@ def item_metrics(y: np.ndarray, yhat: np.ndarray, quantiles: Mapping[float, np.n
     out: dict[str, np.ndarray] = {}
     for tau, q in quantiles.items():
         loss = tau * np.maximum(actual - q, 0) + (1 - tau) * np.maximum(q - actual, 0)
-        out[f"wQL[{tau}]"] = _divide(2 * np.where(seen, loss, 0).sum(axis=1), total)
+        summed = 2 * np.where(seen, loss, 0).sum(axis=1)
+        out[f"wQL[{tau}]"] = np.where(count == 0, np.nan, np.where(total > 0, _divide(summed, total), summed))
     if quantiles:
         out["AverageWeightedQuantileLoss"] = np.mean([out[f"wQL[{tau}]"] for tau in quantiles], axis=0)
     error = np.where(seen, np.abs(actual - yhat), 0.0)

@@ -31,19 +31,39 @@ def load_data(group: ForecastGroup, as_of: pd.Timestamp):
 
 
 def algorithm(config: dict, training) -> object:
-    """The unfitted algorithm a configuration names, with the run's workers and seed."""
+    """The unfitted algorithm a configuration names, with the run's workers and seed.
+
+    The AutoPredictor also takes the run's metric, forecast types and backtest windows, and gives
+    its candidates the group's ``algorithm_params`` for them.
+    """
     from pipelines.forecast.base import get_algorithm
 
     params = dict(config["params"])
     if config["name"] == "AutoPredictor":
+        given = training.algorithm_params
         params = {
             "metric": training.optimization_metric,
             "forecast_types": training.forecast_types,
             "windows": training.backtest_windows,
             "offset": training.backtest_offset,
+            "candidate_params": {n: p for n, p in given.items() if n != "AutoPredictor"},
             **params,
         }
     return get_algorithm(config["name"], **params, n_jobs=training.workers, seed=training.seed)
+
+
+def tuning_data(data, training):
+    """What HPO may see: the data before the oldest scoring window, so no candidate is scored on
+    the periods it was tuned on; None when that leaves too little history for tuning windows."""
+    from pipelines.forecast.backtest import window_starts
+
+    first = window_starts(data.end, data.horizon, training.backtest_windows, training.backtest_offset)[0]
+    earlier = data.until(first)
+    try:
+        window_starts(earlier.end, data.horizon, training.backtest_windows, training.backtest_offset)
+    except ValueError:
+        return None
+    return earlier
 
 
 def hpo_train(group: ForecastGroup, as_of=None, name: str = "", overrides: dict | None = None) -> dict:
@@ -60,21 +80,26 @@ def hpo_train(group: ForecastGroup, as_of=None, name: str = "", overrides: dict 
         import mlflow
 
         try:
-            params, trials = {}, None
+            params, trials, tuned_on = dict(training.algorithm_params.get(name, {})), None, None
             key = tuning.algorithm_key(name)
-            if training.hpo_trials and key in tuning.SEARCH_SPACES:
+            history = tuning_data(data, training) if training.hpo_trials and key in tuning.SEARCH_SPACES else None
+            if history is not None:
                 result = tuning.tune(
                     name,
-                    data,
+                    history,
                     metric=training.optimization_metric,
                     n_trials=training.hpo_trials,
                     timeout=training.hpo_timeout_seconds,
                     seed=training.seed,
+                    fixed={**params, "n_jobs": training.workers, "seed": training.seed},
                     windows=training.backtest_windows,
                     offset=training.backtest_offset,
                     forecast_types=training.forecast_types,
                 )
-                params, trials = result.best_params, len(result.trials)
+                params, trials = {**params, **result.best_params}, len(result.trials)
+                tuned_on = str(history.last_period)
+            elif training.hpo_trials and key in tuning.SEARCH_SPACES:
+                log.warning("%s: too little history before the scoring windows to tune on; defaults trained", name)
             config = {"name": name, "params": params}
             result = backtest(
                 algorithm(config, training),
@@ -84,7 +109,7 @@ def hpo_train(group: ForecastGroup, as_of=None, name: str = "", overrides: dict 
                 training.forecast_types,
             )
         except Exception as exc:  # one candidate's failure leaves the others in the race
-            return wf.failed_candidate(name, exc)
+            raise wf.failed_candidate(name, exc) from exc
         with storage.atomic_dir(folder) as tmp:
             storage.write_parquet(result.windows, tmp / "windows.parquet")
             storage.write_parquet(result.items, tmp / "items.parquet")
@@ -100,6 +125,7 @@ def hpo_train(group: ForecastGroup, as_of=None, name: str = "", overrides: dict 
         "config": config,
         "score": score,
         "trials": trials,
+        "tuned_until": tuned_on,
         "path": str(folder),
         "seconds": round(time.perf_counter() - began, 3),
         "metrics": {k: v for k, v in result.summary.items() if isinstance(v, float)},

@@ -63,7 +63,7 @@ def hpo_train(group: PersonalizeGroup, as_of=None, name: str = "", overrides: di
             config = {"name": name, "params": params}
             report = evaluate(recipe(config), data, seed=training.seed)
         except Exception as exc:  # one candidate's failure leaves the others in the race
-            return wf.failed_candidate(name, exc)
+            raise wf.failed_candidate(name, exc) from exc
         mlflow.log_params({"recipe": name, **{f"hp.{k}": v for k, v in params.items()}})
         wf.log_metrics("", report["metrics"])
         wf.log_metrics("", {"fit_seconds": report["fit_seconds"], "test_users": report["test_users"]})

@@ -82,7 +82,7 @@ def test_filled_values_are_not_scored():
     result = backtest(SeasonalNaive(), data, quantiles=[0.5])
     row = result.export[(result.export.item_id == "a") & (result.export.timestamp == data.periods[66])]
     assert np.isnan(row["demand"]).all()
-    assert result.summary["WAPE"] == 0 and result.summary["ForecastType"] == "p50"
+    assert result.summary["WAPE"] == 0 and result.summary["ForecastType"] == "mean"
 
 
 def test_items_and_summary_tables():

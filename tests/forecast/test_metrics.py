@@ -55,7 +55,7 @@ def test_unobserved_actuals_are_skipped():
 def test_nothing_to_scale_by_gives_nan_not_an_error():
     zeros = np.zeros(3)
     assert np.isnan(metrics.wape(zeros, Q))
-    assert np.isnan(metrics.weighted_quantile_loss(zeros, Q, 0.5))
+    assert metrics.weighted_quantile_loss(zeros, Q, 0.5) == pytest.approx(np.sum(Q))  # unweighted: Forecast's rule
     assert np.isnan(metrics.mape(zeros, Q))
     assert np.isnan(metrics.mase(Y, Q, 0.0))
 
@@ -85,6 +85,12 @@ def test_summary_pools_points_but_averages_mase_over_items():
     assert summary["MAPE"] == pytest.approx((0.5 + 0.25 + 0 + 0 + 0.6) / 5)
 
 
-def test_point_forecast_is_the_mean_else_p50():
-    assert metrics.point_forecast_type([0.1, "mean"]) == "mean"
-    assert metrics.point_forecast_type([0.1, 0.5]) == 0.5
+def test_wql_falls_back_to_the_unweighted_loss_when_the_actuals_sum_to_zero():
+    y = np.zeros((2, 3))
+    q = np.array([[1.0, 0.0, 2.0], [0.0, 0.0, 0.0]])
+    # 2 * sum((1 - tau) * (q - y)) for tau = 0.9: 2 * 0.1 * 3
+    assert metrics.weighted_quantile_loss(y, q, 0.9) == pytest.approx(0.6)
+    assert metrics.summary_metrics(y, q, {0.9: q}, np.array([1.0, 1.0]))["wQL[0.9]"] == pytest.approx(0.6)
+    per_item = metrics.item_metrics(y, q, {0.9: q}, np.array([1.0, 1.0]))["wQL[0.9]"]
+    np.testing.assert_allclose(per_item, [0.6, 0.0])
+    assert np.isnan(metrics.weighted_quantile_loss(np.full(3, np.nan), q[0], 0.9))  # nothing observed

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from pipelines import models, publish, registry, steps
+from pipelines import workflow as wf
 from pipelines.example_data import write_examples
 from pipelines.forecast import workflow
 from pipelines.settings import load_group
@@ -59,7 +60,9 @@ def test_a_failing_candidate_is_recorded_and_the_others_still_compete(retail, mo
         return real(config, training)
 
     monkeypatch.setattr(workflow, "algorithm", broken)
-    failed = workflow.hpo_train(retail, as_of, "NPTS", {})
+    with pytest.raises(wf.CandidateFailed, match="candidate NPTS failed: FloatingPointError: diverged") as raised:
+        workflow.hpo_train(retail, as_of, "NPTS", {})
+    failed = raised.value.record
     assert failed["score"] is None and failed["error"] == "FloatingPointError: diverged"
     ok = workflow.hpo_train(retail, as_of, "SeasonalNaive", {})
     selection = workflow.backtest(retail, as_of, [failed, ok], {})
