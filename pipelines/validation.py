@@ -26,7 +26,7 @@ import pandas as pd
 from pipelines import domains as d
 from pipelines.errors import DataError, Violation
 from pipelines.importing import calendar
-from pipelines.importing.coerce import coerce, value_pattern
+from pipelines.importing.coerce import CONTROL_CHARACTERS, coerce, value_pattern
 from pipelines.importing.reader import RawTable, read_raw
 from pipelines.settings import DatasetSettings, ForecastGroup, Group, PersonalizeGroup
 
@@ -169,6 +169,14 @@ def _schema_expectations(group: Group, dataset: str, raw: RawTable | None) -> li
                     "meta": {"stage": "raw", "rule": f"{attr.type}_type"},
                 }
             )
+        if textual:  # NUL and other control characters are never data, whatever the type
+            out.append(
+                {
+                    "type": "expect_column_values_to_not_match_regex",
+                    "kwargs": {"column": attr.name, "regex": CONTROL_CHARACTERS},
+                    "meta": {"stage": "raw", "rule": "no_control_characters", "row_level": True},
+                }
+            )
         present = raw is not None and attr.name in raw.frame
         required = attr.name in (*d.PERSONALIZE_REQUIRED.get(dataset, ()), "TIMESTAMP")
         if isinstance(group, PersonalizeGroup) and not attr.nullable and present and not required:
@@ -241,13 +249,12 @@ class _Runner:
 
         gx = self.gx
         suite = gx.ExpectationSuite(name=name)
-        for exp in expectations:
+        for index, exp in enumerate(expectations):
             kwargs = dict(exp["kwargs"])
             if exp.get("mostly") is not None:
                 kwargs["mostly"] = exp["mostly"]
-            suite.add_expectation_configuration(
-                ExpectationConfiguration(type=exp["type"], kwargs=kwargs, meta=exp["meta"])
-            )
+            meta = {**exp["meta"], "order": index}  # GX groups results its own way: put them back in order
+            suite.add_expectation_configuration(ExpectationConfiguration(type=exp["type"], kwargs=kwargs, meta=meta))
         suite = self.context.suites.add(suite)
         asset = self.source.add_dataframe_asset(name=name)
         batch = asset.add_batch_definition_whole_dataframe(f"{name}.all")
@@ -261,7 +268,7 @@ class _Runner:
         outcome = checkpoint.run(batch_parameters={"dataframe": frame})
         (identifier, result), *_ = outcome.run_results.items()
         self._results += [identifier, ExpectationSuiteIdentifier(name=name)]
-        return result.results
+        return sorted(result.results, key=lambda r: r.expectation_config.meta["order"])
 
 
 def _violation(raw: RawTable, exp: dict, result: dict) -> Violation:
@@ -381,17 +388,21 @@ class Validator:
         if unparseable:
             bad = np.zeros(len(typed), dtype=bool)
             violations = []
-            for column, mask in unparseable.items():
+            for (column, rule), mask in unparseable.items():
                 bad |= mask
                 values = frame[column].to_numpy()[mask]
                 if allowance and mask.sum() <= allowance * len(raw.frame):
-                    set_aside(positions[mask], "parseable_value", column, values)
+                    set_aside(positions[mask], rule, column, values)
                     continue
+                what = (
+                    "are not finite numbers (they overflow to infinity)"
+                    if rule == "finite_number"
+                    else "but are not one (e.g. a date that does not exist)"
+                )
                 violations.append(
                     Violation(
-                        rule="parseable_value",
-                        message=f"{int(mask.sum())} value(s) have the shape of a {ds.field(column).type} "
-                        "but are not one (e.g. a date that does not exist)",
+                        rule=rule,
+                        message=f"{int(mask.sum())} value(s) have the shape of a {ds.field(column).type} {what}",
                         file=raw.path,
                         column=raw.column_label(column),
                         rows=raw.lines(positions[mask][:20]),

@@ -245,3 +245,83 @@ def test_millisecond_timestamps(groups):
 def test_missing_user_id(groups):
     text = replace_line(interactions_csv(), 10, ",i3,1700000000,click,")
     personalize_fails(groups, text, "non_null_key", line=10)
+
+
+# Non-finite numbers and control characters, in both services
+
+
+def test_a_number_that_overflows_to_infinity_is_a_bad_row(groups):
+    err = fails_cleanly(groups, replace_line(GOOD, 4, "a,2024-01-03,1e999"), "finite_number", line=4, column="demand")
+    assert "1e999" in str(err)
+
+
+@pytest.mark.parametrize("text", ["inf", "-Infinity", "+INF", "infinity"])
+def test_infinity_as_text_is_a_bad_number(groups, text):
+    fails_cleanly(groups, replace_line(GOOD, 5, f"a,2024-01-04,{text}"), "float_format", line=5, column="demand")
+
+
+def test_nan_text_is_a_missing_value_that_filling_replaces_as_in_forecast(groups):
+    import pandas as pd
+
+    path = groups.file("target.csv", replace_line(GOOD, 5, "a,2024-01-04,NaN"))
+    manifest = import_data(groups.group(retail(path)), AS_OF)
+    frame = pd.read_parquet(f"{manifest['snapshot']}/TARGET_TIME_SERIES.parquet")
+    filled = frame[(frame.item_id == "a") & (frame.timestamp == pd.Timestamp("2024-01-04"))]
+    assert filled["demand"].tolist() == [0] and filled["filled_by"].notna().all()
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x07", "\x1b", "\x7f"])
+def test_control_characters_in_a_field_are_bad_rows(groups, char):
+    content = replace_line(GOOD, 3, f"a{char}x,2024-01-02,4")
+    fails_cleanly(groups, content, "no_control_characters", line=3, column="item_id")
+
+
+def test_infinity_in_a_parquet_file_is_a_bad_row(groups, tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    path = tmp_path / "data" / "t.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    days = pd.date_range("2024-01-01", periods=5)
+    frame = pd.DataFrame({"item_id": "a", "timestamp": days, "demand": [1.0, 2, 3, 4, 5]})
+    frame.loc[2, "demand"] = np.inf
+    frame.to_parquet(path)
+    with pytest.raises(DataError) as info:
+        import_data(groups.group(retail(path)), AS_OF)
+    (violation,) = [v for v in info.value.violations if v.rule == "finite_number"]
+    assert violation.count == 1 and violation.file == str(path)
+
+
+def test_non_finite_and_control_characters_are_quarantined_where_allowed(groups):
+    import pandas as pd
+
+    rows = "item_id,timestamp,demand\n" + "".join(f"a,2024-01-{d:02d},{d}\n" for d in range(1, 29))
+    rows += "a,2024-01-29,1e400\nb\x00,2024-01-01,1\n"
+    path = groups.file("t.csv", rows)
+    manifest = import_data(groups.group(retail(path, target={"max_rejected_fraction": 0.1})), AS_OF)
+    entry = manifest["datasets"]["TARGET_TIME_SERIES"]
+    quarantine = pd.read_csv(f"{manifest['snapshot']}/{entry['quarantine']}")
+    assert quarantine[["line", "rule", "column"]].to_dict("records") == [
+        {"line": 30, "rule": "finite_number", "column": "demand"},
+        {"line": 31, "rule": "no_control_characters", "column": "item_id"},
+    ]
+    frame = pd.read_parquet(f"{manifest['snapshot']}/TARGET_TIME_SERIES.parquet")
+    assert frame["item_id"].unique().tolist() == ["a"] and len(frame) == 28
+
+
+def test_personalize_refuses_control_characters_and_infinite_event_values(groups):
+    hostile = replace_line(interactions_csv(), 7, "u0,i\x005,1700000300,click,")
+    personalize_fails(groups, hostile, "no_control_characters", line=7)
+    overflow = replace_line(interactions_csv(), 9, "u0,i7,1700000420,click,1e999")
+    personalize_fails(groups, overflow, "finite_number", line=9)
+
+
+def test_the_cli_exits_3_on_non_finite_numbers_and_writes_nothing(groups, capsys):
+    from pipelines.cli import main
+
+    path = groups.file("t.csv", replace_line(GOOD, 6, "a,2024-01-05,-1e309"))
+    groups.settings(retail(path))
+    assert main(["import", "shop", "--as-of", AS_OF]) == 3
+    err = capsys.readouterr().err
+    assert "finite_number" in err and "line 6" in err and "demand" in err
+    assert not snapshot_dir(groups.group(retail(path)).storage_root, resolve_as_of(AS_OF)).exists()

@@ -125,8 +125,18 @@ def to_epoch_seconds(series: pd.Series, timestamp_format: str = "auto") -> pd.Se
     return pd.Series(seconds, index=series.index).where(parsed.notna()).astype("Int64")
 
 
+# C0 control characters and DEL (tab, newline and carriage return aside): NUL and friends in a field
+# are hostile or broken input, never data. The raw stage refuses them in every text column.
+CONTROL_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+
+
 def coerce(frame: pd.DataFrame, fields, timestamp_format: str, epoch_fields=()) -> tuple[pd.DataFrame, dict]:
-    """Typed copy of ``frame``; and per column, a mask of values present but not convertible."""
+    """Typed copy of ``frame``; and by (column, rule), a mask of the values present that break the rule.
+
+    Rules: ``parseable_value`` (the shape of the type, but not one: 2023-02-30) and ``finite_number``
+    (a number that overflows to infinity, such as 1e999, or an infinity in a Parquet file; the
+    text ``inf`` and ``nan`` already fail the raw stage's number format).
+    """
     typed, failures = {}, {}
     for attr in fields:
         if attr.name not in frame:
@@ -146,7 +156,12 @@ def coerce(frame: pd.DataFrame, fields, timestamp_format: str, epoch_fields=()) 
             value = raw if isinstance(raw.dtype, pd.StringDtype) else _as_text(raw)
         bad = value.isna().to_numpy() & raw.notna().to_numpy()
         if bad.any():
-            failures[attr.name] = bad
+            failures[(attr.name, "parseable_value")] = bad
+        if attr.type in ("float", "integer") and attr.name not in epoch_fields:
+            infinite = np.isinf(to_float(raw).to_numpy(dtype="float64", na_value=np.nan))
+            if infinite.any():
+                failures[(attr.name, "finite_number")] = infinite
+                value = value.mask(infinite)
         typed[attr.name] = value
     return pd.DataFrame(typed, index=frame.index), failures
 
