@@ -108,3 +108,41 @@ def test_personalize_reserved_fields_have_their_types(groups):
     body = personalize("i.csv")
     body["datasets"]["INTERACTIONS"]["schema"][4] = {"name": "EVENT_VALUE", "type": "string"}
     assert "field 'EVENT_VALUE' has type string, expected float or integer" in error_for(groups, body)
+
+
+def test_algorithm_params_are_checked_against_each_algorithms_ranges_naming_the_key(tmp_path):
+    import yaml
+
+    from pipelines.example_data import write_examples
+
+    path = write_examples(tmp_path)["retail_demo"]
+    raw = yaml.safe_load(path.read_text())
+    cases = {
+        "DeepAR+: {epochs: 5000}": "DeepAR+.epochs: Input should be less than or equal to 1000",
+        "DeepAR+: {epoch: 5}": "DeepAR+.epoch: unknown hyperparameter; DeepAR+ takes context_length, epochs",
+        "Prophet: {seasonality_mode: cubic}": "Prophet.seasonality_mode: Input should be 'additive' or 'multipl",
+        "AutoPredictor: {candidates: [ETS, AutoPredictor]}": "AutoPredictor.candidates.1",
+        "CNN: {}": "no algorithm named ['CNN']",
+    }
+    for text, message in cases.items():
+        raw["training"] = {"algorithm_params": yaml.safe_load(text)}
+        path.write_text(yaml.safe_dump(raw))
+        with pytest.raises(SettingsError) as info:
+            load_group(path)
+        assert "key training.algorithm_params" in str(info.value) and message in str(info.value), str(info.value)
+    raw["training"] = {"algorithm_params": {"DeepAR+": {"epochs": 20, "context_length": 56}}}
+    path.write_text(yaml.safe_dump(raw))
+    assert load_group(path).training.algorithm_params == {"DeepAR+": {"epochs": 20, "context_length": 56}}
+
+
+def test_every_algorithm_has_a_hyperparameter_model_matching_its_constructor():
+    import inspect
+
+    from pipelines import domains
+    from pipelines.forecast import hyperparameters
+    from pipelines.forecast.base import algorithm_class
+
+    assert set(hyperparameters.MODELS) == set(domains.FORECAST_ALGORITHMS)
+    for name, model in hyperparameters.MODELS.items():
+        taken = set(inspect.signature(algorithm_class(name).__init__).parameters)
+        assert set(model.model_fields) <= taken, (name, set(model.model_fields) - taken)

@@ -56,6 +56,23 @@ def test_each_item_gets_the_candidate_that_backtests_best(cycles_and_trends):
     assert list(frame.columns) == ["item_id", "timestamp", "p10", "p50", "p90", "mean"]
 
 
+@pytest.mark.parametrize("metric", ["WAPE", "AverageWeightedQuantileLoss"])
+def test_items_are_still_chosen_one_by_one_without_p50_or_mean_among_the_forecast_types(cycles_and_trends, metric):
+    """Forecast's point metrics score the mean, which every backtest carries whatever the types."""
+    model = AutoPredictor(
+        ["SeasonalNaive", "Theta"],
+        metric=metric,
+        forecast_types=[0.1, 0.9],
+        windows=2,
+        top_k=1,
+        candidate_params=NO_SEASON,
+    ).fit(cycles_and_trends)
+    choices = dict(zip(model.result_.choices["item_id"].astype(str), model.result_.choices["algorithms"], strict=True))
+    assert {choices[f"cycle_{k}"] for k in range(4)} == {"SeasonalNaive"}
+    assert {choices[f"trend_{k}"] for k in range(4)} == {"Theta"}
+    assert list(model.predict([0.1, 0.9]).columns[-2:]) == ["p10", "p90"]
+
+
 def test_blends_weigh_by_inverse_error_and_never_lose_to_their_best_member(generated):
     data, _ = generated
     model = AutoPredictor(["SeasonalNaive", "Theta", "NPTS"], top_k=3, selection="best").fit(data)

@@ -112,3 +112,14 @@ def test_series_that_start_inside_a_window_sit_it_out():
     first = result.export[result.export.backtest_window == 1]
     assert first["item_id"].astype(str).unique().tolist() == ["a"]  # b starts at day 60, after the split at 56
     assert result.windows["ItemCount"].tolist() == [1, 2]
+
+
+def test_point_metrics_score_the_mean_even_when_it_is_not_a_forecast_type():
+    from pipelines.forecast import metrics
+
+    data = weekly_pattern()
+    result = backtest(SeasonalNaive(), data, quantiles=[0.1, 0.9])
+    export = result.export
+    assert {"p10", "p90", "mean"} <= set(export.columns) and "p50" not in export.columns
+    assert result.summary["ForecastType"] == "mean"
+    assert result.summary["WAPE"] == pytest.approx(metrics.wape(export["demand"], export["mean"]))

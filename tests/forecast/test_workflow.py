@@ -70,3 +70,41 @@ def test_a_failing_candidate_is_recorded_and_the_others_still_compete(retail, mo
     assert [c["name"] for c in selection["leaderboard"]] == ["SeasonalNaive", "NPTS"]
     with pytest.raises(RuntimeError, match="no candidate trained: NPTS: FloatingPointError"):
         workflow.backtest(retail, as_of, [failed], {})
+
+
+def test_hpo_tunes_on_windows_before_the_scoring_windows_with_the_runs_seed(retail, monkeypatch):
+    from pipelines.forecast import tuning
+    from pipelines.forecast.backtest import window_starts
+
+    as_of = "2024-06-01"
+    steps.import_data(retail, as_of)
+    seen = []
+    real = tuning.tune
+
+    def spy(name, data, **kwargs):
+        seen.append((data.end, kwargs["seed"], kwargs["fixed"]))
+        return real(name, data, **kwargs)
+
+    monkeypatch.setattr(tuning, "tune", spy)
+    overrides = {"hpo_trials": 2, "backtest_windows": 2}
+    first = workflow.hpo_train(retail, as_of, "Theta", overrides)
+    data = workflow.load_data(retail, pd.Timestamp(as_of))
+    scoring = window_starts(data.end, data.horizon, 2)
+    ((end, seed, fixed),) = seen
+    assert end == scoring[0]  # tuning saw nothing of the scoring windows
+    assert first["tuned_until"] == str(data.periods[scoring[0] - 1])
+    assert seed == retail.training.seed and fixed["seed"] == retail.training.seed and fixed["n_jobs"] == 1
+    again = workflow.hpo_train(retail, as_of, "Theta", overrides)
+    assert again["config"] == first["config"] and again["score"] == first["score"]  # same seed, same trials
+
+
+def test_algorithm_params_reach_the_candidate_and_its_configuration(retail):
+    as_of = "2024-06-01"
+    steps.import_data(retail, as_of)
+    overrides = {"algorithm_params": {"Theta": {"theta": 3.0, "deseasonalize": False}}}
+    result = workflow.hpo_train(retail, as_of, "Theta", overrides)
+    assert result["config"] == {"name": "Theta", "params": {"theta": 3.0, "deseasonalize": False}}
+    model = workflow.algorithm(result["config"], wf.options(retail, overrides)[1])
+    assert model.theta == 3.0 and model.deseasonalize is False
+    with pytest.raises(Exception, match=r"Theta.theta: Input should be greater than or equal to 1"):
+        wf.options(retail, {"algorithm_params": {"Theta": {"theta": 0.5}}})
