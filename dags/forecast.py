@@ -1,7 +1,7 @@
-"""Airflow DAGs for Forecast: validate_schema >> import_data for each forecast dataset group.
+"""Airflow DAGs for Amazon Forecast's workflow, one per forecast dataset group.
 
-The remaining steps of Amazon Forecast's workflow (train predictors, backtest, forecast,
-publish) are added to the same DAG as the engines land.
+plan >> validate_schema >> import_data >> hpo_train (one mapped task per candidate algorithm)
+>> backtest >> forecast >> publish; the wiring is in ``_airsight.build_dag``.
 """
 
 from _airsight import build_all

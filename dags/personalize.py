@@ -1,7 +1,8 @@
-"""Airflow DAGs for Personalize: validate_schema >> import_data for each personalize dataset group.
+"""Airflow DAGs for Amazon Personalize's workflow, one per personalize dataset group.
 
-Training solutions, offline evaluation, batch recommendations and publishing follow as the
-recipe engine lands.
+plan >> validate_schema >> import_data >> hpo_train (one mapped task per candidate recipe)
+>> backtest (offline metrics on Personalize's user split) >> recommend >> publish; the wiring
+is in ``_airsight.build_dag``.
 """
 
 from _airsight import build_all
