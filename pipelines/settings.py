@@ -260,6 +260,9 @@ class PersonalizeTraining(TrainingBase):
     optimization_metric: Literal[d.PERSONALIZE_METRICS] = "normalized_discounted_cumulative_gain_at_25"  # type: ignore[valid-type]
     num_results: int = Field(25, ge=1, le=500)  # items per user in the batch recommendations
     seed: int = 42  # the evaluation split's seed
+    # The recipe setting: what the model serves (HTTP and batch) leaves out the user's seen items;
+    # False as in Personalize, where a filter says which to drop (pipelines/personalize/base.py).
+    exclude_seen_items: bool = Field(False, title="Leave out items the user interacted with")
 
 
 class GroupBase(Strict):

@@ -6,7 +6,9 @@ Each input line is one request, in Personalize's batch input shapes:
     {"itemId": "i1"}                              items related to an item
     {"userId": "u1", "itemList": ["i1", "i2"]}    the list ranked for the user (personalized ranking)
 
-and each may carry ``"filterValues"`` for the job's filter expression. Each output line is
+and each may carry ``"filterValues"`` for the job's filter expression. Recommendations follow the
+recipe's ``exclude_seen_items`` setting, as the HTTP API does (Personalize's default: seen items
+may come back; a filter drops them). Each output line is
 Personalize's batch output: ``{"input": {...}, "output": {"recommendedItems": [...], "scores":
 [...]}, "error": null}``, in input order. Where the model had to fall back (an unknown user or
 item, listed items it never saw), ``output`` also says so in ``"fallback"``. A line that is not
@@ -123,11 +125,13 @@ class BatchJob:
         return self.filter.bind(values)
 
     def _recommend(self, user_id: str, bound: BoundFilter | None) -> list[tuple[str, float]]:
+        # The recipe's exclude_seen_items setting, as the HTTP API serves it (False as in Personalize).
+        seen = bool(getattr(self.model, "exclude_seen_items", False))
         if bound is None:
-            return self.model.recommend(user_id, n=self.num_results)
+            return self.model.recommend(user_id, n=self.num_results, exclude_seen=seen)
         from pipelines.personalize.filters import recommend_filtered
 
-        return recommend_filtered(self.model, bound, self.data, user_id, n=self.num_results)
+        return recommend_filtered(self.model, bound, self.data, user_id, n=self.num_results, exclude_seen=seen)
 
     def _related(self, item_id: str, bound: BoundFilter | None) -> list[tuple[str, float]]:
         if bound is None:

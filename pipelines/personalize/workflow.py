@@ -23,16 +23,22 @@ log = logging.getLogger(__name__)
 KIND = "personalize"
 
 
+def candidates(training) -> list[str]:
+    """The run's candidates: its recipes."""
+    return list(training.recipes)
+
+
 def load_data(group: PersonalizeGroup, as_of: pd.Timestamp):
     from pipelines.personalize.data import InteractionData
 
     return InteractionData.from_snapshot(wf.snapshot(group, as_of))
 
 
-def recipe(config: dict):
+def recipe(config: dict, exclude_seen_items: bool = False):
+    """The candidate's recipe with its hyperparameters and the group's ``training.exclude_seen_items`` setting."""
     from pipelines.personalize.base import get_recipe
 
-    return get_recipe(config["name"], **config["params"])
+    return get_recipe(config["name"], exclude_seen_items=exclude_seen_items, **config["params"])
 
 
 def hpo_train(group: PersonalizeGroup, as_of=None, name: str = "", overrides: dict | None = None) -> dict:
@@ -61,7 +67,7 @@ def hpo_train(group: PersonalizeGroup, as_of=None, name: str = "", overrides: di
                 )
                 params, trials = result.best_params, len(result.trials)
             config = {"name": name, "params": params}
-            report = evaluate(recipe(config), data, seed=training.seed)
+            report = evaluate(recipe(config, training.exclude_seen_items), data, seed=training.seed)
         except Exception as exc:  # one candidate's failure leaves the others in the race
             raise wf.failed_candidate(name, exc) from exc
         mlflow.log_params({"recipe": name, **{f"hp.{k}": v for k, v in params.items()}})
@@ -85,7 +91,7 @@ def backtest(group: PersonalizeGroup, as_of=None, candidates: list[dict] | None 
     group, training = wf.options(group, overrides)
 
     def score_champion(config: dict) -> dict:
-        report = evaluate(recipe(config), load_data(group, as_of), seed=training.seed)
+        report = evaluate(recipe(config, training.exclude_seen_items), load_data(group, as_of), seed=training.seed)
         return {"score": report["metrics"][training.optimization_metric]}
 
     return wf.compare(KIND, group, as_of, list(candidates or []), overrides, score_champion)
@@ -104,7 +110,7 @@ def recommend(group: PersonalizeGroup, as_of=None, selection: dict | None = None
     data = load_data(group, as_of)
     folder = wf.run_dir(group, as_of)
     winner = selection["winner"]
-    model = recipe(winner["config"]).fit(data)
+    model = recipe(winner["config"], training.exclude_seen_items).fit(data)
     served = {"challenger": model}
     if not wf.decide(selection, "new", training.promotion_margin).promoted:
         served["champion"] = models.load_version(KIND, group.name, selection["champion"]["version"])
@@ -151,3 +157,6 @@ def write_batch(model, data, folder: Path, num_results: int) -> dict:
         model, data.item_ids, folder / "related_items.jsonl", num_results=num_results, progress=False
     )
     return written
+
+
+predict = recommend  # the step every workflow module names alike (the DAG's recommend task)

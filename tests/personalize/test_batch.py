@@ -56,7 +56,7 @@ def test_each_request_shape_gets_personalizes_output(tmp_path, sims):
     ]
     assert all(line["error"] is None for line in out)
     expected = [
-        sims.recommend("a_u001", n=7),
+        sims.recommend("a_u001", n=7, exclude_seen=False),  # the recipe's setting, as over HTTP
         sims.related_items("a_i03", n=7),
         sims.rank("a_u001", ["b_i01", "a_i05", "a_i09"]),
     ]
@@ -110,7 +110,7 @@ def test_a_recipe_without_related_items_answers_with_an_error_entry(tmp_path, sh
     summary = batch_infer(popular, source, tmp_path / "out.jsonl", progress=False)
     first, second = read_lines(tmp_path / "out.jsonl")
     assert first["error"] == "line 1: recipe 'popularity-count' does not recommend related items; use 'sims'"
-    assert second["output"]["recommendedItems"] == [i for i, _ in popular.recommend("a_u001")]
+    assert second["output"]["recommendedItems"] == [i for i, _ in popular.recommend("a_u001", exclude_seen=False)]
     assert summary["failed"] == summary["succeeded"] == 1
 
 
@@ -193,7 +193,9 @@ def test_every_user_and_every_item_share_the_output_shape(tmp_path, sims, shop):
     by_item = read_lines(tmp_path / "items.jsonl")
     assert [line["input"] for line in by_user] == [{"userId": u} for u in shop.user_ids]
     assert [line["input"] for line in by_item] == [{"itemId": i} for i in shop.item_ids]
-    assert by_user[5]["output"]["recommendedItems"] == [i for i, _ in sims.recommend(shop.user_ids[5], n=4)]
+    assert by_user[5]["output"]["recommendedItems"] == [
+        i for i, _ in sims.recommend(shop.user_ids[5], n=4, exclude_seen=False)
+    ]
     assert by_item[2]["output"]["recommendedItems"] == [i for i, _ in sims.related_items(shop.item_ids[2], n=4)]
     assert users["succeeded"] == shop.n_users and users["requests"]["recommendations"] == shop.n_users
     assert items["succeeded"] == shop.n_items and items["failed"] == 0
@@ -288,3 +290,18 @@ def test_cli_filter_reads_the_snapshot(tmp_path, sims, capsys):
     assert len(line["output"]["recommendedItems"]) == 4
     assert all(i.startswith("b_") for i in line["output"]["recommendedItems"])
     assert json.loads(capsys.readouterr().out)["filter"] == "INCLUDE ItemID WHERE Items.GENRE IN ($G)"
+
+
+def test_batch_recommendations_follow_the_recipes_seen_items_setting(tmp_path, shop):
+    seen = set(shop.to_frame().query("USER_ID == 'a_u001'")["ITEM_ID"])
+    for setting in (False, True):
+        model = get_recipe("sims", exclude_seen_items=setting).fit(shop)
+        recommend_all_users(model, ["a_u001"], tmp_path / f"{setting}.jsonl", num_results=30, progress=False)
+        written = read_lines(tmp_path / f"{setting}.jsonl")[0]["output"]["recommendedItems"]
+        assert written == [i for i, _ in model.recommend("a_u001", n=30, exclude_seen=setting)]  # what HTTP serves
+        assert bool(seen & set(written)) is not setting  # seen items come back unless the setting drops them
+        source = write_lines(tmp_path / f"in-{setting}.jsonl", [{"userId": "a_u001"}])
+        batch_infer(model, source, tmp_path / f"out-{setting}.jsonl", 30, 'EXCLUDE ItemID WHERE Items.GENRE IN ("B")',
+                    progress=False, data=shop)  # fmt: skip
+        filtered = read_lines(tmp_path / f"out-{setting}.jsonl")[0]["output"]["recommendedItems"]
+        assert filtered == [i for i in written if i.startswith("a_")][: len(filtered)] and filtered

@@ -124,3 +124,16 @@ def test_another_server_on_the_same_store_sees_the_purchase(client, world, filte
                 "filterArn": filters["buy-again"]}  # fmt: skip
         ranked = other.post("/personalize-ranking", json=body, headers=world.headers("reader"))
         assert [r["itemId"] for r in ranked.json()["personalizedRanking"]] == ["b_i11"]
+
+
+def test_the_group_settings_choose_the_setting_for_the_trained_recipe(tmp_path):
+    from pipelines.personalize.workflow import recipe
+    from pipelines.settings import load_group
+    from tests.serving.conftest import SHOP
+
+    for extra, expected in (("", False), ("training:\n  exclude_seen_items: true\n", True)):
+        (tmp_path / "g.yaml").write_text(SHOP.format(name="g") + extra)
+        training = load_group(tmp_path / "g.yaml").training
+        assert training.exclude_seen_items is expected
+        chosen = recipe({"name": "sims", "params": {"min_cointeraction_count": 1}}, training.exclude_seen_items)
+        assert chosen.exclude_seen_items is expected and chosen.clone().exclude_seen_items is expected
