@@ -79,6 +79,8 @@ FIELD_TYPES = {
 
 # Names the training settings and the Airflow params forms offer (the registries in
 # pipelines.forecast and pipelines.personalize hold the same names; a test keeps them equal).
+# Each kind's predict step, as the DAG names its task (Forecast's CreateForecast, Personalize's batch job).
+PREDICT_STEPS = {"forecast": "forecast", "personalize": "recommend"}
 FORECAST_ALGORITHMS = ("AutoPredictor", "SeasonalNaive", "ETS", "ARIMA", "Theta", "NPTS", "Prophet", "DeepAR+")
 FORECAST_METRICS = ("AverageWeightedQuantileLoss", "WAPE", "RMSE", "MASE", "MAPE")
 PERSONALIZE_RECIPES = (

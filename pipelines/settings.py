@@ -204,8 +204,16 @@ class AlignmentBoundary(Strict):
 class TrainingBase(Strict):
     """How a run trains, scores and promotes: the group's defaults, which a UI trigger may override."""
 
-    hpo_trials: int = Field(0, ge=0, le=500)  # Optuna trials per candidate; 0 trains the defaults
-    hpo_timeout_seconds: float | None = Field(None, gt=0)
+    hpo_trials: int = Field(
+        0,
+        ge=0,
+        le=500,
+        title="HPO trials per candidate",
+        description="Optuna trials for each candidate; 0 trains the defaults.",
+    )
+    hpo_timeout_seconds: float | None = Field(
+        None, gt=0, title="HPO time budget (s)", description="Per candidate; empty: no limit."
+    )
     promotion_margin: float = Field(0.0, ge=0.0, lt=1.0)  # relative improvement the champion must see
     seed: int = 0
     keep_versions: int = Field(5, ge=1)  # published versions kept besides the latest
@@ -213,18 +221,25 @@ class TrainingBase(Strict):
 
 class ForecastTraining(TrainingBase):
     algorithms: Annotated[list[Literal[d.FORECAST_ALGORITHMS]], Field(min_length=1)] = Field(  # type: ignore[valid-type]
-        default_factory=lambda: ["SeasonalNaive", "ETS", "Theta", "NPTS"]
+        default_factory=lambda: ["SeasonalNaive", "ETS", "Theta", "NPTS"], title="Algorithms"
     )
     forecast_types: Annotated[list[float | Literal["mean"]], Field(min_length=1, max_length=20)] = Field(
-        default_factory=lambda: [0.1, 0.5, 0.9]
+        default_factory=lambda: [0.1, 0.5, 0.9], title="Forecast types", description="Quantiles 0.01-0.99 and 'mean'."
     )
-    backtest_windows: int = Field(1, ge=1, le=5)
+    backtest_windows: int = Field(1, ge=1, le=5, title="Backtest windows")
     backtest_offset: int | None = Field(None, ge=1)
-    optimization_metric: Literal[d.FORECAST_METRICS] = "AverageWeightedQuantileLoss"  # type: ignore[valid-type]
+    optimization_metric: Literal[d.FORECAST_METRICS] = Field(  # type: ignore[valid-type]
+        "AverageWeightedQuantileLoss", title="Optimization metric"
+    )
     workers: int = Field(1, ge=1, le=64)  # processes for per-series fitting
     plots: int = Field(12, ge=0, le=500)  # items drawn in the published plots
     # Hyperparameters by algorithm name, checked against each one's ranges (forecast/hyperparameters.py).
-    algorithm_params: dict[str, Any] = Field(default_factory=dict)
+    algorithm_params: dict[str, Any] = Field(
+        default_factory=dict,
+        title="Hyperparameters per algorithm",
+        description='e.g. {"DeepAR+": {"epochs": 20}, "AutoPredictor": {"time_limit": 600}}; '
+        "checked against each algorithm's ranges when the run starts.",
+    )
 
     @field_validator("forecast_types")
     @classmethod
@@ -255,10 +270,12 @@ class ForecastTraining(TrainingBase):
 
 class PersonalizeTraining(TrainingBase):
     recipes: Annotated[list[Literal[d.PERSONALIZE_RECIPES]], Field(min_length=1)] = Field(  # type: ignore[valid-type]
-        default_factory=lambda: ["popularity-count", "sims"]
+        default_factory=lambda: ["popularity-count", "sims"], title="Recipes"
     )
-    optimization_metric: Literal[d.PERSONALIZE_METRICS] = "normalized_discounted_cumulative_gain_at_25"  # type: ignore[valid-type]
-    num_results: int = Field(25, ge=1, le=500)  # items per user in the batch recommendations
+    optimization_metric: Literal[d.PERSONALIZE_METRICS] = Field(  # type: ignore[valid-type]
+        "normalized_discounted_cumulative_gain_at_25", title="Optimization metric"
+    )
+    num_results: int = Field(25, ge=1, le=500, title="Items per user in the batch recommendations")
     seed: int = 42  # the evaluation split's seed
     # The recipe setting: what the model serves (HTTP and batch) leaves out the user's seen items;
     # False as in Personalize, where a filter says which to drop (pipelines/personalize/base.py).
@@ -284,7 +301,7 @@ class ForecastGroup(GroupBase):
     kind: Literal["forecast"]
     domain: Literal[tuple(d.FORECAST_DOMAINS)]  # type: ignore[valid-type]
     frequency: str
-    horizon: int = Field(ge=1, le=d.MAX_HORIZON)
+    horizon: int = Field(ge=1, le=d.MAX_HORIZON, title="Forecast horizon")
     forecast_dimensions: list[str] = Field(default_factory=list, max_length=d.MAX_FORECAST_DIMENSIONS)
     time_alignment_boundary: AlignmentBoundary | None = None
     holidays_country: str | None = Field(None, pattern=r"^[A-Z]{2}$")
@@ -424,6 +441,50 @@ def _require(ds: DatasetSettings, kind: str, fields: dict, what: str = "") -> No
             raise ValueError(
                 f"datasets.{kind}.schema: {what}field {name!r} has type {attr.type}, expected {' or '.join(types)}"
             )
+
+
+# The settings a run may override (the Airflow params form): training options, and the horizon.
+RUN_PARAMS = {
+    "forecast": (
+        "algorithms",
+        "horizon",
+        "forecast_types",
+        "backtest_windows",
+        "hpo_trials",
+        "hpo_timeout_seconds",
+        "optimization_metric",
+        "algorithm_params",
+    ),
+    "personalize": ("recipes", "optimization_metric", "num_results", "hpo_trials", "hpo_timeout_seconds"),
+}
+
+
+def run_param_schemas(group: Group) -> dict[str, dict]:
+    """The JSON Schema of each run param, from the settings models, with the group's value as default.
+
+    The models' bounds, enums, titles and descriptions are the form's: nothing is restated. Forecast
+    types are offered as text (a form field per value) and parsed back by the settings model.
+    """
+    schemas = {
+        **type(group).model_json_schema()["properties"],
+        **type(group.training).model_json_schema()["properties"],
+    }
+    out = {}
+    for name in RUN_PARAMS[group.kind]:
+        schema = {k: v for k, v in schemas[name].items() if k != "default"}
+        nullable = [s for s in schema.pop("anyOf", []) if s.get("type") != "null"]
+        if nullable:  # Optional[X]: X's schema with null allowed, as Airflow's form renders it
+            schema = {**schema, **nullable[0], "type": ["null", nullable[0]["type"]]}
+        if schema.get("type") == "array" and "enum" in schema.get("items", {}):
+            schema.update(uniqueItems=True, examples=list(schema["items"]["enum"]))  # a multi-select
+        value = getattr(group.training, name, None)
+        if name == "horizon":
+            value, schema["description"] = group.horizon, f"Periods of {group.frequency}."
+        if name == "forecast_types":
+            schema["items"] = {"type": "string", "pattern": r"^(mean|0?\.\d+)$"}
+            value = [str(v) for v in value]
+        out[name] = {"default": value.copy() if isinstance(value, list | dict) else value, **schema}
+    return out
 
 
 def _format_error(path: str, error: ValidationError) -> str:

@@ -29,24 +29,11 @@ import pandas as pd
 
 from pipelines import models, registry, storage
 from pipelines.errors import SettingsError
-from pipelines.settings import ForecastTraining, Group, PersonalizeTraining
+from pipelines.settings import RUN_PARAMS, ForecastTraining, Group, PersonalizeTraining
 
 log = logging.getLogger(__name__)
 
 AS_OF_TAG, STEP_TAG, GROUP_TAG = "airsight.as_of", "airsight.step", "airsight.group"
-# Params a UI trigger may set, and the training option each one overrides.
-OVERRIDES = {
-    "algorithms": "algorithms",
-    "recipes": "recipes",
-    "forecast_types": "forecast_types",
-    "backtest_windows": "backtest_windows",
-    "hpo_trials": "hpo_trials",
-    "hpo_timeout_seconds": "hpo_timeout_seconds",
-    "optimization_metric": "optimization_metric",
-    "algorithm_params": "algorithm_params",
-    "num_results": "num_results",
-}
-
 
 def run_dir(group: Group, as_of: pd.Timestamp) -> Path:
     return Path(group.storage_root) / "runs" / storage.as_of_key(as_of)
@@ -58,11 +45,13 @@ def options(group: Group, overrides: dict | None = None) -> tuple[Group, Forecas
     A param left empty (None, "", []) keeps the group's default; a bad value raises SettingsError
     naming the param, before anything is trained.
     """
-    overrides = {k: v for k, v in (overrides or {}).items() if v not in (None, "", [])}
+    overrides = {k: v for k, v in (overrides or {}).items() if v not in (None, "", [], {})}
     training = group.training.model_dump()
-    for param, option in OVERRIDES.items():
-        if param in overrides and option in training:
-            training[option] = overrides[param]
+    for name in RUN_PARAMS[group.kind]:
+        if name in overrides and name in training:
+            training[name] = overrides[name]
+    if isinstance(training.get("forecast_types"), list):  # the form sends text: "0.1", "mean"
+        training["forecast_types"] = [v if v == "mean" else float(v) for v in training["forecast_types"]]
     try:
         checked = type(group.training).model_validate(training)
         if "horizon" in overrides and group.kind == "forecast":

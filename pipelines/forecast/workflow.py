@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 KIND = "forecast"
 
 
+def candidates(training) -> list[str]:
+    """The run's candidates: its algorithms."""
+    return list(training.algorithms)
+
+
 def load_data(group: ForecastGroup, as_of: pd.Timestamp):
     from pipelines.forecast.data import ForecastData
 
@@ -222,3 +227,6 @@ def export_frame(predicted: pd.DataFrame) -> pd.DataFrame:
     keys = [c for c in frame.columns if c != "date" and not (c == "mean" or (c[0] == "p" and c[1:].isdigit()))]
     values = [c for c in frame.columns if c not in keys and c != "date"]
     return frame[[*keys, "date", *values]].reset_index(drop=True)
+
+
+predict = forecast  # the step every workflow module names alike (the DAG's forecast task)
