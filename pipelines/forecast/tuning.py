@@ -1,4 +1,4 @@
-"""Hyperparameter optimization of forecasting algorithms (Forecast's PerformHPO) with Optuna.
+"""Hyperparameter optimization of forecasting algorithms (Forecast's PerformHPO): spaces and scorer.
 
 Each algorithm declares, by its Forecast name, which hyperparameters are worth searching and in
 which ranges: ``register_search_space("DeepAR+", {"num_cells": IntRange(30, 200)})`` is the
@@ -8,23 +8,15 @@ searches DeepAR+'s context length from the horizon up), and ``Likelihoods()`` of
 negative binomial only for non-negative targets.
 
 A trial fits the algorithm with the sampled values and scores it on the backtest
-(``backtest.py``) with the chosen metric, window by window, newest window first. After each
-window it reports the running mean, so a pruner (the median pruner by default when there are
-several windows) stops trials that trail the others before they spend the rest of their windows.
-
-Reproducible by default: a seeded TPE sampler, the algorithm's own fixed seed and an in-memory
-study give the same trials and best hyperparameters on every run. A time budget (``timeout``)
-trades that for a bound on wall time, and so does a shared study: with an Optuna storage URL
-(``sqlite:///hpo.db``, ``postgresql://…``) and a study name, many workers add trials to one
-study, and a rerun resumes it.
+(``backtest.py``) with the chosen metric, window by window, newest window first; the study
+itself (seeding, pruning, shared storage) is ``pipelines.tuning``'s, the same as Personalize's.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,7 +24,8 @@ import numpy as np
 from pipelines.forecast.backtest import backtest, window_starts
 from pipelines.forecast.base import DEFAULT_QUANTILES, ForecastAlgorithm, get_algorithm
 from pipelines.forecast.data import ForecastData
-from pipelines.search_space import Choice, FloatRange, IntRange, last_reported
+from pipelines.tuning import Choice, FloatRange, IntRange, TuningResult, search
+from pipelines.tuning.space import SearchSpaces
 
 if TYPE_CHECKING:
     import optuna
@@ -68,7 +61,6 @@ class Likelihoods:
 
 Dimension = FloatRange | IntRange | Choice | HorizonRange | Likelihoods
 SearchSpace = Mapping[str, Dimension]
-SEARCH_SPACES: dict[str, dict[str, Dimension]] = {}
 
 
 def algorithm_key(name: str) -> str:
@@ -76,9 +68,8 @@ def algorithm_key(name: str) -> str:
     return type(get_algorithm(name)).name
 
 
-def register_search_space(algorithm: str, space: SearchSpace) -> None:
-    """Declare the hyperparameters HPO searches for ``algorithm`` and their ranges (replaces an earlier one)."""
-    SEARCH_SPACES[algorithm_key(algorithm)] = dict(space)
+SEARCH_SPACES = SearchSpaces(algorithm_key)
+register_search_space = SEARCH_SPACES.register  # (algorithm, space): declare or replace its ranges
 
 
 # Forecast's DeepAR+ HPO searches context_length from the horizon up, learning_rate, num_cells
@@ -101,27 +92,16 @@ register_search_space("Theta", {"theta": FloatRange(1.0, 4.0)})
 register_search_space("ETS", {"damped": Choice((None, True, False))})
 
 
-@dataclass
-class TuningResult:
-    """The best hyperparameters and score of one algorithm's search, and every trial for inspection."""
+class AlgorithmTuning(TuningResult):
+    """A search's result, by algorithm."""
 
-    algorithm: str
-    metric: str
-    best_params: dict[str, Any]  # the searched hyperparameters of the best trial
-    best_hyperparameters: dict[str, Any]  # everything the algorithm takes: defaults, fixed values, best_params
-    best_score: float
-    best_metrics: dict[str, float]
-    trials: list[dict[str, Any]]
-    search_space: dict[str, str] = field(default_factory=dict)
-    study_name: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able values, for a step's manifest or an MLflow run."""
-        return asdict(self)
+    @property
+    def algorithm(self) -> str:
+        return self.name
 
     def best_algorithm(self) -> ForecastAlgorithm:
         """A fresh, unfitted estimator with the best hyperparameters: what the predictor trains."""
-        return get_algorithm(self.algorithm, **self.best_hyperparameters)
+        return get_algorithm(self.name, **self.best_hyperparameters)
 
 
 def tune(
@@ -139,7 +119,7 @@ def tune(
     storage: str | None = None,
     study_name: str | None = None,
     pruner: optuna.pruners.BasePruner | None = None,
-) -> TuningResult:
+) -> AlgorithmTuning:
     """Search ``algorithm``'s hyperparameters for the lowest backtest ``metric`` on ``data``.
 
     ``search_space`` replaces the registered one and ``fixed`` pins hyperparameters outside it
@@ -147,49 +127,32 @@ def tune(
     what is searched). Stops after ``n_trials`` (per worker, for a shared study) or ``timeout``
     seconds, whichever comes first.
     """
-    import optuna
-
     key = algorithm_key(algorithm)
     fixed = dict(fixed or {})
     get_algorithm(key, **fixed)  # unknown algorithm or fixed values fail here, before any trial
     space = _space(key, search_space, data)
-    if n_trials is None and timeout is None:
-        raise ValueError("give n_trials or timeout, or the search never ends")
-    if not space:  # nothing to search: evaluate the defaults once
-        n_trials = 1 if n_trials is None else min(n_trials, 1)
-    splits = _splits(data, windows, offset)
-    if pruner is None:
-        pruner = optuna.pruners.MedianPruner(n_startup_trials=5) if len(splits) > 1 else optuna.pruners.NopPruner()
-    study = optuna.create_study(
+    steps = [
+        lambda candidate, view=view, at=window_offset, count=count: (
+            backtest(candidate, view, count, at, forecast_types).summary
+        )
+        for view, window_offset, count in _splits(data, windows, offset)
+    ]
+    return search(
+        key,
+        space,
+        lambda params: get_algorithm(key, **{**fixed, **params}),
+        steps,
+        metric,
+        hyperparameters=lambda best: get_algorithm(key, **fixed, **best).get_params(),
+        direction="minimize",  # every Forecast accuracy metric is an error
+        n_trials=n_trials,
+        timeout=timeout,
+        seed=seed,
         storage=storage,
         study_name=study_name,
-        direction="minimize",  # every Forecast accuracy metric is an error
-        sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=pruner,
-        load_if_exists=storage is not None,
+        result=AlgorithmTuning,
     )
-    scored: dict[tuple, dict[str, float]] = {}  # TPE may propose the same values twice: evaluate once
-
-    def objective(trial: optuna.Trial) -> float:
-        params = {name: dimension.suggest(trial, name) for name, dimension in space.items()}
-        candidate = get_algorithm(key, **{**fixed, **params})
-        runs = []
-        for step, (view, window_offset, count) in enumerate(splits):
-            cache_key = (tuple(sorted(params.items(), key=lambda kv: kv[0])), step)
-            if cache_key not in scored:
-                summary = backtest(candidate, view, count, window_offset, forecast_types).summary
-                scored[cache_key] = {k: v for k, v in summary.items() if isinstance(v, float)}
-            runs.append(scored[cache_key])
-            if metric not in runs[-1]:
-                raise KeyError(f"the backtest gives no {metric!r}; it gives {sorted(runs[-1])}")
-            trial.set_user_attr("metrics", _mean(runs))
-            trial.report(_mean(runs)[metric], step)
-            if step + 1 < len(splits) and trial.should_prune():
-                raise optuna.TrialPruned()
-        return _mean(runs)[metric]
-
-    study.optimize(objective, n_trials=n_trials, timeout=timeout)
-    return _result(key, metric, study, space, fixed)
 
 
 def _splits(data: ForecastData, windows: int, offset: int | None) -> list[tuple[ForecastData, int | None, int]]:
@@ -217,42 +180,3 @@ def _space(key: str, given: SearchSpace | None, data: ForecastData) -> dict[str,
     if unknown:
         raise ValueError(f"algorithm {key!r} has no hyperparameters {unknown} to search")
     return {name: d.resolve(data) if hasattr(d, "resolve") else d for name, d in space.items()}
-
-
-def _mean(runs: list[Mapping[str, float]]) -> dict[str, float]:
-    """Each metric's mean over the windows run so far, leaving out windows where it is undefined."""
-    out = {}
-    for name in runs[0]:
-        values = [run[name] for run in runs if not math.isnan(run[name])]
-        out[name] = sum(values) / len(values) if values else math.nan
-    return out
-
-
-def _result(key: str, metric: str, study: optuna.Study, space: SearchSpace, fixed: Mapping[str, Any]) -> TuningResult:
-    import optuna
-
-    trials = [
-        {
-            "number": t.number,
-            "state": t.state.name,
-            "params": dict(t.params),
-            "score": t.value if t.value is not None else last_reported(t),
-            "metrics": t.user_attrs.get("metrics", {}),
-            "seconds": t.duration.total_seconds() if t.duration else None,
-        }
-        for t in study.trials
-    ]
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    best = study.best_trial if complete else None
-    best_params = dict(best.params) if best else {}
-    return TuningResult(
-        algorithm=key,
-        metric=metric,
-        best_params=best_params,
-        best_hyperparameters=get_algorithm(key, **fixed, **best_params).get_params(),
-        best_score=float(best.value) if best else math.nan,
-        best_metrics=dict(best.user_attrs.get("metrics", {})) if best else {},
-        trials=trials,
-        search_space={name: repr(dimension) for name, dimension in space.items()},
-        study_name=study.study_name,
-    )

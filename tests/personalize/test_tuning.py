@@ -1,9 +1,8 @@
-"""HPO and AutoML: search spaces by recipe name, reproducibility, budgets, pruning, shared studies."""
+"""HPO of recipes: search spaces by recipe name, reproducibility, budgets, pruning, shared studies."""
 
 from __future__ import annotations
 
 import json
-import math
 import time
 
 import optuna
@@ -16,8 +15,6 @@ from pipelines.personalize.tuning import (
     Choice,
     FloatRange,
     IntRange,
-    automl,
-    metric_direction,
     register_search_space,
     tune,
 )
@@ -53,12 +50,7 @@ def test_same_seed_same_result_different_seed_different_trials(groups_data):
     assert [t["params"] for t in other.trials] != [t["params"] for t in first.trials]
 
 
-def test_metric_directions_and_a_custom_evaluator(groups_data):
-    assert metric_direction(NDCG) == "maximize" and metric_direction("coverage") == "maximize"
-    assert metric_direction("recall_at_10") == "maximize" and metric_direction("weighted_quantile_loss") == "minimize"
-    with pytest.raises(ValueError, match="gain or a loss"):
-        metric_direction("mystery")
-
+def test_a_custom_evaluator_and_a_loss_metric(groups_data):
     def distance_to_half(recipe, data, seed):  # a loss: smallest when the discount is 0.5
         return {"distance_loss": abs(recipe.popularity_discount_factor - 0.5)}
 
@@ -114,28 +106,3 @@ def test_storage_url_shares_one_study_between_workers(groups_data, tmp_path):
     second = tune("sims", groups_data, n_trials=2, seed=1, storage=url, study_name="group-sims")  # another worker
     assert len(first.trials) == 2 and len(second.trials) == 4 and second.study_name == "group-sims"
     assert second.best_score >= first.best_score
-
-
-def test_automl_picks_the_best_candidate_and_keeps_all_results(groups_data, trending_data):
-    result = automl(["popularity-count", "sims", "trending-now"], groups_data, n_trials=6, seed=0)
-    assert result.best_recipe == "sims" and result.best is result.candidates["sims"]
-    assert set(result.candidates) == {"popularity-count", "sims", "trending-now"} and not result.errors
-    assert all(result.best.best_score >= r.best_score for r in result.candidates.values())
-    json.dumps(result.to_dict())
-    trends = automl(
-        ["popularity-count", "trending-now"], trending_data, metric="mean_reciprocal_rank_at_25", n_trials=8
-    )
-    assert trends.best_recipe == "trending-now" and trends.best.best_params == {"lookback_window": "1D"}
-    with pytest.raises(ValueError, match="unknown"):
-        automl(["sims", "aws-unknown"], groups_data, n_trials=1)
-
-
-def test_automl_records_a_failing_candidate_and_goes_on(groups_data):
-    def picky(recipe, data, seed):
-        if recipe.name == "trending-now":
-            raise RuntimeError("not enough recent events")
-        return evaluate(recipe, data, seed=seed)["metrics"]
-
-    result = automl(["trending-now", "sims"], groups_data, n_trials=3, timeout=30, evaluator=picky)
-    assert result.best_recipe == "sims" and "not enough recent events" in result.errors["trending-now"]
-    assert not math.isnan(result.best.best_score)

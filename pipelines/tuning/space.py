@@ -6,6 +6,7 @@ in by the study that runs.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -45,3 +46,17 @@ def last_reported(trial: optuna.trial.FrozenTrial) -> float | None:
     """A pruned trial's score: the running mean it had reached when it was stopped."""
     steps = trial.intermediate_values
     return steps[max(steps)] if steps else None
+
+
+class SearchSpaces(dict):
+    """The ranges each candidate of a family declares, by the family's own spelling of its names.
+
+    ``register("DeepAR+", {...})`` files a space under ``key("DeepAR+")``; a later call replaces it.
+    """
+
+    def __init__(self, key: Callable[[str], str]):
+        super().__init__()
+        self.key = key
+
+    def register(self, name: str, space: Mapping[str, Any]) -> None:
+        self[self.key(name)] = dict(space)
