@@ -7,11 +7,15 @@ under every scope through ``airflow api-server``). Airflow 3.3's API server runs
 of mounted FastAPI apps; a host that does not gets the poll thread (champion models, published
 forecasts) started on the first request instead. Settings come from the same environment as
 ``airsight serve`` (AIRSIGHT_HOME, AIRSIGHT_GROUPS_DIR, AIRSIGHT_SERVING_DB, …).
+
+Every Airflow process loads plugins (each task, the scheduler, the DAG processor), and only the
+API server serves them: the app is built on first use, not at import (``LazyServingApp``).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 
 from airflow.plugins_manager import AirflowPlugin
 
@@ -19,15 +23,70 @@ log = logging.getLogger(__name__)
 URL_PREFIX = "/airsight"
 
 
-def _apps() -> list[dict]:
-    try:
-        from pipelines.serving.app import create_app
+class LazyServingApp:
+    """An ASGI app that builds the serving app (and its runtime) the first time it is used.
 
-        app = create_app()
-    except Exception:  # a broken serving set-up must not take Airflow's API server down
-        log.exception("the Airsight serving API could not be built; it is not mounted")
-        return []
-    return [{"app": app, "url_prefix": URL_PREFIX, "name": "Airsight serving API"}]
+    Airflow's API server enters the lifespan of mounted apps it sees as FastAPI instances, so
+    ``__class__`` answers FastAPI (the proxy idiom of Django's ``SimpleLazyObject``) and every
+    other attribute (``router``, ``state``, …) is the built app's. A serving set-up that cannot be
+    built answers 503 with the reason instead of taking Airflow's API server down.
+    """
+
+    def __init__(self, factory=None):
+        self._factory, self._app, self._lock = factory, None, threading.Lock()
+
+    @property
+    def __class__(self):
+        from fastapi import FastAPI
+
+        return FastAPI
+
+    @property
+    def built(self) -> bool:
+        return self._app is not None
+
+    def _get(self):
+        if self._app is None:
+            with self._lock:
+                if self._app is None:
+                    self._app = self._build()
+        return self._app
+
+    def _build(self):
+        try:
+            if self._factory is not None:
+                return self._factory()
+            from pipelines.serving.app import create_app
+
+            return create_app()
+        except Exception as exc:  # a broken serving set-up must not take Airflow's API server down
+            log.exception("the Airsight serving API could not be built")
+            return _unavailable(f"the Airsight serving API could not be built: {type(exc).__name__}: {exc}")
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._get(), name)
+
+    async def __call__(self, scope, receive, send):
+        await self._get()(scope, receive, send)
+
+
+def _unavailable(message: str):
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI()
+
+    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    async def unavailable(path: str):
+        return JSONResponse({"message": message}, status_code=503)
+
+    return app
+
+
+def _apps() -> list[dict]:
+    return [{"app": LazyServingApp(), "url_prefix": URL_PREFIX, "name": "Airsight serving API"}]
 
 
 class AirsightServingPlugin(AirflowPlugin):
