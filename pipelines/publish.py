@@ -1,7 +1,8 @@
 """Publishing: versioned outputs with a ``latest`` pointer that moves in one atomic step.
 
 Each run publishes into ``<storage>/published/<kind>/as_of=<key>/`` (built aside and renamed
-into place) and then rewrites ``<storage>/published/<kind>/latest.json`` through a temporary
+into place; a version published again is swapped with its replacement in one step, so it is
+never missing) and then rewrites ``<storage>/published/<kind>/latest.json`` through a temporary
 file and a rename. Readers (the serving API, a BI tool) follow the pointer, so they see the
 previous version or the new one, never a half-written one; a run that fails before the
 pointer moves leaves the last good version published.

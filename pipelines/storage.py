@@ -7,13 +7,21 @@ Layout under a group's storage root::
 
 A snapshot is built in a hidden sibling folder and moved into place with rename, so readers
 see the old snapshot or the new one, never half of one; a failed run leaves the old in place.
+A folder that already exists is swapped with its replacement in one step where the system
+can (Linux ``renameat2(RENAME_EXCHANGE)``, macOS ``renamex_np(RENAME_SWAP)``), so there is no
+moment at which it is missing.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import functools
 import json
+import logging
 import os
 import shutil
+import sys
 import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -22,6 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 KEY_FORMAT = "%Y%m%dT%H%M%S"
+log = logging.getLogger(__name__)
 
 
 def resolve_as_of(value=None) -> pd.Timestamp:
@@ -71,22 +80,53 @@ def previous_snapshot(root: str, as_of: pd.Timestamp) -> Path | None:
 
 @contextmanager
 def atomic_dir(target: Path):
-    """Yield a temporary folder; on success it replaces ``target`` whole, on error it vanishes."""
+    """Yield a temporary folder; on success it replaces ``target`` whole, on error it vanishes.
+
+    An existing ``target`` is exchanged with the new folder in one system call where the file
+    system allows it, so readers always find it; elsewhere it is renamed aside first (a moment
+    without it) and a warning says so.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".tmp-{target.name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
         yield tmp
-        old = None
-        if target.exists():
+        if not target.exists():
+            os.rename(tmp, target)
+        elif not exchange(tmp, target):
+            log.warning("%s: this file system cannot swap folders in one step; replacing it by two renames", target)
             old = target.parent / f".old-{target.name}-{uuid.uuid4().hex[:8]}"
             os.rename(target, old)
-        os.rename(tmp, target)
-        if old is not None:
+            os.rename(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
+        # after an exchange ``tmp`` holds the previous version: removed below
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def exchange(first: Path, second: Path) -> bool:
+    """Swap two existing paths atomically; False where the system or file system cannot."""
+    libc = _libc()
+    if sys.platform.startswith("linux") and hasattr(libc, "renameat2"):
+        at_fdcwd, rename_exchange = -100, 2
+        result = libc.renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange)
+    elif sys.platform == "darwin" and hasattr(libc, "renamex_np"):
+        rename_swap = 2
+        result = libc.renamex_np(os.fsencode(first), os.fsencode(second), rename_swap)
+    else:
+        return False
+    if result == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, f"cannot swap {first} and {second}: {os.strerror(code)}")
+
+
+@functools.cache
+def _libc():
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def write_json(path: Path, payload: dict) -> None:
