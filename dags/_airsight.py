@@ -71,15 +71,102 @@ def workflow(kind: str):
     return importlib.import_module(f"pipelines.{kind}.workflow")
 
 
+def resolved(settings_file: str, kind: str):
+    """A task's view of the run, resolved once: (group with the run's params applied, as_of, overrides)."""
+    from pipelines.workflow import options
+
+    overrides = run_overrides(kind)
+    return options(load_group(settings_file), overrides)[0], run_as_of(), overrides
+
+
+# The steps. Each task takes the group's settings file and kind (shown as its arguments in the UI)
+# and calls one function of the kind's workflow module or of pipelines.steps.
+
+
+@task(retries=0)
+def plan(settings_file: str, kind: str) -> list[str]:
+    """The candidates to train; bad params fail here, before any work is done."""
+    group, _, _ = resolved(settings_file, kind)
+    return workflow(kind).candidates(group.training)
+
+
+@task(retries=0)
+def validate_schema(settings_file: str, kind: str) -> dict:
+    """Great Expectations suites over every dataset; a failure fails fast, without retries."""
+    from pipelines import steps
+
+    group, as_of, _ = resolved(settings_file, kind)
+    return steps.validate_schema(group, as_of)
+
+
+@task
+def import_data(settings_file: str, kind: str, validated: dict) -> dict:
+    """Align, aggregate, fill and write the snapshot keyed by as_of."""
+    from pipelines import steps
+
+    group, as_of, _ = resolved(settings_file, kind)
+    return steps.import_data(group, as_of, validated=validated)
+
+
+@task(map_index_template="{{ task.op_kwargs['name'] }}")
+def hpo_train(settings_file: str, kind: str, name: str) -> dict:
+    """Tune (Optuna, when trials are asked for) and backtest one candidate.
+
+    A candidate that fails ends this task failed, without retries (its error is in the log);
+    either way its leaderboard entry goes to the XCom ``candidate`` for the backtest step.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from pipelines.workflow import CandidateFailed
+
+    ti = get_current_context()["ti"]
+    group, as_of, _ = resolved(settings_file, kind)
+    try:
+        result = workflow(kind).hpo_train(group, as_of, name)
+    except CandidateFailed as failed:
+        ti.xcom_push(key="candidate", value=failed.record)
+        raise AirflowFailException(str(failed)) from failed
+    ti.xcom_push(key="candidate", value=result)
+    return result
+
+
+# Runs once every candidate is done, failed ones included (plan's success is the "one success").
+@task(trigger_rule="all_done_min_one_success")
+def backtest(settings_file: str, kind: str, names: list[str]) -> dict:
+    """The best candidate on the optimization metric, and the champion scored on the same data.
+
+    Runs when every candidate is done, failed ones included; with none trained it fails,
+    naming each candidate's error.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from pipelines.workflow import NoCandidateTrained
+
+    candidates = trained_candidates(list(names))
+    group, as_of, overrides = resolved(settings_file, kind)
+    try:
+        return workflow(kind).backtest(group, as_of, candidates, overrides)
+    except NoCandidateTrained as none:  # retrying cannot help: fail now, naming each error
+        raise AirflowFailException(str(none)) from none
+
+
+@task
+def predict(settings_file: str, kind: str, selection: dict) -> dict:
+    """Train the winner on all the data, register it in MLflow, forecast or recommend."""
+    group, as_of, _ = resolved(settings_file, kind)
+    return workflow(kind).predict(group, as_of, selection)
+
+
+@task
+def publish(settings_file: str, kind: str, selection: dict, predicted: dict) -> dict:
+    """Publish the served outputs, then record the gate's decision in the registry."""
+    group, as_of, overrides = resolved(settings_file, kind)
+    return workflow(kind).publish(group, as_of, selection, predicted, overrides)
+
+
 def build_dag(settings_file: str, kind: str):
+    """The group's DAG: plan >> validate_schema >> import_data >> hpo_train[*] >> backtest >> predict >> publish."""
     group = load_group(settings_file)
-
-    def resolved():
-        """This task's view of the run, resolved once: (group with overrides applied, as_of, overrides)."""
-        from pipelines.workflow import options
-
-        overrides = run_overrides(kind)
-        return options(load_group(settings_file), overrides)[0], run_as_of(), overrides
 
     @dag(
         dag_id=f"{kind}__{group.name}",
@@ -94,88 +181,16 @@ def build_dag(settings_file: str, kind: str):
         doc_md=f"Dataset group `{group.name}` from `{settings_file}`.",
     )
     def pipeline():
-        @task(retries=0)
-        def plan() -> list[str]:
-            """The candidates to train; bad params fail here, before any work is done."""
-            run_group, _, _ = resolved()
-            return workflow(kind).candidates(run_group.training)
-
-        @task(retries=0)
-        def validate_schema() -> dict:
-            """Great Expectations suites over every dataset; a failure fails fast, without retries."""
-            from pipelines import steps
-
-            run_group, as_of, _ = resolved()
-            return steps.validate_schema(run_group, as_of)
-
-        @task
-        def import_data(validated: dict) -> dict:
-            """Align, aggregate, fill and write the snapshot keyed by as_of."""
-            from pipelines import steps
-
-            run_group, as_of, _ = resolved()
-            return steps.import_data(run_group, as_of, validated=validated)
-
-        @task(map_index_template="{{ task.op_kwargs['name'] }}")
-        def hpo_train(name: str) -> dict:
-            """Tune (Optuna, when trials are asked for) and backtest one candidate.
-
-            A candidate that fails ends this task failed, without retries (its error is in the log);
-            either way its leaderboard entry goes to the XCom ``candidate`` for the backtest step.
-            """
-            from airflow.sdk.exceptions import AirflowFailException
-
-            from pipelines.workflow import CandidateFailed
-
-            ti = get_current_context()["ti"]
-            try:
-                run_group, as_of, _ = resolved()
-                result = workflow(kind).hpo_train(run_group, as_of, name)
-            except CandidateFailed as failed:
-                ti.xcom_push(key="candidate", value=failed.record)
-                raise AirflowFailException(str(failed)) from failed
-            ti.xcom_push(key="candidate", value=result)
-            return result
-
-        # Runs once every candidate is done, failed ones included (plan's success is the "one success").
-        @task(trigger_rule="all_done_min_one_success")
-        def backtest(names: list[str]) -> dict:
-            """The best candidate on the optimization metric, and the champion scored on the same data.
-
-            Runs when every candidate is done, failed ones included; with none trained it fails,
-            naming each candidate's error.
-            """
-            from airflow.sdk.exceptions import AirflowFailException
-
-            from pipelines.workflow import NoCandidateTrained
-
-            candidates = trained_candidates(list(names))
-            run_group, as_of, overrides = resolved()
-            try:
-                return workflow(kind).backtest(run_group, as_of, candidates, overrides)
-            except NoCandidateTrained as none:  # retrying cannot help: fail now, naming each error
-                raise AirflowFailException(str(none)) from none
-
-        @task(task_id=domains.PREDICT_STEPS[kind])
-        def predict(selection: dict) -> dict:
-            """Train the winner on all the data, register it in MLflow, forecast or recommend."""
-            run_group, as_of, _ = resolved()
-            return workflow(kind).predict(run_group, as_of, selection)
-
-        @task
-        def publish(selection: dict, predicted: dict) -> dict:
-            """Publish the served outputs, then record the gate's decision in the registry."""
-            run_group, as_of, overrides = resolved()
-            return workflow(kind).publish(run_group, as_of, selection, predicted, overrides)
-
-        candidates = plan()
-        imported = import_data(validate_schema())
+        where = {"settings_file": settings_file, "kind": kind}
+        candidates = plan(**where)
+        imported = import_data(**where, validated=validate_schema(**where))
         candidates >> imported
-        trained = hpo_train.expand(name=candidates)
+        trained = hpo_train.partial(**where).expand(name=candidates)
         imported >> trained
-        selection = backtest(candidates)
+        selection = backtest(**where, names=candidates)
         trained >> selection
-        publish(selection, predict(selection))
+        predicted = predict.override(task_id=domains.PREDICT_STEPS[kind])(**where, selection=selection)
+        publish(**where, selection=selection, predicted=predicted)
 
     return pipeline()
 

@@ -173,7 +173,39 @@ class AutoPredictor(ForecastAlgorithm):
         self.active_ = np.flatnonzero(data.lengths > 0)
         types = parse_types(self.forecast_types)
         levels = sorted(t for t in types if t != "mean")
-        backtests, errors, timings, left_out, excluded = {}, {}, {}, {}, {}
+        timings: dict[str, float] = {}
+        backtests, eligible, errors, left_out, excluded = self._backtest_candidates(data, types, deadline, timings)
+        names = [n for n in self.candidates if n in backtests]
+        starts = window_starts(data.end, data.horizon, self.windows, self.offset)
+        actual, forecasts = _window_arrays(data, [backtests[n] for n in names], types, levels, len(starts))
+        for c, name in enumerate(names):  # a model's forecasts for series it cannot serve do not count
+            forecasts[c][0][~eligible[name]] = np.nan
+            forecasts[c][1][~eligible[name]] = np.nan
+        self.calibration_ = {}
+        if self.calibrate_intervals and 0.5 in levels:
+            for c, name in enumerate(names):
+                self.calibration_[name] = _calibration(actual, forecasts[c][1], levels)
+                forecasts[c] = (forecasts[c][0], _apply_calibration(forecasts[c][1], levels, self.calibration_[name]))
+        scales = _scales(data, starts)
+        point = "mean"  # Forecast's point metrics score the mean, which every backtest export holds
+        scores = np.column_stack([self._score(actual, f, scales, point, levels) for f in forecasts])
+        weights, blend_scores = self._choose(scores, actual, forecasts, scales, point, levels, names, backtests)
+        self.weights_ = self._servable(weights, np.column_stack([eligible[n] for n in names]), names, backtests)
+        self._fit_chosen(data, names, timings)
+        self.cold_start_model_ = self._cold_start_model(data, names, timings)
+        self.candidate_names_ = names
+        self.result_ = self._result(data, names, backtests, errors, timings, scores, blend_scores, self.weights_)
+        self.result_.left_out, self.result_.excluded_items = left_out, excluded
+        self.result_.calibration = {n: {str(k): v for k, v in f.items()} for n, f in self.calibration_.items()}
+        blended = _blend(self.weights_, forecasts)
+        self.result_.summary = _summary(backtests, names, actual, blended, scales, point, levels)
+        timings["total"] = round(time.perf_counter() - began_fit, 3)
+        return self
+
+    def _backtest_candidates(self, data: ForecastData, types, deadline: float | None, timings: dict):
+        """Backtest each candidate that fits the history and the time left; (backtests, eligible series
+        per candidate, errors, left out, excluded series counts)."""
+        backtests, errors, left_out, excluded = {}, {}, {}, {}
         eligible: dict[str, np.ndarray] = {}
         finals_ahead = 0.0  # seconds the accepted candidates' final fits are expected to take
         train_end = window_starts(data.end, data.horizon, self.windows, self.offset)[0]
@@ -215,34 +247,27 @@ class AutoPredictor(ForecastAlgorithm):
                 finals_ahead += spent / max(self.windows, 1)
         if not backtests:
             raise RuntimeError(f"AutoPredictor: every candidate failed or was left out: {errors or left_out}")
-        names = [n for n in self.candidates if n in backtests]
-        starts = window_starts(data.end, data.horizon, self.windows, self.offset)
-        actual, forecasts = _window_arrays(data, [backtests[n] for n in names], types, levels, len(starts))
-        for c, name in enumerate(names):  # a model's forecasts for series it cannot serve do not count
-            forecasts[c][0][~eligible[name]] = np.nan
-            forecasts[c][1][~eligible[name]] = np.nan
-        self.calibration_ = {}
-        if self.calibrate_intervals and 0.5 in levels:
-            for c, name in enumerate(names):
-                self.calibration_[name] = _calibration(actual, forecasts[c][1], levels)
-                forecasts[c] = (forecasts[c][0], _apply_calibration(forecasts[c][1], levels, self.calibration_[name]))
-        scales = _scales(data, starts)
-        point = "mean"  # Forecast's point metrics score the mean, which every backtest export holds
-        scores = np.column_stack([self._score(actual, f, scales, point, levels) for f in forecasts])
-        weights, blend_scores = self._choose(scores, actual, forecasts, scales, point, levels, names, backtests)
-        allowed = np.column_stack([eligible[n] for n in names])
-        weights *= allowed
-        orphans = weights.sum(axis=1) == 0  # items whose fallback cannot serve them: the best that can
+        return backtests, eligible, errors, left_out, excluded
+
+    def _servable(self, weights: np.ndarray, allowed: np.ndarray, names: list[str], backtests) -> np.ndarray:
+        """Weights restricted to the candidates that can serve each item, normalised per item.
+
+        An item whose chosen blend has no such candidate takes the best candidate overall that can.
+        """
+        weights = weights * allowed
+        orphans = weights.sum(axis=1) == 0
         if orphans.any():
             overall = np.array([backtests[n].summary.get(self.metric, np.nan) for n in names], dtype="float64")
             rank = np.where(allowed[orphans], np.where(np.isnan(overall), 1e300, overall), np.inf)
             weights[np.flatnonzero(orphans), np.argmin(rank, axis=1)] = 1.0
         total = weights.sum(axis=1, keepdims=True)
-        weights = np.divide(weights, total, out=np.zeros_like(weights), where=total > 0)
-        self.weights_ = weights
+        return np.divide(weights, total, out=np.zeros_like(weights), where=total > 0)
+
+    def _fit_chosen(self, data: ForecastData, names: list[str], timings: dict) -> None:
+        """Fit each candidate some item uses on the full data (local models only on those items)."""
         self.models_, self.model_ids_ = {}, {}
         for c, name in enumerate(names):
-            ids = np.flatnonzero(weights[:, c] > 0)
+            ids = np.flatnonzero(self.weights_[:, c] > 0)
             if not len(ids):
                 continue
             began = time.perf_counter()
@@ -252,15 +277,6 @@ class AutoPredictor(ForecastAlgorithm):
             else:  # a local model is fitted only where it is used
                 self.models_[name], self.model_ids_[name] = model.fit(subset(data, ids)), ids
             timings[f"fit {name}"] = round(time.perf_counter() - began, 3)
-        self.cold_start_model_ = self._cold_start_model(data, names, timings)
-        self.candidate_names_ = names
-        self.result_ = self._result(data, names, backtests, errors, timings, scores, blend_scores, weights)
-        self.result_.left_out, self.result_.excluded_items = left_out, excluded
-        self.result_.calibration = {n: {str(k): v for k, v in f.items()} for n, f in self.calibration_.items()}
-        blended = _blend(weights, forecasts)
-        self.result_.summary = _summary(backtests, names, actual, blended, scales, point, levels)
-        timings["total"] = round(time.perf_counter() - began_fit, 3)
-        return self
 
     def _planned_order(self) -> list[str]:
         """The candidates in the order they run: as given, or cheapest first under a time limit."""

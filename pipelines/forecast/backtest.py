@@ -109,87 +109,77 @@ def backtest(
     """Fit a fresh copy of ``algorithm`` per window and score its forecasts against the actuals."""
     types = forecast_types(quantiles)
     velocity_buckets([], velocity_quantiles)  # bad cut-points fail before any model is fitted
-    levels = sorted(t for t in types if t != "mean")
-    exported = types if "mean" in types else [*types, "mean"]  # the point metrics' forecast, always
-    h = data.horizon
-    window_rows, item_frames, export_frames, timings = [], [], [], {}
-    velocity_rows, velocity_frames = [], []
-    for number, start in enumerate(window_starts(data.end, h, windows, offset), 1):
-        train = data.until(start)
+    parts = {"windows": [], "items": [], "export": [], "velocity": [], "item_velocity": []}
+    timings = {}
+    for number, start in enumerate(window_starts(data.end, data.horizon, windows, offset), 1):
         began = time.perf_counter()
-        model = algorithm.clone().fit(train)
+        model = algorithm.clone().fit(data.until(start))
         ids, mean, quant, _ = model.predict_arrays(types)
         timings[number] = round(time.perf_counter() - began, 3)
-        actual = np.full((len(ids), h), np.nan)
-        for row, i in enumerate(ids):
-            values, seen = data.window(i, start, start + h)
-            actual[row] = np.where(seen, values, np.nan)
-        scales = np.array([_scale(train, i) for i in ids])
-        yhat = mean
-        by_level = {tau: quant[:, :, j] for j, tau in enumerate(levels)}
-        scored = ~np.isnan(actual).all(axis=1)
-        span = data.periods[start : start + h]
-        window_rows.append(
-            {
-                "backtest_window": number,
-                "TestWindowStart": span[0],
-                "TestWindowEnd": span[-1],
-                "ItemCount": int(scored.sum()),
-                **metrics.summary_metrics(actual[scored], yhat[scored], _rows(by_level, scored), scales[scored]),
-            }
-        )
-        demand = np.array([_mean_demand(train, i) for i in ids])
-        buckets = velocity_buckets(demand, velocity_quantiles)
-        for bucket in VELOCITY_BUCKETS:
-            members = scored & (buckets == bucket)
-            if not members.any():
-                continue
-            velocity_rows.append(
-                {
-                    "backtest_window": number,
-                    "TestWindowStart": span[0],
-                    "TestWindowEnd": span[-1],
-                    "velocity": bucket,
-                    "ItemCount": int(members.sum()),
-                    "MinMeanDemand": float(demand[members].min()),
-                    "MaxMeanDemand": float(demand[members].max()),
-                    **metrics.summary_metrics(
-                        actual[members], yhat[members], _rows(by_level, members), scales[members]
-                    ),
-                }
-            )
-        keys = data.keys.iloc[ids].reset_index(drop=True)
-        velocity_frames.append(keys.assign(backtest_window=number, mean_demand=demand, velocity=buckets))
-        per_item = metrics.item_metrics(actual, yhat, by_level, scales)
-        item_frames.append(keys.assign(backtest_window=number, **per_item)[scored].reset_index(drop=True))
-        export = data.keys.iloc[np.repeat(ids, h)].reset_index(drop=True)
-        export["timestamp"] = np.tile(span.to_numpy(), len(ids))
-        export[data.target] = actual.reshape(-1)
-        for t in exported:
-            values = mean if t == "mean" else quant[:, :, levels.index(t)]
-            export[column_name(t)] = values.reshape(-1)
-        export["backtest_window"] = number
-        export["backtestwindow_start_time"] = span[0]
-        export["backtestwindow_end_time"] = span[-1]
-        export_frames.append(export)
-    windows_frame = pd.DataFrame(window_rows)
+        for name, rows in _score_window(data, number, start, ids, mean, quant, types, velocity_quantiles).items():
+            parts[name].extend(rows)
+    windows_frame = pd.DataFrame(parts["windows"])
     skip = ("backtest_window", "TestWindowStart", "TestWindowEnd", "ItemCount")
     metric_names = [c for c in windows_frame.columns if c not in skip]
     summary = {name: float(windows_frame[name].mean()) for name in metric_names}
     summary.update(
         ForecastType="mean",
         NumberOfBacktestWindows=windows,
-        BackTestWindowOffset=h if offset is None else offset,
+        BackTestWindowOffset=data.horizon if offset is None else offset,
     )
     return BacktestResult(
         summary=summary,
         windows=windows_frame,
-        items=pd.concat(item_frames, ignore_index=True),
-        export=pd.concat(export_frames, ignore_index=True),
+        items=pd.concat(parts["items"], ignore_index=True),
+        export=pd.concat(parts["export"], ignore_index=True),
         timings=timings,
-        velocity=pd.DataFrame(velocity_rows),
-        item_velocity=pd.concat(velocity_frames, ignore_index=True),
+        velocity=pd.DataFrame(parts["velocity"]),
+        item_velocity=pd.concat(parts["item_velocity"], ignore_index=True),
     )
+
+
+def _score_window(data, number, start, ids, mean, quant, types, velocity_quantiles) -> dict[str, list]:
+    """One window's rows: its metrics, each velocity bucket's, each item's, and the export."""
+    h = data.horizon
+    train = data.until(start)
+    levels = sorted(t for t in types if t != "mean")
+    exported = types if "mean" in types else [*types, "mean"]  # the point metrics' forecast, always
+    actual = np.full((len(ids), h), np.nan)
+    for row, i in enumerate(ids):
+        values, seen = data.window(i, start, start + h)
+        actual[row] = np.where(seen, values, np.nan)
+    scales = np.array([_scale(train, i) for i in ids])
+    by_level = {tau: quant[:, :, j] for j, tau in enumerate(levels)}
+    scored = ~np.isnan(actual).all(axis=1)
+    span = data.periods[start : start + h]
+    where = {"backtest_window": number, "TestWindowStart": span[0], "TestWindowEnd": span[-1]}
+
+    def metrics_of(members: np.ndarray) -> dict:
+        return metrics.summary_metrics(actual[members], mean[members], _rows(by_level, members), scales[members])
+
+    out = {"windows": [{**where, "ItemCount": int(scored.sum()), **metrics_of(scored)}], "velocity": []}
+    demand = np.array([_mean_demand(train, i) for i in ids])
+    buckets = velocity_buckets(demand, velocity_quantiles)
+    for bucket in VELOCITY_BUCKETS:
+        members = scored & (buckets == bucket)
+        if members.any():
+            span_of = {"MinMeanDemand": float(demand[members].min()), "MaxMeanDemand": float(demand[members].max())}
+            count = {"velocity": bucket, "ItemCount": int(members.sum())}
+            out["velocity"].append({**where, **count, **span_of, **metrics_of(members)})
+    keys = data.keys.iloc[ids].reset_index(drop=True)
+    out["item_velocity"] = [keys.assign(backtest_window=number, mean_demand=demand, velocity=buckets)]
+    per_item = metrics.item_metrics(actual, mean, by_level, scales)
+    out["items"] = [keys.assign(backtest_window=number, **per_item)[scored].reset_index(drop=True)]
+    export = data.keys.iloc[np.repeat(ids, h)].reset_index(drop=True)
+    export["timestamp"] = np.tile(span.to_numpy(), len(ids))
+    export[data.target] = actual.reshape(-1)
+    for t in exported:
+        export[column_name(t)] = (mean if t == "mean" else quant[:, :, levels.index(t)]).reshape(-1)
+    export["backtest_window"] = number
+    export["backtestwindow_start_time"] = span[0]
+    export["backtestwindow_end_time"] = span[-1]
+    out["export"] = [export]
+    return out
 
 
 def _mean_demand(train: ForecastData, i: int) -> float:

@@ -126,6 +126,12 @@ def search(
         return mean_metrics(runs)[metric]
 
     study.optimize(objective, n_trials=n_trials, timeout=timeout)
+    return _result(result, name, metric, direction, study, space, hyperparameters)
+
+
+def _result(result, name, metric, direction, study, space, hyperparameters) -> TuningResult:
+    import optuna
+
     trials = [
         {
             "number": t.number,
