@@ -315,6 +315,104 @@ def _bounds(kwargs: dict) -> str:
     return f"at least {low}" if low is not None else f"at most {high}"
 
 
+class _DatasetRun:
+    """One dataset's pass through the stages: GX results so far and the rows set aside, by position."""
+
+    def __init__(self, runner: _Runner, dataset: str, raw: RawTable, allowance: float):
+        self.runner, self.dataset, self.raw, self.allowance = runner, dataset, raw, allowance
+        self.results: list[dict] = []
+        self.rejected: list[pd.DataFrame] = []  # position (0-based data row), rule, column, value
+
+    def set_aside(self, positions: np.ndarray, rule: str, column: str | None, values) -> None:
+        self.rejected.append(
+            pd.DataFrame(
+                {
+                    "position": positions,
+                    "rule": rule,
+                    "column": self.raw.source_columns.get(column, column) if column else "",
+                    "value": np.asarray(values, dtype=object).astype(str) if column else "",
+                }
+            )
+        )
+
+    def stage(self, name: str, frame: pd.DataFrame, exps: list[dict], positions: np.ndarray) -> None:
+        """Run one stage's expectations; raise DataError (with the Data Docs) if any rule is broken."""
+        if not exps:
+            return
+        outcome = self.runner.run(f"{self.dataset}.{name}", frame, exps, complete=bool(self.allowance))
+        failures = []
+        for exp, res in zip(exps, outcome, strict=True):
+            info = res.result or {}
+            self.results.append(
+                {
+                    "expectation": exp["type"],
+                    "column": exp["kwargs"].get("column") or exp["kwargs"].get("column_list"),
+                    "rule": exp["meta"].get("rule"),
+                    "stage": name,
+                    "success": bool(res.success),
+                    "unexpected_count": int(info.get("unexpected_count") or 0),
+                }
+            )
+            if not res.success:
+                info = {**info, "partial_unexpected_index_list": _positions(info, positions)}
+                failures.append(_violation(self.raw, exp, info))
+            elif self.allowance and info.get("unexpected_index_list"):
+                idx = np.asarray(_indexes(info["unexpected_index_list"]), dtype="int64")
+                column = exp["kwargs"].get("column")
+                self.set_aside(positions[idx], exp["meta"].get("rule"), column, frame[column].to_numpy()[idx])
+        if failures:
+            self.runner.build_docs()
+            report = self.runner.docs_dir / "index.html" if self.runner.docs_dir else None
+            raise DataError(self.dataset, failures, report=str(report) if report else None)
+
+    def without_rejected(self, frame: pd.DataFrame, positions: np.ndarray):
+        if not self.rejected:
+            return frame, positions
+        gone = np.concatenate([r["position"] for r in self.rejected])
+        return _subset(frame, positions, ~np.isin(positions, gone))
+
+    def unparseable(self, ds: DatasetSettings, frame, typed, failures: dict, positions: np.ndarray):
+        """Values that have their type's shape but are not one (or are not finite): set aside or refused."""
+        if not failures:
+            return typed, positions
+        raw = self.raw
+        bad = np.zeros(len(typed), dtype=bool)
+        violations = []
+        for (column, rule), mask in failures.items():
+            bad |= mask
+            values = frame[column].to_numpy()[mask]
+            if self.allowance and mask.sum() <= self.allowance * len(raw.frame):
+                self.set_aside(positions[mask], rule, column, values)
+                continue
+            what = (
+                "are not finite numbers (they overflow to infinity)"
+                if rule == "finite_number"
+                else "but are not one (e.g. a date that does not exist)"
+            )
+            violations.append(
+                Violation(
+                    rule=rule,
+                    message=f"{int(mask.sum())} value(s) have the shape of a {ds.field(column).type} {what}",
+                    file=raw.path,
+                    column=raw.column_label(column),
+                    rows=raw.lines(positions[mask][:20]),
+                    count=int(mask.sum()),
+                    samples=values[:5].tolist(),
+                )
+            )
+        if violations:
+            raise DataError(self.dataset, violations)
+        return _subset(typed, positions, ~bad)
+
+    def quarantine(self) -> pd.DataFrame:
+        """The rows set aside, by file line, with the rule, column and value."""
+        if not self.rejected:
+            return _empty_quarantine()
+        quarantine = pd.concat(self.rejected, ignore_index=True).sort_values("position", kind="stable")
+        quarantine.insert(0, "line", self.raw.lines(quarantine.pop("position").to_numpy()))
+        return quarantine.reset_index(drop=True)
+
+
 class Validator:
     """Runs the suites of one dataset group; one instance per validate or import call."""
 
@@ -324,123 +422,46 @@ class Validator:
         self.runner = _Runner(docs_dir)
 
     def check(self, dataset: str) -> CheckedDataset:
+        """Read, check stage by stage (raw text, typed values, the as_of cut) and type one dataset.
+
+        A broken rule raises DataError; with ``max_rejected_fraction`` the rows that break a
+        row-level rule are set aside (the quarantine) while the rest go on.
+        """
         group = self.group
         ds: DatasetSettings = group.dataset(dataset)
         raw = read_raw(ds, dataset)
         expectations = render_suite(group, dataset, raw)
-        allowance = ds.max_rejected_fraction
         for exp in expectations:
-            if allowance and _is_row_level(exp) and exp["meta"].get("rule") != "non_null_key":
-                exp["mostly"] = 1.0 - allowance
-        results: list[dict] = []
-        rejected: list[pd.DataFrame] = []  # position (0-based data row), rule, column, value
-
-        def set_aside(positions: np.ndarray, rule: str, column: str | None, values) -> None:
-            rejected.append(
-                pd.DataFrame(
-                    {
-                        "position": positions,
-                        "rule": rule,
-                        "column": raw.source_columns.get(column, column) if column else "",
-                        "value": np.asarray(values, dtype=object).astype(str) if column else "",
-                    }
-                )
-            )
-
-        def stage(name: str, frame: pd.DataFrame, exps: list[dict], positions: np.ndarray) -> None:
-            if not exps:
-                return
-            outcome = self.runner.run(f"{dataset}.{name}", frame, exps, complete=bool(allowance))
-            failures = []
-            for exp, res in zip(exps, outcome, strict=True):
-                info = res.result or {}
-                results.append(
-                    {
-                        "expectation": exp["type"],
-                        "column": exp["kwargs"].get("column") or exp["kwargs"].get("column_list"),
-                        "rule": exp["meta"].get("rule"),
-                        "stage": name,
-                        "success": bool(res.success),
-                        "unexpected_count": int(info.get("unexpected_count") or 0),
-                    }
-                )
-                if not res.success:
-                    info = {**info, "partial_unexpected_index_list": _positions(info, positions)}
-                    failures.append(_violation(raw, exp, info))
-                elif allowance and info.get("unexpected_index_list"):
-                    idx = np.asarray(_indexes(info["unexpected_index_list"]), dtype="int64")
-                    column = exp["kwargs"].get("column")
-                    set_aside(positions[idx], exp["meta"].get("rule"), column, frame[column].to_numpy()[idx])
-            if failures:
-                self.runner.build_docs()
-                report = self.runner.docs_dir / "index.html" if self.runner.docs_dir else None
-                raise DataError(dataset, failures, report=str(report) if report else None)
-
-        def without_rejected(frame: pd.DataFrame, positions: np.ndarray):
-            if not rejected:
-                return frame, positions
-            return _subset(frame, positions, ~np.isin(positions, np.concatenate([r["position"] for r in rejected])))
-
+            if ds.max_rejected_fraction and _is_row_level(exp) and exp["meta"].get("rule") != "non_null_key":
+                exp["mostly"] = 1.0 - ds.max_rejected_fraction
+        run = _DatasetRun(self.runner, dataset, raw, ds.max_rejected_fraction)
+        by_stage = {name: [e for e in expectations if e["meta"]["stage"] == name] for name in ("raw", "typed", "as_of")}
         positions = np.arange(len(raw.frame))
-        stage("raw", raw.frame, [e for e in expectations if e["meta"]["stage"] == "raw"], positions)
-        frame, positions = without_rejected(raw.frame, positions)
+        run.stage("raw", raw.frame, by_stage["raw"], positions)
+        frame, positions = run.without_rejected(raw.frame, positions)
         typed, unparseable = coerce(frame, ds.fields, ds.timestamp_format, _epoch_fields(group, dataset))
-        if unparseable:
-            bad = np.zeros(len(typed), dtype=bool)
-            violations = []
-            for (column, rule), mask in unparseable.items():
-                bad |= mask
-                values = frame[column].to_numpy()[mask]
-                if allowance and mask.sum() <= allowance * len(raw.frame):
-                    set_aside(positions[mask], rule, column, values)
-                    continue
-                what = (
-                    "are not finite numbers (they overflow to infinity)"
-                    if rule == "finite_number"
-                    else "but are not one (e.g. a date that does not exist)"
-                )
-                violations.append(
-                    Violation(
-                        rule=rule,
-                        message=f"{int(mask.sum())} value(s) have the shape of a {ds.field(column).type} {what}",
-                        file=raw.path,
-                        column=raw.column_label(column),
-                        rows=raw.lines(positions[mask][:20]),
-                        count=int(mask.sum()),
-                        samples=values[:5].tolist(),
-                    )
-                )
-            if violations:
-                raise DataError(dataset, violations)
-            typed, positions = _subset(typed, positions, ~bad)
+        typed, positions = run.unparseable(ds, frame, typed, unparseable, positions)
         typed = typed.reset_index(drop=True)
-        stage("typed", typed, [e for e in expectations if e["meta"]["stage"] == "typed"], positions)
-        typed, positions = without_rejected(typed, positions)
+        run.stage("typed", typed, by_stage["typed"], positions)
+        typed, positions = run.without_rejected(typed, positions)
         keep = self._in_range(dataset, typed)
         typed, positions = _subset(typed, positions, keep)
-        after = int((~keep).sum())
-        cut_exps = [e for e in expectations if e["meta"]["stage"] == "as_of"]
-        stage("as_of", typed, [e for e in cut_exps if not e["meta"].get("batch")], positions)
-        for exp in (e for e in cut_exps if e["meta"].get("batch")):
+        run.stage("as_of", typed, [e for e in by_stage["as_of"] if not e["meta"].get("batch")], positions)
+        for exp in (e for e in by_stage["as_of"] if e["meta"].get("batch")):
             derived = self._derived(exp["meta"]["batch"], typed)
-            stage(exp["meta"]["batch"], derived, [exp], np.arange(len(derived)))
+            run.stage(exp["meta"]["batch"], derived, [exp], np.arange(len(derived)))
         if isinstance(group, ForecastGroup) and dataset == d.TARGET_TIME_SERIES:
             self._check_frequency(raw, typed)
-        if rejected:
-            quarantine = pd.concat(rejected, ignore_index=True).sort_values("position", kind="stable")
-            quarantine.insert(0, "line", raw.lines(quarantine.pop("position").to_numpy()))
-        else:
-            quarantine = _empty_quarantine()
         rows_read = len(raw.frame)
         raw.frame = raw.frame.iloc[:0]  # the text is no longer needed; the typed frame is
         return CheckedDataset(
             dataset=dataset,
             raw=raw,
             frame=typed,
-            rejected=quarantine.reset_index(drop=True),
+            rejected=run.quarantine(),
             rows_read=rows_read,
-            rows_after_as_of=after,
-            results=results,
+            rows_after_as_of=int((~keep).sum()),
+            results=run.results,
         )
 
     def cutoff(self, dataset: str) -> pd.Timestamp:
