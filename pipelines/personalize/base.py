@@ -197,6 +197,25 @@ class Recipe:
         stored_times.extend(times.tolist())
         self._observe(items, times)
 
+    def add_items(self, item_ids: Sequence[str], metadata: Sequence[Mapping[str, Any]] | None = None) -> None:
+        """Take items from the catalog, as Personalize's PutItems does, without retraining.
+
+        Unknown ids become known, as items first seen in ``update`` do: recommendable with no
+        events yet (popularity 0), as far as the recipe scores a new item (user-personalization
+        explores them). ``metadata`` holds one mapping of schema field to value per id, for
+        recipes that read item fields (``_describe``).
+        """
+        self._check_fitted()
+        ids = [_id(i) for i in item_ids]
+        new = [i for i in dict.fromkeys(ids) if i not in self.item_index_]
+        if new:
+            self._add_items(new)
+        if metadata is not None:
+            self._describe(np.array([self.item_index_[i] for i in ids], dtype=np.int64), list(metadata))
+
+    def _describe(self, items: np.ndarray, metadata: list[Mapping[str, Any]]) -> None:
+        """Fields of ``items`` arrived (``add_items``); recipes that read them take what they use."""
+
     # Shared machinery.
     def _check_fitted(self) -> None:
         if not hasattr(self, "item_ids_"):

@@ -3,8 +3,11 @@
 A model that only exploits never learns about an item nobody has been shown: it has no
 interactions, so it never scores high, so it is never shown. Exploration gives such items
 impressions. An item is in scope when it was created within ``exploration_item_age_cut_off``
-days of the data's newest event (ITEMS' CREATION_TIMESTAMP; without one, its first event;
-items first seen in ``update`` are new). In scope, an item's bonus is upper-confidence
+days of the newest interaction (Personalize's definition), read from the live clock: the
+newest of the training data's events and the events ``update`` has taken since, so items age
+as events arrive instead of staying as young as they were at training. An item's creation is
+ITEMS' CREATION_TIMESTAMP (or what ``add_items`` says, as PutItems does); without one, its
+first event, including one first seen in ``update``. In scope, an item's bonus is upper-confidence
 style, 1 / sqrt(1 + exposures), where exposures are its impressions when interactions carry
 an IMPRESSION column (an event counts as one too) and its events otherwise: the less an item
 has been shown, the more it is worth showing.
@@ -15,11 +18,19 @@ list as hrnn-coldstart) and 1 ranks only by the bonus. Each bonus is scaled by a
 factor in [0.5, 1], seeded by ``seed``, the user and the length of the user's history: a
 request is reproducible, while different users, and the same user after new events, are
 shown different new items instead of all the same few.
+
+Personalize's ``itemExplorationConfig`` (explorationWeight, explorationItemAgeCutOff) sets the
+two for a campaign or a request: ``item_exploration(weight, cut_off_days)`` holds them for the
+calls made inside it (a context variable, so concurrent requests do not mix); None keeps the
+trained hyperparameter.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 import pandas as pd
@@ -27,6 +38,22 @@ import pandas as pd
 from pipelines.personalize.data import InteractionData, _epoch_seconds
 from pipelines.personalize.hrnn import DAY, REQUEST_USER, extends, top_n
 from pipelines.personalize.hrnn_metadata import HrnnColdstart
+
+EXPLORATION: ContextVar[tuple[float | None, float | None]] = ContextVar("item_exploration", default=(None, None))
+
+
+@contextmanager
+def item_exploration(weight: float | None = None, cut_off_days: float | None = None) -> Iterator[None]:
+    """Explore with ``weight`` and ``cut_off_days`` (None: the model's own) in the calls made inside."""
+    if weight is not None and not 0 <= weight <= 1:
+        raise ValueError(f"explorationWeight must be between 0 and 1, got {weight}")
+    if cut_off_days is not None and not cut_off_days > 0:
+        raise ValueError(f"explorationItemAgeCutOff must be more than 0 days, got {cut_off_days}")
+    token = EXPLORATION.set((weight, cut_off_days))
+    try:
+        yield
+    finally:
+        EXPLORATION.reset(token)
 
 
 class UserPersonalization(HrnnColdstart):
@@ -51,21 +78,32 @@ class UserPersonalization(HrnnColdstart):
         events = np.bincount(data.items, minlength=data.n_items).astype(np.float64)
         self.exposures_ = np.maximum(events, impressions(data))
 
+    def exploration(self) -> tuple[float, float]:
+        """explorationWeight and explorationItemAgeCutOff (days) in force: ``item_exploration``'s, else the model's."""
+        weight, cut_off = EXPLORATION.get()
+        return (self.exploration_weight if weight is None else weight,
+                self.exploration_item_age_cut_off if cut_off is None else cut_off)  # fmt: skip
+
+    def live_clock(self) -> float:
+        """The newest interaction's time, the training data's or a live one's: what item age is measured from."""
+        return max(float(self.latest_timestamp_), getattr(self, "clock_", 0.0))
+
     def _candidates(self, history: np.ndarray, times: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         state = self._serving_state(history, times)
-        weight = self.exploration_weight
+        weight, cut_off = self.exploration()
+        bonus = self._bonus(len(history), weight, cut_off)
         if state is None:  # nothing to exploit: popularity fills in after the explored items
-            scores = weight * self._bonus(len(history))
+            scores = weight * bonus
         else:
             exploitation = self._scores(state)
-            scores = (1 - weight) * exploitation / exploitation.max() + weight * self._bonus(len(history))
+            scores = (1 - weight) * exploitation / exploitation.max() + weight * bonus
             scores /= scores.sum()
         return top_n(scores, n)
 
-    def _bonus(self, history_length: int) -> np.ndarray:
-        if self.exploration_weight == 0:
+    def _bonus(self, history_length: int, weight: float, cut_off_days: float) -> np.ndarray:
+        if weight == 0:
             return np.zeros(len(self.exposures_))
-        in_scope = self.created_ >= self.latest_timestamp_ - self.exploration_item_age_cut_off * DAY
+        in_scope = self.created_ >= self.live_clock() - cut_off_days * DAY
         user = zlib.crc32((REQUEST_USER.get() or "").encode())
         rng = np.random.default_rng([self.seed, user, history_length])
         return in_scope / np.sqrt(1 + self.exposures_) * rng.uniform(0.5, 1.0, len(self.exposures_))
@@ -77,6 +115,16 @@ class UserPersonalization(HrnnColdstart):
 
     def _observe(self, items: np.ndarray, times: np.ndarray) -> None:
         np.add.at(self.exposures_, items, 1.0)
+        if len(times):
+            self.clock_ = max(self.live_clock(), float(times.max()))
+            first_seen = np.isinf(self.created_[items])  # items new to the model: created at their first event
+            np.minimum.at(self.created_, items[first_seen], times[first_seen].astype(np.float64))
+
+    def _describe(self, items: np.ndarray, metadata: list) -> None:
+        for item, fields in zip(items.tolist(), metadata, strict=True):
+            created = fields.get("CREATION_TIMESTAMP")
+            if created is not None:
+                self.created_[item] = float(created)
 
 
 def creation_times(data: InteractionData) -> np.ndarray:

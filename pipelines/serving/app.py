@@ -1,4 +1,5 @@
-"""The serving API: GetRecommendations, GetPersonalizedRanking, PutEvents, filters and forecast queries.
+"""The serving API: GetRecommendations, GetPersonalizedRanking, PutEvents, PutItems, PutUsers, campaigns,
+filters and forecast queries.
 
 ``create_app()`` builds one FastAPI app from the environment (see ``settings``); uvicorn runs it
 with ``--factory``, and the Airflow plugin mounts it in Airflow's API server. Every route but
@@ -118,6 +119,9 @@ class AccessLog:
 OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 ROUTE_SCOPES = {
     ("POST", "/events"): "write",
+    ("POST", "/items"): "write",
+    ("POST", "/users"): "write",
+    ("PUT", "/campaigns/{name}"): "admin",
     ("POST", "/filters"): "admin",
     ("DELETE", "/filters/{name}"): "admin",
     ("POST", "/batch-inference-jobs"): "admin",
@@ -299,6 +303,18 @@ def create_app(settings: ServingSettings | None = None, runtime: Runtime | None 
             raise ApiError(400, f"filter {ref!r} selects users (UserID); recommendations take item filters", field)
         return bound
 
+    def exploration_for(group: str, state, override: s.ItemExplorationConfig | None) -> tuple:
+        """(explorationWeight, explorationItemAgeCutOff): the request's, else the campaign's; None: the model's."""
+        from pipelines.personalize.user_personalization import UserPersonalization
+
+        if not isinstance(state.model, UserPersonalization):
+            if override is not None:
+                raise ApiError(400, f"itemExplorationConfig applies to user-personalization; campaign {group!r} serves "
+                               f"{getattr(state.model, 'name', type(state.model).__name__)}",
+                               "itemExplorationConfig")  # fmt: skip
+            return None, None
+        return runtime.campaigns.exploration(group, override.model_dump() if override is not None else None)
+
     def ranked(state, body: s.RecommendationsRequest, bound, n: int, exclude: list[str]) -> list[tuple[str, float]]:
         from pipelines.personalize.filters import recommend_filtered, related_items_filtered
 
@@ -343,7 +359,10 @@ def create_app(settings: ServingSettings | None = None, runtime: Runtime | None 
         bound = bound_filter(group, state, body.filterArn, body.filterValues, "filterArn")
         promoted: list[tuple[str, float]] = []
         promotion = body.promotions[0] if body.promotions else None
-        with state.lock:
+        exploration = exploration_for(group, state, body.itemExplorationConfig)
+        from pipelines.personalize.user_personalization import item_exploration
+
+        with state.lock, item_exploration(*exploration):
             try:
                 if promotion is not None:
                     count = max(1, math.floor(body.numResults * promotion.percentPromotedItems / 100))
@@ -389,6 +408,89 @@ def create_app(settings: ServingSettings | None = None, runtime: Runtime | None 
         runtime.metrics.events.labels(group).inc(len(ids))
         runtime.tail.catch_up()
         return {"eventsStored": len(ids), "eventIds": ids}
+
+    def dataset_of(ref: str | None, kind: str) -> tuple[str, Any]:
+        """The group and its ``kind`` dataset from a datasetArn: <group>/<KIND>, an ARN ending so, or <group>."""
+        if ref is None:
+            if len(runtime.personalize_groups) != 1:
+                raise ApiError(400, "datasetArn is required where the server serves several Personalize groups: "
+                               f"{sorted(runtime.personalize_groups)}", "datasetArn")  # fmt: skip
+            group = next(iter(runtime.personalize_groups))
+        else:
+            parts = [p for p in ref.split("/") if p] or [ref]
+            if len(parts) > 1 and parts[-1].upper() in ("INTERACTIONS", "ITEMS", "USERS"):
+                if parts[-1].upper() != kind:
+                    raise ApiError(400, f"datasetArn {ref!r} names the {parts[-1].upper()} dataset; this call puts "
+                                   f"{kind}", "datasetArn")  # fmt: skip
+                parts = parts[:-1]
+            group = personalize_group(parts[-1], "datasetArn")
+        dataset = runtime.groups[group].dataset(kind)
+        if dataset is None:
+            raise ApiError(404, f"dataset group {group!r} has no {kind} dataset in its settings", "datasetArn")
+        return group, dataset
+
+    def put_records(kind: str, ref: str | None, records: list[tuple[str, Any]], list_field: str) -> dict:
+        from pipelines.serving.catalog import PropertiesError, check_properties
+
+        group, dataset = dataset_of(ref, kind)
+        checked = []
+        for k, (record_id, properties) in enumerate(records):
+            try:
+                checked.append((record_id, check_properties(dataset, kind, properties, f"{list_field}.{k}.properties")))
+            except PropertiesError as exc:
+                raise ApiError(400, f"{exc.field}: {exc.message}", exc.field) from None
+        ids = runtime.store.put_records(group, kind, checked)
+        runtime.tail.catch_up()
+        return {"datasetGroup": group, "recordsStored": len(ids), "recordIds": ids}
+
+    @app.post("/items", tags=["personalize"], response_model=s.PutRecordsResponse)
+    def put_items(body: s.PutItemsRequest) -> dict:
+        """PutItems: items checked against the group's ITEMS schema, stored durably, recommendable and filterable at
+        once; a record replaces the item's previous fields."""
+        return put_records("ITEMS", body.datasetArn, [(i.itemId, i.properties) for i in body.items], "items")
+
+    @app.post("/users", tags=["personalize"], response_model=s.PutRecordsResponse)
+    def put_users(body: s.PutUsersRequest) -> dict:
+        """PutUsers: users checked against the group's USERS schema, stored durably, seen by filters at once."""
+        return put_records("USERS", body.datasetArn, [(u.userId, u.properties) for u in body.users], "users")
+
+    def describe_campaign(group: str) -> dict:
+        holder = runtime.models.get(group)
+        state = holder.state if holder else None
+        config = dict(runtime.campaigns.get(group))
+        model = state.model if state else None
+        if model is not None and callable(getattr(model, "exploration", None)):
+            from pipelines.personalize.user_personalization import item_exploration
+
+            with item_exploration(*runtime.campaigns.exploration(group)):
+                weight, cut_off = model.exploration()
+            config["itemExplorationConfig"] = {"explorationWeight": f"{weight:g}",
+                                               "explorationItemAgeCutOff": f"{cut_off:g}"}  # fmt: skip
+        return {"name": group, "campaignArn": f"campaign/{group}", "datasetGroup": group,
+                "modelVersion": state.version if state else None,
+                "recipe": getattr(model, "name", None), "campaignConfig": config}  # fmt: skip
+
+    @app.get("/campaigns/{name}", tags=["personalize"])
+    def get_campaign(name: str) -> dict:
+        """DescribeCampaign: the group's serving model and its campaignConfig in force (values as text)."""
+        return describe_campaign(personalize_group(name, "name"))
+
+    @app.put("/campaigns/{name}", tags=["personalize"])
+    def update_campaign(name: str, body: s.UpdateCampaignRequest) -> dict:
+        """UpdateCampaign: campaignConfig.itemExplorationConfig for every request (user-personalization); it replaces
+        the previous config and reaches every server within a second."""
+        group = personalize_group(name, "name")
+        holder = runtime.models.get(group)
+        model = holder.state.model if holder and holder.state else None
+        explore = body.campaignConfig.itemExplorationConfig
+        if explore is not None and model is not None and not callable(getattr(model, "exploration", None)):
+            raise ApiError(400, f"itemExplorationConfig applies to user-personalization; campaign {group!r} serves "
+                           f"{getattr(model, 'name', '?')}", "campaignConfig.itemExplorationConfig")  # fmt: skip
+        config = {}
+        if explore is not None:
+            config["itemExplorationConfig"] = {k: v for k, v in explore.model_dump().items() if v is not None}
+        runtime.campaigns.put(group, config)
+        return describe_campaign(group)
 
     @app.post("/filters", tags=["filters"], status_code=201, response_model=s.FilterDescription)
     def create_filter(body: s.CreateFilterRequest) -> dict:

@@ -7,7 +7,8 @@ request pays microseconds. Verified keys are cached for ``key_cache_seconds``, w
 how long a revoked key may keep working in a server that has just seen it.
 
 Scopes: ``read`` (recommendations, rankings, forecasts, listing filters and jobs, metrics),
-``write`` (PutEvents), ``admin`` (creating and deleting filters, starting batch inference jobs).
+``write`` (PutEvents, PutItems, PutUsers), ``admin`` (creating and deleting filters, updating campaigns,
+starting batch inference jobs).
 A key holds each scope it may use; ``admin`` does not imply the others.
 """
 

@@ -4,6 +4,8 @@ airsight serve [--host H] [--port P] [--workers N]
 airsight serve --create-key NAME [--scopes read,write]   # prints the key once
 airsight serve --revoke-key NAME | --list-keys
 airsight serve --export-events GROUP [--to PATH]        # append stored events to a CSV for training
+airsight serve --export-items GROUP [--to PATH]         # PutItems records, newest per item, in ITEMS' columns
+airsight serve --export-users GROUP [--to PATH]         # PutUsers records, newest per user, in USERS' columns
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ def add_arguments(parser) -> None:
     keys.add_argument("--revoke-key", metavar="NAME", help="revoke the API key NAME and exit")
     keys.add_argument("--list-keys", action="store_true", help="list API keys (names, ids, scopes) and exit")
     keys.add_argument("--export-events", metavar="GROUP", help="append GROUP's stored events to a CSV and exit")
+    keys.add_argument("--export-items", metavar="GROUP", help="write GROUP's PutItems records to a CSV and exit")
+    keys.add_argument("--export-users", metavar="GROUP", help="write GROUP's PutUsers records to a CSV and exit")
     parser.add_argument("--scopes", default="read,write", help="scopes of --create-key: read, write, admin")
-    parser.add_argument("--to", help="CSV of --export-events (default <storage>/events/INTERACTIONS_events.csv)")
+    parser.add_argument("--to", help="CSV of an export (default <storage>/events/INTERACTIONS_events.csv, "
+                        "ITEMS_records.csv, USERS_records.csv)")  # fmt: skip
 
 
 def run(args) -> int:
@@ -34,7 +39,14 @@ def run(args) -> int:
         os.environ["AIRSIGHT_SERVING_DB"] = args.database
     if args.groups:
         os.environ["AIRSIGHT_SERVING_GROUPS"] = args.groups
-    if args.create_key or args.revoke_key or args.list_keys or args.export_events:
+    if (
+        args.create_key
+        or args.revoke_key
+        or args.list_keys
+        or args.export_events
+        or args.export_items
+        or (args.export_users)
+    ):
         return _manage(args)
     return serve(args.host, args.port, args.workers, args.log_level)
 
@@ -62,6 +74,19 @@ def _manage(args) -> int:
         elif args.list_keys:
             for name, key_id, scopes, revoked in store.list_keys():
                 print(f"{name}\tas_{key_id}_…\t{scopes}\t{'revoked' if revoked else 'active'}")
+        elif args.export_items or args.export_users:
+            from pipelines.serving.catalog import default_path, export_records
+            from pipelines.settings import find_group
+
+            kind = "ITEMS" if args.export_items else "USERS"
+            group = find_group(args.export_items or args.export_users)
+            try:
+                done = export_records(store, group, kind, args.to or default_path(group.storage_root, kind))
+            except LookupError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            print(f"{done['records']} {kind.lower()} record(s) written to {done['path']} "
+                  f"(through record id {done['last_record_id']})")  # fmt: skip
         else:
             from pipelines.serving.events import default_path, export_events
             from pipelines.settings import find_group

@@ -13,6 +13,13 @@ the group's training filter, as at import) and to the state's per-user live even
 Interactions filters read (every event), so every server process (uvicorn workers, the Airflow
 plugin) applies every event, its own and the others', in the order stored. Ids
 that are skipped (a PostgreSQL transaction that commits late) are asked for again for a while.
+
+PutItems and PutUsers records travel the same way, in a log of their own: the tail gives each
+to its group's state, which tells the model about new items (``Recipe.add_items``) and grows the
+data filters read (``catalog.grow``), so Items and CurrentUser conditions see a new item or user,
+and its fields, at the next request in every process. Items first seen in an event join that
+data too, so no filter drops them for being unknown. A freshly loaded model gets every stored
+record of its group before its replayed events.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.serving.store import Store, StoredEvent
+from pipelines.serving.store import Store, StoredEvent, StoredRecord
 
 log = logging.getLogger("airsight.serving")
 REPLAY_LIMIT = 1_000_000  # events replayed into a freshly loaded model
@@ -45,6 +52,28 @@ class ModelState:
     # read beside the snapshot. Every process's tail applies every stored event, so all agree.
     live: dict[str, deque] = field(default_factory=dict)
     trains_on: Callable[[StoredEvent], bool] | None = None  # the solution's training filter; None: every event
+    records_applied: int = 0
+
+    def apply_records(self, records: list[StoredRecord]) -> None:
+        """PutItems and PutUsers records, oldest first: the model learns of new items, filters of every field."""
+        from pipelines.serving.catalog import grow
+
+        items: dict[str, dict] = {}
+        users: dict[str, dict] = {}
+        created: dict[str, float] = {}
+        for record in records:
+            (items if record.dataset_type == "ITEMS" else users)[record.record_id] = record.properties
+            if record.dataset_type == "ITEMS":
+                created[record.record_id] = record.received_at
+        if not items and not users:
+            return
+        with self.lock:
+            if items:  # an item without a CREATION_TIMESTAMP was created when it was put
+                metadata = [{"CREATION_TIMESTAMP": created[i], **fields} for i, fields in items.items()]
+                self.model.add_items(list(items), metadata)
+            if self.data is not None:
+                self.data = grow(self.data, items, users)
+            self.records_applied += len(records)
 
     def apply(self, events: list[StoredEvent]) -> None:
         per_user: dict[str, list[StoredEvent]] = defaultdict(list)
@@ -52,6 +81,13 @@ class ModelState:
             if event.item_id:
                 per_user[event.user_id].append(event)
         with self.lock:
+            if self.data is not None:  # items first seen here join the catalog filters read
+                index = self.data.item_index
+                unseen = {e.item_id: None for mine in per_user.values() for e in mine if e.item_id not in index}
+                if unseen:
+                    from pipelines.serving.catalog import grow
+
+                    self.data = grow(self.data, unseen, {})
             for user, mine in per_user.items():
                 learned = mine if self.trains_on is None else [e for e in mine if self.trains_on(e)]
                 if learned:
@@ -130,7 +166,8 @@ class ModelHolder:
                     raise TypeError(f"{type(model).__name__} has no {method}(): not a Personalize model")
             data = self._load_data() if self._load_data else None
             state = ModelState(version, model, data, trains_on=self.trains_on)
-            mark = tail.watermark
+            mark, records_mark = tail.watermark, tail.records_watermark
+            state.apply_records(self.store.records_of_group(self.group, up_to_id=records_mark))
             since = float(getattr(model, "latest_timestamp_", 0) or 0)
             replay = self.store.events_of_group(self.group, up_to_id=mark, sent_after=since, limit=REPLAY_LIMIT,
                                                 newest=True)  # fmt: skip
@@ -140,7 +177,10 @@ class ModelHolder:
             self.failed_version, self._failed_at = version, time.monotonic()
             log.error("model load failed", extra={"group": self.group, "version": version, "error": self.error})
             return False
-        with tail.lock:  # events stored while loading, then the swap, with no event in between
+        with tail.lock:  # records and events stored while loading, then the swap, with nothing in between
+            state.apply_records(
+                self.store.records_of_group(self.group, after_id=records_mark, up_to_id=tail.records_watermark)
+            )
             state.apply(self.store.events_of_group(self.group, after_id=mark, up_to_id=tail.watermark))
             previous, self.state = self.state, state
         self.error, self.failed_version = None, None
@@ -160,47 +200,80 @@ class ModelHolder:
             "loaded_at": state.loaded_at if state else None,
             "recipe": getattr(state.model, "name", None) if state else None,
             "events_applied": state.events_applied if state else 0,
+            "records_applied": state.records_applied if state else 0,
             "filters_data": state is not None and state.data is not None,
             "error": self.error,
         }
 
 
-class EventTail:
-    """Follows the store's events by id and hands them to each group's current model."""
+class _Follower:
+    """Rows of one append-only table past a watermark, by id; ids skipped on the way are asked for again a while."""
 
-    def __init__(self, store: Store, holders: dict[str, ModelHolder]):
-        self.store, self.holders = store, holders
-        self.lock = threading.Lock()
-        self.watermark = store.max_event_id()  # models replay older events themselves when they load
+    def __init__(self, fetch: Callable[..., list], watermark: int):
+        self.fetch, self.watermark = fetch, watermark
         self._missing: dict[int, float] = {}
 
-    def catch_up(self) -> int:
-        with self.lock:
-            events = self.store.events_after(self.watermark, self._missing)
-            if not events:
-                self._expire()
-                return 0
-            now = time.monotonic()
-            seen = {e.id for e in events}
-            for missing in [i for i in self._missing if i in seen]:
-                del self._missing[missing]
-            for gap in range(self.watermark + 1, max(seen)):
-                if gap not in seen and len(self._missing) < 10_000:
-                    self._missing.setdefault(gap, now)
-            self.watermark = max(self.watermark, max(seen))
+    def next(self) -> list:
+        rows = self.fetch(self.watermark, self._missing)
+        if not rows:
             self._expire()
-            per_group: dict[str, list[StoredEvent]] = defaultdict(list)
-            for event in events:
-                per_group[event.dataset_group].append(event)
-            for group, group_events in per_group.items():
-                holder = self.holders.get(group)
-                state = holder.state if holder else None
-                if state is not None:
-                    state.apply(group_events)
-            return len(events)
+            return rows
+        now = time.monotonic()
+        seen = {r.id for r in rows}
+        for missing in [i for i in self._missing if i in seen]:
+            del self._missing[missing]
+        for gap in range(self.watermark + 1, max(seen)):
+            if gap not in seen and len(self._missing) < 10_000:
+                self._missing.setdefault(gap, now)
+        self.watermark = max(self.watermark, max(seen))
+        self._expire()
+        return rows
 
     def _expire(self) -> None:
         if self._missing:
             limit = time.monotonic() - GAP_SECONDS
             for stale in [i for i, t in self._missing.items() if t < limit]:
                 del self._missing[stale]
+
+
+class EventTail:
+    """Follows the store's records and events by id and hands them to each group's current state."""
+
+    def __init__(self, store: Store, holders: dict[str, ModelHolder]):
+        self.store, self.holders = store, holders
+        self.lock = threading.Lock()
+        # models replay older events and records themselves when they load
+        self._events = _Follower(store.events_after, store.max_event_id())
+        self._records = _Follower(store.records_after, store.max_record_id())
+
+    @property
+    def watermark(self) -> int:
+        return self._events.watermark
+
+    @property
+    def records_watermark(self) -> int:
+        return self._records.watermark
+
+    def catch_up(self) -> int:
+        with self.lock:
+            records, events = self._records.next(), self._events.next()
+            for group, rows in _by_group(records).items():
+                state = self._state(group)
+                if state is not None:
+                    state.apply_records(rows)
+            for group, rows in _by_group(events).items():
+                state = self._state(group)
+                if state is not None:
+                    state.apply(rows)
+            return len(records) + len(events)
+
+    def _state(self, group: str) -> ModelState | None:
+        holder = self.holders.get(group)
+        return holder.state if holder else None
+
+
+def _by_group(rows: list) -> dict[str, list]:
+    per_group: dict[str, list] = defaultdict(list)
+    for row in rows:
+        per_group[row.dataset_group].append(row)
+    return per_group

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.serving.auth import KeyChecker
+from pipelines.serving.campaigns import CampaignConfigs
 from pipelines.serving.filter_registry import FilterRegistry
 from pipelines.serving.forecasts import ForecastHolder
 from pipelines.serving.observability import Metrics
@@ -74,6 +75,7 @@ class Runtime:
         self.personalize_groups = {g.name for g in groups if g.kind == "personalize"}
         self.filters = FilterRegistry(self.store, {g.name: g for g in groups if g.kind == "personalize"})
         self.tail = EventTail(self.store, self.models)
+        self.campaigns = CampaignConfigs(self.store)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()

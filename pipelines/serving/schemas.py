@@ -25,6 +25,54 @@ class Promotion(Body):
     filterValues: dict[str, Annotated[str, Field(max_length=3000)]] | None = Field(None, max_length=25)
 
 
+def _config_number(value: float | str | None, what: str) -> float | None:
+    """A campaignConfig value: Personalize sends numbers as strings ("0.3"); numbers are taken too."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{what} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{what} must be a finite number, got {value!r}")
+    return number
+
+
+class ItemExplorationConfig(Body):
+    """Personalize's itemExplorationConfig (user-personalization): how much to explore, and which items."""
+
+    explorationWeight: float | str | None = Field(
+        None, description="0 (only relevance) to 1 (only exploration), as a number or its text"
+    )
+    explorationItemAgeCutOff: float | str | None = Field(
+        None, description="items created at most this many days before the newest interaction are explored"
+    )
+
+    @field_validator("explorationWeight")
+    @classmethod
+    def _weight(cls, value):
+        number = _config_number(value, "explorationWeight")
+        if number is not None and not 0 <= number <= 1:
+            raise ValueError(f"explorationWeight must be between 0 and 1, got {value!r}")
+        return number
+
+    @field_validator("explorationItemAgeCutOff")
+    @classmethod
+    def _cut_off(cls, value):
+        number = _config_number(value, "explorationItemAgeCutOff")
+        if number is not None and not 0 < number <= 36_500:
+            raise ValueError(f"explorationItemAgeCutOff must be more than 0 and at most 36500 days, got {value!r}")
+        return number
+
+
+class CampaignConfig(Body):
+    itemExplorationConfig: ItemExplorationConfig | None = None
+
+
+class UpdateCampaignRequest(Body):
+    campaignConfig: CampaignConfig
+
+
 class RecommendationsRequest(Body):
     campaignArn: Annotated[
         str, Field(min_length=1, max_length=256, description="the dataset group (or ARN ending /<group>)")
@@ -36,6 +84,9 @@ class RecommendationsRequest(Body):
     filterArn: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     filterValues: dict[str, Annotated[str, Field(max_length=3000)]] | None = Field(None, max_length=25)
     promotions: list[Promotion] | None = Field(None, max_length=1)
+    itemExplorationConfig: ItemExplorationConfig | None = Field(
+        None, description="this request's exploration (user-personalization), over the campaign's"
+    )
 
 
 class RankingRequest(Body):
@@ -108,6 +159,41 @@ class PutEventsRequest(Body):
 class PutEventsResponse(BaseModel):
     eventsStored: int
     eventIds: list[int]
+
+
+MAX_RECORDS = 10  # Personalize's PutItems and PutUsers limit
+Properties = Annotated[str, Field(max_length=24_262)] | dict[str, Any] | None
+
+
+class PutItem(Body):
+    itemId: Id
+    properties: Properties = Field(None, description="a JSON object of ITEMS fields, usually as a string")
+
+
+class PutUser(Body):
+    userId: Id
+    properties: Properties = Field(None, description="a JSON object of USERS fields, usually as a string")
+
+
+class PutItemsRequest(Body):
+    datasetArn: Annotated[str, Field(min_length=1, max_length=256)] | None = Field(
+        None, description="the group's ITEMS dataset (<group>/ITEMS, an ARN ending so, or the group); "
+        "optional where one Personalize group is served",
+    )  # fmt: skip
+    items: list[PutItem] = Field(min_length=1, max_length=MAX_RECORDS)
+
+
+class PutUsersRequest(Body):
+    datasetArn: Annotated[str, Field(min_length=1, max_length=256)] | None = Field(
+        None, description="the group's USERS dataset (<group>/USERS, an ARN ending so, or the group)"
+    )
+    users: list[PutUser] = Field(min_length=1, max_length=MAX_RECORDS)
+
+
+class PutRecordsResponse(BaseModel):
+    datasetGroup: str
+    recordsStored: int
+    recordIds: list[int]
 
 
 class CreateFilterRequest(Body):

@@ -1,11 +1,13 @@
-"""The serving store: events, filters and API keys in SQLite (default) or PostgreSQL.
+"""The serving store: events, item and user records, filters, campaigns and API keys in SQLite or PostgreSQL.
 
 Tables are prefixed ``airsight_`` so that a shared PostgreSQL database stays readable.
 
 PutEvents is acknowledged only after its transaction commits: SQLite runs in WAL mode with
 ``synchronous=FULL`` (the log is fsynced at each commit), PostgreSQL with its default
 ``synchronous_commit``. Event ids grow with each insert, which is how every server process
-follows the events the others wrote (``events_after``) and how exports resume.
+follows the events the others wrote (``events_after``) and how exports resume. PutItems and
+PutUsers append records to a log of their own (``airsight_records``: one row per item or user
+record, the newest of an id wins), acknowledged the same way and followed the same way.
 
 Each thread has its own connection: SQLite connections are not shared between threads, and a
 PostgreSQL connection runs one statement at a time.
@@ -47,6 +49,12 @@ def _schema(serial: str, real: str) -> list[str]:
             event_value {real}, item_id TEXT, sent_at {real} NOT NULL, recommendation_id TEXT,
             impression TEXT, properties TEXT, received_at {real} NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS airsight_events_group_id ON airsight_events (dataset_group, id)",
+        f"""CREATE TABLE IF NOT EXISTS airsight_records (
+            id {serial} PRIMARY KEY, dataset_group TEXT NOT NULL, dataset_type TEXT NOT NULL,
+            record_id TEXT NOT NULL, properties TEXT NOT NULL, received_at {real} NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS airsight_records_group_id ON airsight_records (dataset_group, id)",
+        f"""CREATE TABLE IF NOT EXISTS airsight_campaigns (
+            name TEXT PRIMARY KEY, config TEXT NOT NULL, updated_at {real} NOT NULL)""",
         f"""CREATE TABLE IF NOT EXISTS airsight_filters (
             name TEXT PRIMARY KEY, dataset_group TEXT NOT NULL, expression TEXT NOT NULL,
             created_at {real} NOT NULL)""",
@@ -72,6 +80,18 @@ class StoredEvent:
     sent_at: float
     event_type: str
     event_value: float | None
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """One PutItems or PutUsers record: ``properties`` maps schema field names to values."""
+
+    id: int
+    dataset_group: str
+    dataset_type: str  # ITEMS or USERS
+    record_id: str
+    properties: dict
+    received_at: float
 
 
 @dataclass
@@ -286,6 +306,63 @@ class Store:
         if group is None:
             return int(self._query("SELECT COUNT(*) FROM airsight_events")[0][0])
         return int(self._query("SELECT COUNT(*) FROM airsight_events WHERE dataset_group = ?", [group])[0][0])
+
+    # Item and user records (PutItems, PutUsers).
+    def put_records(self, group: str, dataset_type: str, records: list[tuple[str, dict]]) -> list[int]:
+        """Append ``(id, properties)`` records of ``dataset_type`` in one transaction; their ids once committed."""
+        insert = (
+            "INSERT INTO airsight_records (dataset_group, dataset_type, record_id, properties, received_at) "
+            "VALUES (?, ?, ?, ?, ?)"
+        )
+        now, ids = time.time(), []
+        with self._cursor() as tx:
+            for record_id, properties in records:
+                row = (group, dataset_type, record_id, json.dumps(properties, sort_keys=True), now)
+                if self.postgres:
+                    ids.append(tx.execute(insert + " RETURNING id", row).fetchone()[0])
+                else:
+                    ids.append(tx.execute(insert, row).lastrowid)
+        return ids
+
+    _RECORD_FIELDS = "id, dataset_group, dataset_type, record_id, properties, received_at"
+
+    def _records(self, where: str, params: list) -> list[StoredRecord]:
+        rows = self._query(f"SELECT {self._RECORD_FIELDS} FROM airsight_records WHERE {where} ORDER BY id LIMIT ?",
+                           params)  # fmt: skip
+        return [StoredRecord(i, g, t, r, json.loads(p), at) for i, g, t, r, p, at in rows]
+
+    def records_after(self, after_id: int, also: Iterable[int] = (), limit: int = 10_000) -> list[StoredRecord]:
+        """Records with id > ``after_id`` (and the ids in ``also``), by id."""
+        also = list(also)
+        where = "id > ?" + (f" OR id IN ({', '.join('?' * len(also))})" if also else "")
+        return self._records(where, [after_id, *also, limit])
+
+    def records_of_group(
+        self, group: str, after_id: int = 0, up_to_id: int | None = None, dataset_type: str | None = None,
+        limit: int = 1_000_000,
+    ) -> list[StoredRecord]:  # fmt: skip
+        where, params = "dataset_group = ? AND id > ?", [group, after_id]
+        if up_to_id is not None:
+            where, params = where + " AND id <= ?", [*params, up_to_id]
+        if dataset_type is not None:
+            where, params = where + " AND dataset_type = ?", [*params, dataset_type]
+        return self._records(where, [*params, limit])
+
+    def max_record_id(self) -> int:
+        return int(self._query("SELECT COALESCE(MAX(id), 0) FROM airsight_records")[0][0])
+
+    # Campaigns (their campaignConfig).
+    def put_campaign(self, name: str, config: dict) -> float:
+        updated = time.time()
+        with self._cursor() as tx:
+            tx.execute("DELETE FROM airsight_campaigns WHERE name = ?", (name,))
+            tx.execute("INSERT INTO airsight_campaigns (name, config, updated_at) VALUES (?, ?, ?)",
+                       (name, json.dumps(config, sort_keys=True), updated))  # fmt: skip
+        return updated
+
+    def get_campaign(self, name: str) -> tuple[dict, float] | None:
+        rows = self._query("SELECT config, updated_at FROM airsight_campaigns WHERE name = ?", [name])
+        return (json.loads(rows[0][0]), rows[0][1]) if rows else None
 
     # Filters.
     def add_filter(self, name: str, group: str, expression: str) -> float:

@@ -63,6 +63,12 @@ CASES = [
     Case("POST", "/personalize-ranking", "/personalize-ranking", "read", 200,
          lambda tag: {"campaignArn": GROUP, "userId": "a_u000", "inputList": ["a_i00", "b_i00"]}),
     Case("POST", "/events", "/events", "write", 200, _event),
+    Case("POST", "/items", "/items", "write", 200,
+         lambda tag: {"datasetArn": f"{GROUP}/ITEMS", "items": [{"itemId": f"item-{tag}", "properties": "{}"}]}),
+    Case("POST", "/users", "/users", "write", 404,  # the group has no USERS dataset: the guard let it through
+         lambda tag: {"datasetArn": f"{GROUP}/USERS", "users": [{"userId": f"user-{tag}"}]}),
+    Case("GET", "/campaigns/{name}", f"/campaigns/{GROUP}", "read", 200),
+    Case("PUT", "/campaigns/{name}", f"/campaigns/{GROUP}", "admin", 200, lambda tag: {"campaignConfig": {}}),
     Case("POST", "/filters", "/filters", "admin", 201,
          lambda tag: {"name": f"f-{tag}", "datasetGroup": GROUP,
                       "filterExpression": 'EXCLUDE ItemID WHERE Items.GENRE IN ("a")'}),
