@@ -27,8 +27,9 @@ Masks of conditions that depend on neither the user nor the current item are com
 per (filter, bound values, data) and reused: a request then costs the user's own history and
 a few vectorized operations over the catalog. Masks read the catalog and interactions of the
 ``data`` given, plus the user's live events where the caller passes them (``live``: what
-PutEvents stored since the snapshot, with event types); items a model learned later from
-``update`` are not in the catalog and are left out.
+PutEvents stored since the snapshot, with event types). An item is in the catalog if ``data``
+holds it: the serving API grows its data with items from PutItems and items first seen in
+PutEvents (``pipelines.serving.catalog.grow``), so those pass filters as imported items do.
 """
 
 from __future__ import annotations
