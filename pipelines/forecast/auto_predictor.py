@@ -418,7 +418,7 @@ class AutoPredictor(ForecastAlgorithm):
 
     def predict(self, quantiles: Sequence[float | str] = DEFAULT_QUANTILES) -> pd.DataFrame:
         """The blended forecasts; cold-start items get those of a candidate that makes them (DeepAR+)."""
-        from pipelines.forecast.deepar import append_cold_start
+        from pipelines.forecast.global_model import append_cold_start
 
         frame = super().predict(quantiles)
         if self.cold_start_model_ is None:

@@ -25,46 +25,20 @@ Hyperparameters keep Forecast's names. Training runs on the GPU when torch sees 
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
-from pipelines.forecast.base import (
-    ALGORITHMS,
-    DEFAULT_QUANTILES,
-    ForecastAlgorithm,
-    column_name,
-    forecast_types,
-    register,
-)
+from pipelines.forecast.base import ALGORITHMS, ForecastAlgorithm, register
 from pipelines.forecast.data import ForecastData
-from pipelines.forecast.deepar_features import Metadata, Panel, lags_for, prior_log_scales, related_stats
+from pipelines.forecast.deepar_features import lags_for
+from pipelines.forecast.global_model import Design, GlobalModel
 
 LIKELIHOODS = ("student-t", "gaussian", "negative-binomial")
-ID_DROPOUT = 0.1  # share of training windows that do not see their series id (what a cold-start item gets)
-
-
-@dataclass
-class Design:
-    """The fitted model's view of the data: the panel, static codes per row and scale statistics."""
-
-    panel: Panel
-    lags: np.ndarray
-    context_length: int
-    codes: np.ndarray  # (rows, metadata fields) int64
-    reals: np.ndarray  # (rows, numeric metadata fields) float32
-    prior: np.ndarray  # (rows,) log scale guessed from metadata, for windows without context
-    log_scale: tuple[float, float]  # mean and spread of the warm series' log scales
-    warm: int  # rows 0..warm-1 are series with history; the rest cold-start items
 
 
 @register
-class DeepARPlus(ForecastAlgorithm):
+class DeepARPlus(GlobalModel, ForecastAlgorithm):
     """DeepAR+; see the module's docstring. ``context_length`` None means twice the horizon.
 
     An epoch is ``num_batches_per_epoch`` batches of ``batch_size`` windows drawn at random from
@@ -134,16 +108,13 @@ class DeepARPlus(ForecastAlgorithm):
 
     def fit(self, data: ForecastData) -> DeepARPlus:
         active = np.flatnonzero(data.lengths > 0)
-        if not len(active):
-            raise ValueError("DeepAR+ needs at least one series with history before the training end")
         if self.likelihood == "negative-binomial" and min(np.nanmin(data.series(i), initial=0) for i in active) < 0:
             raise ValueError("the negative-binomial likelihood is for counts: the target has negative values")
         from pipelines.forecast import deepar_network as nn
 
-        self.data_, self.active_ = data, active
-        self.metadata_ = Metadata.encode(data.item_metadata, data.series_keys) if self.use_item_metadata else None
-        self.cold_start_ = self._cold_start_keys(data)
-        self.design_ = design = self._design(data)
+        context = self.context_length or 2 * data.horizon
+        lags = lags_for(data.freq, int(data.lengths.max()))
+        design = self._prepare(data, context, context + int(lags.max()), lags, self.use_related_data)
         rng = np.random.default_rng(self.seed)
         settings = nn.TrainingSettings(
             epochs=self.epochs,
@@ -171,71 +142,17 @@ class DeepARPlus(ForecastAlgorithm):
                 ).to(device)
                 self.training_loss_.append(nn.train(net, sampler, settings, rng, device))
                 self.networks_.append(net.to("cpu"))
+        self.fitted_ = True
         return self
-
-    def _categories(self) -> list:
-        return self.metadata_.categories if self.metadata_ is not None else []
-
-    def _cold_start_keys(self, data: ForecastData) -> pd.DataFrame:
-        """Keys of the items with metadata and no series; key columns other than the item's stay empty."""
-        meta = self.metadata_
-        if meta is None:
-            return data.keys.iloc[:0].copy()
-        known = pd.Index(data.keys[meta.identifier].astype(str).unique())
-        cold = meta.items[~meta.items.isin(known)]
-        return pd.DataFrame({k: (cold if k == meta.identifier else pd.NA) for k in data.series_keys})
-
-    def _design(self, data: ForecastData) -> Design:
-        ids, cold = self.active_, len(self.cold_start_)
-        h = data.horizon
-        context = self.context_length or 2 * h
-        lags = lags_for(data.freq, int(data.lengths.max()))
-        stats = related_stats(data, ids) if self.use_related_data else None
-        source = data if stats is not None else _without_related(data)
-        panel = Panel.build(source, ids, cold, context + int(lags.max()), stats)
-        if self.metadata_ is not None:
-            item_ids = np.r_[data.keys[self.metadata_.identifier].iloc[ids].astype(str), self._cold_ids()]
-            codes, reals = self.metadata_.lookup(pd.Index(item_ids))
-        else:
-            codes, reals = np.zeros((len(ids) + cold, 0), dtype="int64"), np.zeros((len(ids) + cold, 0), "float32")
-        warm = np.r_[np.ones(len(ids), bool), np.zeros(cold, bool)]
-        log_scales = np.zeros(len(warm))
-        for row, i in enumerate(ids):
-            y = np.abs(data.series(i))
-            log_scales[row] = math.log1p(float(np.nanmean(y))) if not np.isnan(y).all() else 0.0
-        spread = float(log_scales[warm].std()) or 1.0
-        return Design(
-            panel=panel,
-            lags=lags,
-            context_length=context,
-            codes=codes,
-            reals=reals,
-            prior=prior_log_scales(log_scales, codes, warm),
-            log_scale=(float(log_scales[warm].mean()), spread),
-            warm=len(ids),
-        )
-
-    def _cold_ids(self) -> np.ndarray:
-        if not len(self.cold_start_):
-            return np.empty(0, dtype=object)
-        return self.cold_start_[self.metadata_.identifier].astype(str).to_numpy()
 
     def _window_sampler(self, design: Design):
         """A function drawing a training batch: windows uniform over every (series, forecast start)."""
-        panel, h, context = design.panel, design.panel.horizon, design.context_length
-        starts = panel.starts[: design.warm]
-        latest = np.maximum(starts, panel.end - h)  # forecast starts run from the first value to end - h
-        counts = (latest - starts + 1).astype("float64")
-        cumulative = np.cumsum(counts)
+        context, h = design.context_length, design.panel.horizon
         steps = np.arange(context + h)
 
         def sample(size: int, rng: np.random.Generator):
-            draws = rng.random(size) * cumulative[-1]
-            rows = np.minimum(np.searchsorted(cumulative, draws, side="right"), design.warm - 1)
-            first = starts[rows] + np.floor(rng.random(size) * counts[rows]).astype("int64")
-            t = first[:, None] - context + steps
-            ids = np.where(rng.random(size) < ID_DROPOUT, 0, rows + 1)
-            return self._inputs(design, rows, t, ids, context)
+            rows, first, ids = self._training_windows(design, size, rng)
+            return self._inputs(design, rows, first[:, None] - context + steps, ids, context)
 
         return sample
 
@@ -245,75 +162,21 @@ class DeepARPlus(ForecastAlgorithm):
         from pipelines.forecast.deepar_network import Batch
 
         panel = design.panel
-        past = panel.at(rows, t[:, :context])
-        seen = ~np.isnan(past)
-        n = seen.sum(axis=1)
-        mean_abs = np.where(seen, np.abs(np.nan_to_num(past)), 0).sum(axis=1) / np.maximum(n, 1)
-        scale = np.where(n > 0, 1.0 + mean_abs, np.exp(design.prior[rows]))
+        scale = design.scales(rows, panel.at(rows, t[:, :context]))
         lagged = panel.at(rows, t[..., None] - design.lags) / scale[:, None, None]
         target = panel.at(rows, t)
         observed = ~np.isnan(target)
         dynamic = np.concatenate([np.nan_to_num(lagged), ~np.isnan(lagged), panel.covariates(rows, t)], axis=-1)
-        mean, spread = design.log_scale
-        reals = np.column_stack([design.reals[rows], (np.log(scale) - mean) / spread])
         return Batch(
             dynamic=dynamic.astype("float32"),
             codes=np.column_stack([ids, design.codes[rows]]).astype("int64"),
-            reals=reals.astype("float32"),
+            reals=design.static_reals(rows, scale),
             target=np.where(observed, target, 0.0).astype("float32"),
             weight=observed.astype("float32"),
             scale=scale.astype("float32"),
         )
 
-    @contextlib.contextmanager
-    def _torch(self, seed: int):
-        """Torch on the GPU when there is one, else on ``n_jobs`` threads, seeded; the caller's state restored."""
-        import torch
-
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        threads = torch.get_num_threads()
-        if device.type == "cpu":
-            jobs = os.cpu_count() if self.n_jobs in (-1, None) else max(1, int(self.n_jobs))
-            torch.set_num_threads(jobs or 1)
-        try:
-            with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-                torch.manual_seed(seed)
-                yield device
-        finally:
-            torch.set_num_threads(threads)
-
     # -- forecasting -----------------------------------------------------------------------
-
-    def predict_arrays(self, quantiles: Sequence[float | str] = DEFAULT_QUANTILES):
-        if not hasattr(self, "networks_"):
-            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(data) first")
-        types = forecast_types(quantiles)
-        levels = np.array(sorted(t for t in types if t != "mean"), dtype="float64")
-        mean, quant = self._forecast_rows(np.arange(self.design_.warm), levels)
-        return self.active_, mean, quant, types
-
-    def predict(self, quantiles: Sequence[float | str] = DEFAULT_QUANTILES) -> pd.DataFrame:
-        """Forecasts for every series with history, then for every cold-start item."""
-        frame = super().predict(quantiles)
-        if not len(self.cold_start_):
-            return frame
-        return append_cold_start(frame, self.predict_cold_start(quantiles), self.data_.series_keys)
-
-    def predict_cold_start(self, quantiles: Sequence[float | str] = DEFAULT_QUANTILES) -> pd.DataFrame:
-        """Forecasts for the items of ITEM_METADATA that have no target history."""
-        if not hasattr(self, "networks_"):
-            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(data) first")
-        types = forecast_types(quantiles)
-        levels = sorted(t for t in types if t != "mean")
-        design, h = self.design_, self.data_.horizon
-        rows = np.arange(design.warm, design.warm + len(self.cold_start_))
-        mean, quant = self._forecast_rows(rows, np.array(levels, dtype="float64"))
-        frame = self.cold_start_.iloc[np.repeat(np.arange(len(rows)), h)].reset_index(drop=True)
-        frame["timestamp"] = np.tile(self.data_.future_periods().to_numpy(), len(rows))
-        for t in types:
-            values = mean if t == "mean" else quant[:, :, levels.index(t)]
-            frame[column_name(t)] = values.reshape(-1)
-        return frame
 
     def _forecast_rows(self, rows: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean (rows, h) and quantiles (rows, h, levels) from sample paths, in chunks of rows."""
@@ -355,26 +218,7 @@ class DeepARPlus(ForecastAlgorithm):
                 quant[first : first + len(part)] = np.sort(paths, axis=1)[:, ranks, :].transpose(0, 2, 1)
         for net in self.networks_:
             net.to("cpu")
-        if self.data_.non_negative:
-            np.maximum(mean, 0.0, out=mean)
-            np.maximum(quant, 0.0, out=quant)
         return mean, quant
 
 
 ALGORITHMS["Deep_AR_Plus"] = DeepARPlus  # the name in Forecast's ARN: arn:aws:forecast:::algorithm/Deep_AR_Plus
-
-
-def _without_related(data: ForecastData) -> ForecastData:
-    import dataclasses
-
-    return dataclasses.replace(data, related=None)
-
-
-def append_cold_start(warm: pd.DataFrame, cold: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Forecasts of series with history, then of cold-start items, in one frame (key columns kept categorical)."""
-    for key in keys:
-        if isinstance(warm[key].dtype, pd.CategoricalDtype):
-            categories = warm[key].cat.categories.union(pd.Index(cold[key].dropna().astype(str).unique()))
-            warm[key] = warm[key].cat.set_categories(categories)
-            cold[key] = pd.Categorical(cold[key].astype(object), categories=categories)
-    return pd.concat([warm, cold], ignore_index=True)
