@@ -81,7 +81,9 @@ FIELD_TYPES = {
 # pipelines.forecast and pipelines.personalize hold the same names; a test keeps them equal).
 # Each kind's predict step, as the DAG names its task (Forecast's CreateForecast, Personalize's batch job).
 PREDICT_STEPS = {"forecast": "forecast", "personalize": "recommend"}
-FORECAST_ALGORITHMS = ("AutoPredictor", "SeasonalNaive", "ETS", "ARIMA", "Theta", "NPTS", "Prophet", "DeepAR+")
+FORECAST_ALGORITHMS = (
+    "AutoPredictor", "SeasonalNaive", "ETS", "ARIMA", "Theta", "NPTS", "Prophet", "DeepAR+", "CNN-QR",
+)  # fmt: skip
 FORECAST_METRICS = ("AverageWeightedQuantileLoss", "WAPE", "RMSE", "MASE", "MAPE")
 PERSONALIZE_RECIPES = (
     "popularity-count", "sims", "trending-now", "hrnn", "hrnn-metadata", "hrnn-coldstart",

@@ -63,8 +63,10 @@ from pipelines.forecast.data import ForecastData
 log = logging.getLogger(__name__)
 OPTIMIZATION_METRICS = ("AverageWeightedQuantileLoss", "WAPE", "RMSE", "MASE", "MAPE")
 DEFAULT_CANDIDATES = ("SeasonalNaive", "ETS", "ARIMA", "Theta", "NPTS", "DeepAR+")
+# Joins the default candidates when the data has related series or item metadata for it to use.
+WITH_FEATURES = ("CNN-QR",)
 # Cheapest first, so that a tight budget keeps the candidates that cost little (unknown names last).
-COST_ORDER = ("SeasonalNaive", "NPTS", "Theta", "ETS", "ARIMA", "Prophet", "DeepAR+")
+COST_ORDER = ("SeasonalNaive", "NPTS", "Theta", "ETS", "ARIMA", "Prophet", "CNN-QR", "DeepAR+")
 NEURAL_MAX_HORIZON = 500  # Forecast: a neural model's horizon is at most 500 and a third of the series
 SAFETY = 1.15  # estimates are stretched by this much before they are held against the time left
 MIN_CALIBRATION_POINTS = 20
@@ -117,7 +119,7 @@ class AutoPredictor(ForecastAlgorithm):
 
     def __init__(
         self,
-        candidates: Sequence[str] = DEFAULT_CANDIDATES,
+        candidates: Sequence[str] | None = None,
         metric: str = "AverageWeightedQuantileLoss",
         forecast_types: Sequence[float | str] = DEFAULT_QUANTILES,
         windows: int = 1,
@@ -135,7 +137,7 @@ class AutoPredictor(ForecastAlgorithm):
         super().__init__(n_jobs=n_jobs, chunk_size=chunk_size, seed=seed)
         if metric not in OPTIMIZATION_METRICS:
             raise ValueError(f"optimization metric {metric!r}: use one of {', '.join(OPTIMIZATION_METRICS)}")
-        if not candidates:
+        if candidates is not None and not candidates:
             raise ValueError("AutoPredictor needs at least one candidate algorithm")
         if top_k < 1:
             raise ValueError("top_k must be at least 1")
@@ -144,7 +146,7 @@ class AutoPredictor(ForecastAlgorithm):
         types = parse_types(forecast_types)
         if metric == "AverageWeightedQuantileLoss" and all(t == "mean" for t in types):
             raise ValueError("AverageWeightedQuantileLoss needs quantile forecast types")
-        self.candidates = tuple(candidates)
+        self.candidates = None if candidates is None else tuple(candidates)
         self.metric = metric
         self.forecast_types = tuple(forecast_types)
         self.windows = windows
@@ -156,8 +158,15 @@ class AutoPredictor(ForecastAlgorithm):
         self.time_limit = time_limit
         self.calibrate_intervals = calibrate_intervals
         self.selection = selection
-        for candidate in self.candidates:  # unknown names and bad hyperparameters fail here
+        for candidate in self.candidates or (*DEFAULT_CANDIDATES, *WITH_FEATURES):  # bad names or values fail here
             self.candidate(candidate)
+
+    def candidate_names(self, data: ForecastData) -> tuple[str, ...]:
+        """The candidates given, else the defaults, with CNN-QR where the data has related series or metadata."""
+        if self.candidates is not None:
+            return self.candidates
+        features = data.related is not None or data.item_metadata is not None
+        return (*DEFAULT_CANDIDATES, *WITH_FEATURES) if features else DEFAULT_CANDIDATES
 
     def candidate(self, name: str) -> ForecastAlgorithm:
         """An unfitted candidate with its hyperparameters, inheriting ``n_jobs`` and ``seed``."""
@@ -174,8 +183,9 @@ class AutoPredictor(ForecastAlgorithm):
         types = parse_types(self.forecast_types)
         levels = sorted(t for t in types if t != "mean")
         timings: dict[str, float] = {}
+        self.candidates_ = self.candidate_names(data)
         backtests, eligible, errors, left_out, excluded = self._backtest_candidates(data, types, deadline, timings)
-        names = [n for n in self.candidates if n in backtests]
+        names = [n for n in self.candidates_ if n in backtests]
         starts = window_starts(data.end, data.horizon, self.windows, self.offset)
         actual, forecasts = _window_arrays(data, [backtests[n] for n in names], types, levels, len(starts))
         for c, name in enumerate(names):  # a model's forecasts for series it cannot serve do not count
@@ -281,9 +291,9 @@ class AutoPredictor(ForecastAlgorithm):
     def _planned_order(self) -> list[str]:
         """The candidates in the order they run: as given, or cheapest first under a time limit."""
         if self.time_limit is None:
-            return list(self.candidates)
+            return list(self.candidates_)
         rank = {name: i for i, name in enumerate(COST_ORDER)}
-        return sorted(self.candidates, key=lambda n: rank.get(n, len(COST_ORDER)))
+        return sorted(self.candidates_, key=lambda n: rank.get(n, len(COST_ORDER)))
 
     @staticmethod
     def _eligible(model: ForecastAlgorithm, data: ForecastData, train_end: int) -> np.ndarray:
@@ -417,14 +427,20 @@ class AutoPredictor(ForecastAlgorithm):
         return ids, mean[ids, 0], quant, types
 
     def predict(self, quantiles: Sequence[float | str] = DEFAULT_QUANTILES) -> pd.DataFrame:
-        """The blended forecasts; cold-start items get those of a candidate that makes them (DeepAR+)."""
+        """The blended forecasts; cold-start items get those of a candidate that makes them from their
+        metadata (DeepAR+, CNN-QR), else forecasts borrowed from the items most like them (cold_start.py)."""
+        from pipelines.forecast.cold_start import borrowed, cold_start_items
         from pipelines.forecast.global_model import append_cold_start
 
         frame = super().predict(quantiles)
-        if self.cold_start_model_ is None:
+        key, cold = cold_start_items(self.data_)
+        if not len(cold):
             return frame
-        cold = self.models_[self.cold_start_model_].predict_cold_start(quantiles)
-        return append_cold_start(frame, cold, self.data_.series_keys)
+        if self.cold_start_model_ is not None:
+            made = self.models_[self.cold_start_model_].predict_cold_start(quantiles)
+        else:
+            made = borrowed(self.data_, frame, key, cold)
+        return append_cold_start(frame, made, self.data_.series_keys)
 
 
 def _is_global(model: ForecastAlgorithm) -> bool:

@@ -288,6 +288,7 @@ BUILTIN_MODULES = (
     "pipelines.forecast.npts",
     "pipelines.forecast.prophet_model",
     "pipelines.forecast.deepar",
+    "pipelines.forecast.cnn_qr",
     "pipelines.forecast.auto_predictor",
 )
 

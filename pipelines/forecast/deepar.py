@@ -114,7 +114,9 @@ class DeepARPlus(GlobalModel, ForecastAlgorithm):
 
         context = self.context_length or 2 * data.horizon
         lags = lags_for(data.freq, int(data.lengths.max()))
-        design = self._prepare(data, context, context + int(lags.max()), lags, self.use_related_data)
+        design = self._prepare(
+            data, context, context + int(lags.max()), lags, self.use_related_data, self.use_item_metadata
+        )
         rng = np.random.default_rng(self.seed)
         settings = nn.TrainingSettings(
             epochs=self.epochs,

@@ -56,17 +56,23 @@ class Design:
 class GlobalModel:
     """Mixin for a ``ForecastAlgorithm`` with one network over all series; see the module's docstring.
 
-    The model sets ``use_item_metadata``, ``use_related_data`` and ``num_samples``-free
-    ``_forecast_rows(rows, levels) -> (mean, quantiles)``; ``fitted_`` is set once it is trained.
+    The model implements ``_forecast_rows(rows, levels) -> (mean, quantiles)`` and sets ``fitted_``
+    once it is trained.
     """
 
-    def _prepare(self, data: ForecastData, context: int, pad: int, lags: np.ndarray, related: bool) -> Design:
-        """Keep the data, its metadata and cold-start items, and build the design."""
+    def _prepare(
+        self, data: ForecastData, context: int, pad: int, lags: np.ndarray, related: bool, metadata: bool
+    ) -> Design:
+        """Keep the data, its metadata (when ``metadata``) and cold-start items, and build the design.
+
+        ``pad`` periods before each series' first value hold the context and lags of early windows;
+        ``related`` says whether the related series go into the panel.
+        """
         active = np.flatnonzero(data.lengths > 0)
         if not len(active):
             raise ValueError(f"{self.name} needs at least one series with history before the training end")
         self.data_, self.active_ = data, active
-        self.metadata_ = Metadata.encode(data.item_metadata, data.series_keys) if self.use_item_metadata else None
+        self.metadata_ = Metadata.encode(data.item_metadata, data.series_keys) if metadata else None
         self.cold_start_ = self._cold_start_keys(data)
         self.design_ = self._design(data, context, pad, lags, related)
         return self.design_

@@ -109,6 +109,18 @@ class DeepARParams(Hyperparameters):
     use_item_metadata: bool = True
 
 
+class CNNQRParams(Hyperparameters):
+    context_length: int | None = Field(None, ge=1, le=500)
+    use_related_data: Literal["ALL", "NONE", "HISTORICAL", "FORWARD_LOOKING"] = "ALL"
+    use_item_metadata: Literal["ALL", "NONE"] = "ALL"
+    epochs: int = Field(100, ge=1, le=1000)
+    learning_rate: float = Field(1e-3, ge=1e-5, le=0.2)
+    batch_size: int = Field(64, ge=1, le=4096)
+    num_batches_per_epoch: int = Field(50, ge=1, le=10_000)
+    channels: int = Field(32, ge=4, le=256)
+    dropout_rate: float = Field(0.1, ge=0.0, lt=1.0)
+
+
 SINGLE_ALGORITHMS = tuple(a for a in d.FORECAST_ALGORITHMS if a != "AutoPredictor")
 
 
@@ -128,6 +140,7 @@ MODELS: dict[str, type[Hyperparameters]] = {
     "NPTS": NPTSParams,
     "Prophet": ProphetParams,
     "DeepAR+": DeepARParams,
+    "CNN-QR": CNNQRParams,
     "AutoPredictor": AutoPredictorParams,
 }
 

@@ -85,6 +85,16 @@ register_search_space(
         "likelihood": Likelihoods(),
     },
 )
+# Forecast's CNN-QR HPO: context_length, use_related_data, use_item_metadata and epochs.
+register_search_space(
+    "CNN-QR",
+    {
+        "context_length": HorizonRange(1, 4),
+        "use_related_data": Choice(("ALL", "NONE", "HISTORICAL", "FORWARD_LOOKING")),
+        "use_item_metadata": Choice(("ALL", "NONE")),
+        "epochs": IntRange(20, 200, log=True),
+    },
+)
 register_search_space(
     "NPTS", {"kernel_type": Choice(("exponential", "uniform")), "exp_kernel_weights": FloatRange(0.01, 10, log=True)}
 )

@@ -158,8 +158,10 @@ def backtest(group: ForecastGroup, as_of=None, candidates: list[dict] | None = N
 
 
 def forecast(group: ForecastGroup, as_of=None, selection: dict | None = None, overrides=None) -> dict:
-    """Fit the winner on all the data, forecast every item, register it; refit the champion if it stays."""
+    """Fit the winner on all the data, forecast every item (cold-start ones too), register it; refit the
+    champion if it stays."""
     from pipelines.forecast import plots
+    from pipelines.forecast.cold_start import with_cold_start
 
     as_of = storage.resolve_as_of(as_of)
     group, training = wf.options(group, overrides)
@@ -172,7 +174,7 @@ def forecast(group: ForecastGroup, as_of=None, selection: dict | None = None, ov
     models = {}
     for role, (config, backtest_dir) in outputs.items():
         model = algorithm(config, training).fit(data)
-        frame = export_frame(model.predict(training.forecast_types))
+        frame = export_frame(with_cold_start(model, data, training.forecast_types))
         models[role] = model
         with storage.atomic_dir(folder / role) as tmp:
             storage.write_parquet(frame, tmp / "forecast.parquet")

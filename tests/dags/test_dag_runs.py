@@ -41,7 +41,9 @@ def test_both_dags_run_end_to_end_with_an_as_of_param(airflow_home, example_grou
     published = Path(publish.latest(retail.storage_root, "forecast")["path"])
     forecast = pd.read_parquet(published / "forecast.parquet")
     assert list(forecast.columns) == ["item_id", "store_id", "date", "p10", "p50", "p90"]
-    assert len(forecast) == 120 * retail.horizon and forecast["date"].min() > pd.Timestamp("2024-05-31")
+    # 40 items x 3 stores with history, and the 4 cold-start items of the metadata (no store)
+    assert len(forecast) == (120 + 4) * retail.horizon and forecast["date"].min() > pd.Timestamp("2024-05-31")
+    assert forecast[forecast["store_id"].isna()]["item_id"].nunique() == 4
     assert ((forecast["p10"] <= forecast["p50"]) & (forecast["p50"] <= forecast["p90"])).all()
     assert {"backtest_forecasts.csv", "backtest_accuracy_metrics.csv", "forecast.csv"} <= {
         p.name for p in published.iterdir()

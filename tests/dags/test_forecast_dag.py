@@ -22,6 +22,7 @@ AS_OF = "2023-08-29"
 # Short budgets: what the matrix checks is that each algorithm runs from the DAG, not its accuracy.
 QUICK = {
     "DeepAR+": {"epochs": 2, "num_batches_per_epoch": 4, "num_cells": 30, "num_samples": 20},
+    "CNN-QR": {"epochs": 2, "num_batches_per_epoch": 4, "channels": 8},
     "AutoPredictor": {"candidates": ["SeasonalNaive", "Theta"]},
     "ETS": {"simulations": 200},
     "Prophet": {"num_samples": 100},
