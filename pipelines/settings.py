@@ -233,6 +233,8 @@ class ForecastTraining(TrainingBase):
     )
     workers: int = Field(1, ge=1, le=64)  # processes for per-series fitting
     plots: int = Field(12, ge=0, le=500)  # items drawn in the published plots
+    # Published quantiles stretched or shrunk to their levels from the backtest (forecast/calibration.py).
+    calibrate_intervals: bool = True
     # Hyperparameters by algorithm name, checked against each one's ranges (forecast/hyperparameters.py).
     algorithm_params: dict[str, Any] = Field(
         default_factory=dict,

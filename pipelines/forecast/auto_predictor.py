@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from pipelines.forecast import metrics
+from pipelines.forecast import calibration, metrics
 from pipelines.forecast.backtest import BacktestResult, backtest, window_starts
 from pipelines.forecast.base import (
     DEFAULT_QUANTILES,
@@ -69,8 +69,6 @@ WITH_FEATURES = ("CNN-QR",)
 COST_ORDER = ("SeasonalNaive", "NPTS", "Theta", "ETS", "ARIMA", "Prophet", "CNN-QR", "DeepAR+")
 NEURAL_MAX_HORIZON = 500  # Forecast: a neural model's horizon is at most 500 and a third of the series
 SAFETY = 1.15  # estimates are stretched by this much before they are held against the time left
-MIN_CALIBRATION_POINTS = 20
-CALIBRATION_BOUNDS = (0.2, 5.0)
 
 
 @dataclass
@@ -194,8 +192,8 @@ class AutoPredictor(ForecastAlgorithm):
         self.calibration_ = {}
         if self.calibrate_intervals and 0.5 in levels:
             for c, name in enumerate(names):
-                self.calibration_[name] = _calibration(actual, forecasts[c][1], levels)
-                forecasts[c] = (forecasts[c][0], _apply_calibration(forecasts[c][1], levels, self.calibration_[name]))
+                self.calibration_[name] = calibration.factors(actual, forecasts[c][1], levels)
+                forecasts[c] = (forecasts[c][0], calibration.apply(forecasts[c][1], levels, self.calibration_[name]))
         scales = _scales(data, starts)
         point = "mean"  # Forecast's point metrics score the mean, which every backtest export holds
         scores = np.column_stack([self._score(actual, f, scales, point, levels) for f in forecasts])
@@ -417,7 +415,7 @@ class AutoPredictor(ForecastAlgorithm):
                 if self.model_ids_[name] is not None:
                     ids = self.model_ids_[name][ids]
                 if calibrate and name in self.calibration_:
-                    q = _apply_calibration(q[:, None], inner, self.calibration_[name])[:, 0]
+                    q = calibration.apply(q[:, None], inner, self.calibration_[name])[:, 0]
                 mean[ids, 0], quant[ids, 0] = m, q
             forecasts.append((mean, quant))
         mean, quant = _blend(self.weights_, forecasts)
@@ -464,42 +462,6 @@ def subset(data: ForecastData, ids: np.ndarray) -> ForecastData:
         starts=data.starts[ids],
         related=related,
     )
-
-
-def _calibration(actual: np.ndarray, quant: np.ndarray, levels: list[float]) -> dict[float, float]:
-    """Per level other than the median: the factor on (q - p50) that makes the backtest quantile hold
-    its level's share of the actuals (1.0 when too few points tell)."""
-    median = quant[..., levels.index(0.5)]
-    out = {}
-    for j, tau in enumerate(levels):
-        if tau == 0.5:
-            continue
-        spread = quant[..., j] - median
-        usable = np.isfinite(actual) & np.isfinite(spread) & (np.abs(spread) > 1e-12)
-        usable &= (spread < 0) if tau < 0.5 else (spread > 0)
-        if usable.sum() < MIN_CALIBRATION_POINTS:
-            out[tau] = 1.0
-            continue
-        ratio = (actual[usable] - median[usable]) / spread[usable]
-        # Below 0.5 the spread is negative: y <= p50 + s * spread  <=>  ratio >= s.
-        factor = np.quantile(ratio, 1 - tau if tau < 0.5 else tau)
-        out[tau] = float(np.clip(factor, *CALIBRATION_BOUNDS))
-    return out
-
-
-def _apply_calibration(quant: np.ndarray, levels: list[float], factors: dict[float, float]) -> np.ndarray:
-    """Quantiles (..., levels) with each level's spread around p50 scaled; levels without a factor of
-    their own take the nearest calibrated level's on the same side of the median."""
-    if 0.5 not in levels or not factors:
-        return quant
-    median = quant[..., levels.index(0.5) : levels.index(0.5) + 1]
-    known = np.array(sorted(factors))
-    scale = np.ones(len(levels))
-    for j, tau in enumerate(levels):
-        side = known[(known < 0.5) == (tau < 0.5)] if tau != 0.5 else known[:0]
-        if side.size:
-            scale[j] = factors[float(side[np.argmin(np.abs(side - tau))])]
-    return np.sort(median + (quant - median) * scale, axis=-1)
 
 
 def _window_arrays(data: ForecastData, backtests: list[BacktestResult], types, levels, windows: int):

@@ -160,7 +160,7 @@ def backtest(group: ForecastGroup, as_of=None, candidates: list[dict] | None = N
 def forecast(group: ForecastGroup, as_of=None, selection: dict | None = None, overrides=None) -> dict:
     """Fit the winner on all the data, forecast every item (cold-start ones too), register it; refit the
     champion if it stays."""
-    from pipelines.forecast import plots
+    from pipelines.forecast import calibration, plots
     from pipelines.forecast.cold_start import with_cold_start
 
     as_of = storage.resolve_as_of(as_of)
@@ -174,10 +174,17 @@ def forecast(group: ForecastGroup, as_of=None, selection: dict | None = None, ov
     models = {}
     for role, (config, backtest_dir) in outputs.items():
         model = algorithm(config, training).fit(data)
-        frame = export_frame(with_cold_start(model, data, training.forecast_types))
+        frame = with_cold_start(model, data, training.forecast_types)
+        found = {}
+        if training.calibrate_intervals and config["name"] != "AutoPredictor":  # it calibrates its candidates
+            levels = sorted(t for t in training.forecast_types if t != "mean")
+            found = calibration.backtest_factors(pd.read_parquet(backtest_dir / "export.parquet"), data.target, levels)
+            frame = calibration.calibrate_frame(frame, levels, found)
+        frame = export_frame(frame)
         models[role] = model
         with storage.atomic_dir(folder / role) as tmp:
             storage.write_parquet(frame, tmp / "forecast.parquet")
+            storage.write_json(tmp / "calibration.json", {str(level): factor for level, factor in found.items()})
             for name in ("windows", "items", "export"):
                 shutil.copy(backtest_dir / f"{name}.parquet", tmp / f"backtest_{name}.parquet")
             backtest_export = pd.read_parquet(tmp / "backtest_export.parquet")
@@ -217,6 +224,7 @@ def publish(
         export.to_csv(target / "backtest_forecasts.csv", index=False)
         items.to_csv(target / "backtest_accuracy_metrics.csv", index=False)
         pd.read_parquet(source / "backtest_windows.parquet").to_csv(target / "backtest_windows.csv", index=False)
+        shutil.copy(source / "calibration.json", target / "calibration.json")
         if (source / "plots").is_dir():
             shutil.copytree(source / "plots", target / "plots")
 

@@ -7,8 +7,10 @@ import time
 import numpy as np
 import pytest
 
-from pipelines.forecast.auto_predictor import AutoPredictor, _apply_calibration, _calibration, subset
+from pipelines.forecast.auto_predictor import AutoPredictor, subset
 from pipelines.forecast.base import register
+from pipelines.forecast.calibration import apply as _apply_calibration
+from pipelines.forecast.calibration import factors as _calibration
 from pipelines.forecast.data import ForecastData
 from pipelines.forecast.naive import SeasonalNaive
 
