@@ -13,207 +13,23 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 import uuid
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI, Query
 from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from pipelines.serving import errors
 from pipelines.serving import forecasts as fq
 from pipelines.serving import schemas as s
-from pipelines.serving.auth import AuthError
+from pipelines.serving.auth import ApiKeyGuard, document_security
+from pipelines.serving.errors import ApiError
 from pipelines.serving.filter_registry import FilterNotFound, describe
+from pipelines.serving.middleware import AccessLog, BodyLimit
 from pipelines.serving.runtime import Runtime
 from pipelines.serving.settings import ServingSettings
 from pipelines.serving.store import DuplicateName
-
-log = logging.getLogger("airsight.serving.access")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, field: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.field = status, message, field
-
-
-def _error(status: int, message: str, errors: list[dict] | None = None, headers=None) -> JSONResponse:
-    body: dict[str, Any] = {"message": message}
-    if errors:
-        body["errors"] = errors
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-class BodyLimit:
-    """413 for bodies over ``limit`` bytes: by Content-Length before reading, or while reading a chunked body."""
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "DELETE", "OPTIONS"):
-            return await self.app(scope, receive, send)
-        headers = dict(scope["headers"])
-        length = headers.get(b"content-length")
-        too_big = _error(413, f"request body larger than {self.limit} bytes")
-        if length is not None:
-            if not length.isdigit() or int(length) > self.limit:
-                return await too_big(scope, receive, send)
-            return await self.app(scope, receive, send)
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.limit:
-                return await too_big(scope, receive, send)
-            if not message.get("more_body"):
-                break
-        body, sent = b"".join(chunks), False
-
-        async def replay():
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        return await self.app(scope, replay, send)
-
-
-class AccessLog:
-    """One JSON log line and the Prometheus counters for each request."""
-
-    def __init__(self, app, runtime: Runtime, routes: list):
-        self.app, self.runtime, self.routes = app, runtime, routes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        start, status = time.perf_counter(), [500]
-
-        async def sending(message):
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            seconds = time.perf_counter() - start
-            route = scope.get("route")  # mounted, a request our router never saw holds the host's Mount here
-            path = route.path if route is not None and any(route is r for r in self.routes) else "unmatched"
-            metrics = self.runtime.metrics
-            metrics.requests.labels(path, scope["method"], str(status[0])).inc()
-            metrics.latency.labels(path).observe(seconds)
-            if log.isEnabledFor(logging.INFO):
-                log.info("request", extra={"method": scope["method"], "path": scope["path"], "route": path,
-                                           "status": status[0], "ms": round(seconds * 1000, 3)})  # fmt: skip
-
-
-OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
-ROUTE_SCOPES = {
-    ("POST", "/events"): "write",
-    ("POST", "/items"): "write",
-    ("POST", "/users"): "write",
-    ("PUT", "/campaigns/{name}"): "admin",
-    ("POST", "/filters"): "admin",
-    ("DELETE", "/filters/{name}"): "admin",
-    ("POST", "/batch-inference-jobs"): "admin",
-}
-
-
-def required_scope(method: str, route: str) -> str | None:
-    """The scope a request to ``route`` (a route's path template, as the app declares it) needs; None: open.
-
-    Anything not listed, unmatched paths included, needs ``read``: a 404 costs a valid key too.
-    """
-    if method in ("GET", "HEAD") and route in OPEN_PATHS:
-        return None
-    return ROUTE_SCOPES.get((method, route), "read")
-
-
-def matched_route(routes, scope) -> str | None:
-    """The path template of the route that will serve ``scope``, or None if none matches in full.
-
-    Routes match on the path relative to ``scope["root_path"]`` (Starlette's own rule), so the
-    answer is the same standalone, behind ``--root-path`` and mounted under a prefix (Airflow's
-    API server mounts plugin apps with ``app.mount("/airsight", app)``, and inside the app
-    ``scope["path"]`` still starts with ``/airsight``).
-    """
-    from starlette.routing import Match
-
-    for route in routes:
-        match, _ = route.matches(scope)
-        if match is Match.FULL:
-            return route.path
-    return None
-
-
-class ApiKeyGuard:
-    """401 or 403 before the handler runs or the body is read; a key may come as Bearer or X-API-Key.
-
-    The scope comes from the route that matches, not from the raw path, so it holds wherever
-    the app is mounted.
-    """
-
-    def __init__(self, app, runtime: Runtime, routes: list):
-        self.app, self.runtime, self.routes = app, runtime, routes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        route = matched_route(self.routes, scope)
-        needed = required_scope(scope["method"], route) if route is not None else "read"
-        if needed is not None:
-            self.runtime.start()  # a host that sends no lifespan events: load on first use
-            presented = None
-            for name, value in scope["headers"]:
-                if name == b"x-api-key":
-                    presented = value.decode("latin-1").strip()
-                    break
-                if name == b"authorization" and value[:7].lower() == b"bearer ":
-                    presented = value[7:].decode("latin-1").strip()
-            try:
-                self.runtime.keys.check(presented, needed)
-            except AuthError as exc:
-                headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-                return await _error(exc.status, exc.message, headers=headers)(scope, receive, send)
-        return await self.app(scope, receive, send)
-
-
-def _document_security(app: FastAPI) -> None:
-    """Put the key schemes and the 401/403 answers in the OpenAPI spec (the guard is middleware, not a dependency)."""
-    from fastapi.openapi.utils import get_openapi
-
-    def openapi() -> dict:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-        schema.setdefault("components", {})["securitySchemes"] = {
-            "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <API key>"},
-            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-        }
-        for path, operations in schema["paths"].items():
-            for method, operation in operations.items():
-                needed = required_scope(method.upper(), path)
-                if needed is None:
-                    continue
-                operation["security"] = [{"bearer": []}, {"apiKey": []}]
-                operation["description"] = (
-                    operation.get("description", "") + f"\n\nNeeds the `{needed}` scope."
-                ).strip()
-                operation["responses"]["401"] = {"description": "missing, unknown or revoked API key"}
-                operation["responses"]["403"] = {"description": f"the key lacks the {needed} scope"}
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi
 
 
 def create_app(settings: ServingSettings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -239,32 +55,8 @@ def create_app(settings: ServingSettings | None = None, runtime: Runtime | None 
     )
     app.state.runtime = runtime
 
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError):
-        errors = [{"field": exc.field, "reason": exc.message}] if exc.field else None
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return _error(exc.status, exc.message, errors, headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError):
-        errors = []
-        for e in exc.errors():
-            field = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
-            reason = e.get("msg", "invalid")
-            if e.get("type") == "json_invalid":
-                reason = f"malformed JSON: {e.get('ctx', {}).get('error', 'cannot parse')}"
-            errors.append({"field": field, "reason": reason})
-        summary = "; ".join(f"{e['field']}: {e['reason']}" for e in errors[:5])
-        return _error(422, f"invalid request: {summary}", errors)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException):
-        return _error(exc.status_code, str(exc.detail))
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception):
-        logging.getLogger("airsight.serving").exception("unhandled error", extra={"path": request.url.path})
-        return _error(500, "internal error; see the server log")
+    for exception, handler in errors.HANDLERS.items():
+        app.add_exception_handler(exception, handler)
 
     def personalize_group(ref: str, field: str) -> str:
         name = ref.rsplit("/", 1)[-1]
@@ -610,5 +402,5 @@ def create_app(settings: ServingSettings | None = None, runtime: Runtime | None 
     app.add_middleware(ApiKeyGuard, runtime=runtime, routes=app.router.routes)
     # Outermost: 401s and 413s are logged and counted too.
     app.add_middleware(AccessLog, runtime=runtime, routes=app.router.routes)
-    _document_security(app)
+    document_security(app)
     return app

@@ -10,6 +10,10 @@ Scopes: ``read`` (recommendations, rankings, forecasts, listing filters and jobs
 ``write`` (PutEvents, PutItems, PutUsers), ``admin`` (creating and deleting filters, updating campaigns,
 starting batch inference jobs).
 A key holds each scope it may use; ``admin`` does not imply the others.
+
+``ApiKeyGuard`` is the middleware that asks for them: the scope comes from ``ROUTE_SCOPES``, keyed
+by method and the path template of the route that matches (never the raw path), and
+``document_security`` writes the same table into the OpenAPI spec.
 """
 
 from __future__ import annotations
@@ -20,8 +24,14 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from pipelines.serving.store import Store, StoredKey
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from pipelines.serving.runtime import Runtime
 
 SCOPES = ("read", "write", "admin")
 DEFAULT_SCOPES = ("read", "write")
@@ -92,3 +102,105 @@ class KeyChecker:
         if not hmac.compare_digest(_digest(stored.salt, secret), stored.digest):
             return None
         return stored
+
+
+OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+ROUTE_SCOPES = {
+    ("POST", "/events"): "write",
+    ("POST", "/items"): "write",
+    ("POST", "/users"): "write",
+    ("PUT", "/campaigns/{name}"): "admin",
+    ("POST", "/filters"): "admin",
+    ("DELETE", "/filters/{name}"): "admin",
+    ("POST", "/batch-inference-jobs"): "admin",
+}
+
+
+def required_scope(method: str, route: str) -> str | None:
+    """The scope a request to ``route`` (a route's path template, as the app declares it) needs; None: open.
+
+    Anything not listed, unmatched paths included, needs ``read``: a 404 costs a valid key too.
+    """
+    if method in ("GET", "HEAD") and route in OPEN_PATHS:
+        return None
+    return ROUTE_SCOPES.get((method, route), "read")
+
+
+def matched_route(routes, scope) -> str | None:
+    """The path template of the route that will serve ``scope``, or None if none matches in full.
+
+    Routes match on the path relative to ``scope["root_path"]`` (Starlette's own rule), so the
+    answer is the same standalone, behind ``--root-path`` and mounted under a prefix (Airflow's
+    API server mounts plugin apps with ``app.mount("/airsight", app)``, and inside the app
+    ``scope["path"]`` still starts with ``/airsight``).
+    """
+    from starlette.routing import Match
+
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return route.path
+    return None
+
+
+class ApiKeyGuard:
+    """401 or 403 before the handler runs or the body is read; a key may come as Bearer or X-API-Key.
+
+    The scope comes from the route that matches, not from the raw path, so it holds wherever
+    the app is mounted.
+    """
+
+    def __init__(self, app, runtime: Runtime, routes: list):
+        self.app, self.runtime, self.routes = app, runtime, routes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        route = matched_route(self.routes, scope)
+        needed = required_scope(scope["method"], route) if route is not None else "read"
+        if needed is not None:
+            self.runtime.start()  # a host that sends no lifespan events: load on first use
+            presented = None
+            for name, value in scope["headers"]:
+                if name == b"x-api-key":
+                    presented = value.decode("latin-1").strip()
+                    break
+                if name == b"authorization" and value[:7].lower() == b"bearer ":
+                    presented = value[7:].decode("latin-1").strip()
+            try:
+                self.runtime.keys.check(presented, needed)
+            except AuthError as exc:
+                from pipelines.serving.errors import error_response
+
+                headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+                return await error_response(exc.status, exc.message, headers=headers)(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+def document_security(app: FastAPI) -> None:
+    """Put the key schemes and the 401/403 answers in the OpenAPI spec (the guard is middleware, not a dependency)."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <API key>"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        }
+        for path, operations in schema["paths"].items():
+            for method, operation in operations.items():
+                needed = required_scope(method.upper(), path)
+                if needed is None:
+                    continue
+                operation["security"] = [{"bearer": []}, {"apiKey": []}]
+                operation["description"] = (
+                    operation.get("description", "") + f"\n\nNeeds the `{needed}` scope."
+                ).strip()
+                operation["responses"]["401"] = {"description": "missing, unknown or revoked API key"}
+                operation["responses"]["403"] = {"description": f"the key lacks the {needed} scope"}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
