@@ -6,10 +6,16 @@ wrapper and a signature, so that ``mlflow.pyfunc.load_model("models:/<name>@cham
 answers requests in any MLflow tool, while the serving API unwraps the native object for its
 fast paths (``recommend``, ``update``). The registry gate (pipelines.registry) decides which
 version is ``champion``; ``load_champion`` is how readers find it.
+
+Loading verifies what it unpickles: the sha256 of the pickled model is recorded as a version
+tag (``airsight.sha256``) at registration, in the registry's database, and ``load_version``
+refuses a file whose digest differs (a tampered or corrupted artifact store) or a version that
+has no recorded digest.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import pickle
@@ -19,6 +25,11 @@ from typing import Any
 
 MODEL_FILE = "model.pkl"
 CONFIG_TAG = "airsight.config"  # the algorithm or recipe and its hyperparameters, as JSON
+DIGEST_TAG = "airsight.sha256"  # sha256 of MODEL_FILE, hex
+
+
+class ModelIntegrityError(RuntimeError):
+    """A model version's pickled file is not the one registered: it is not unpickled."""
 
 
 def registered_name(kind: str, group: str) -> str:
@@ -79,7 +90,8 @@ def log_model(kind: str, native: Any, example) -> Any:
     params = {"quantiles": "0.1,0.5,0.9"} if kind == "forecast" else {"numResults": 25}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / MODEL_FILE
-        path.write_bytes(pickle.dumps(native, protocol=pickle.HIGHEST_PROTOCOL))
+        pickled = pickle.dumps(native, protocol=pickle.HIGHEST_PROTOCOL)
+        path.write_bytes(pickled)
         wrapper.model = native
         output = wrapper.predict(None, example, params)
         return mlflow.pyfunc.log_model(
@@ -89,18 +101,27 @@ def log_model(kind: str, native: Any, example) -> Any:
             signature=infer_signature(example, output, params),
             input_example=(example, params),
             pip_requirements=["airsight", "mlflow", "pandas", "numpy"],
+            metadata={DIGEST_TAG: hashlib.sha256(pickled).hexdigest()},  # carried to ``register``
         )
 
 
 def register(info, kind: str, group: str, config: dict) -> str:
-    """Register the logged model as a new version of the group's model; return the version."""
+    """Register the model ``log_model`` logged as a new version of the group's model; return the version.
+
+    The version's tags get its configuration and the sha256 of its pickled model.
+    """
     import mlflow
 
     from pipelines import registry
 
+    digest = (info.metadata or {}).get(DIGEST_TAG)
+    if not digest:
+        raise ValueError(f"{info.model_uri} has no {DIGEST_TAG} in its metadata: log it with models.log_model")
     name = registered_name(kind, group)
     version = mlflow.register_model(info.model_uri, name).version
-    registry.client().set_model_version_tag(name, version, CONFIG_TAG, json.dumps(config, sort_keys=True))
+    mlflow_client = registry.client()
+    mlflow_client.set_model_version_tag(name, version, DIGEST_TAG, digest)
+    mlflow_client.set_model_version_tag(name, version, CONFIG_TAG, json.dumps(config, sort_keys=True))
     return str(version)
 
 
@@ -117,21 +138,36 @@ def champion_config(kind: str, group: str) -> tuple[str, dict] | None:
 def load_version(kind: str, group: str, version: str) -> Any:
     """The native object of one model version (its pickled ForecastAlgorithm or Recipe).
 
-    The version's location comes from our registry client, never from MLflow's global registry
-    address (which falls back to ./mlflow.db when MLFLOW_TRACKING_URI is not set).
+    The file's sha256 must equal the digest recorded when the version was registered, or
+    ModelIntegrityError is raised before anything is unpickled. The version's location comes
+    from our registry client, never from MLflow's global registry address (which falls back to
+    ./mlflow.db when MLFLOW_TRACKING_URI is not set).
     """
     import mlflow
 
     from pipelines import registry
 
     name = registered_name(kind, group)
-    source = registry.client().get_model_version_download_uri(name, str(version))
+    mlflow_client = registry.client()
+    expected = mlflow_client.get_model_version(name, str(version)).tags.get(DIGEST_TAG)
+    if not expected:
+        raise ModelIntegrityError(
+            f"model version {name}/{version} has no recorded {DIGEST_TAG} tag: it was not registered by "
+            "models.register, so it is not unpickled (retrain it, or register it again)"
+        )
+    source = mlflow_client.get_model_version_download_uri(name, str(version))
     local = mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=registry.tracking_uri())
     found = list(Path(local).rglob(MODEL_FILE))
     if not found:
         raise FileNotFoundError(f"model version {name}/{version} has no {MODEL_FILE} artifact at {source}")
-    with open(found[0], "rb") as handle:
-        return pickle.load(handle)
+    pickled = found[0].read_bytes()
+    actual = hashlib.sha256(pickled).hexdigest()
+    if actual != expected:
+        raise ModelIntegrityError(
+            f"model version {name}/{version}: {MODEL_FILE} at {source} has sha256 {actual}, but {expected} was "
+            "recorded at registration; the artifact was changed, so it is not unpickled"
+        )
+    return pickle.loads(pickled)
 
 
 def load_champion(kind: str, group: str) -> tuple[str, Any] | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -63,3 +65,42 @@ def test_a_forecast_predictor_round_trips_and_answers_for_the_items_asked():
     answer = pyfunc.predict(pd.DataFrame({"item_id": ["b", "c"]}), params={"quantiles": "0.5"})
     assert sorted(answer["item_id"].unique()) == ["b", "c"] and len(answer) == 10
     assert "p50" in answer.columns
+
+
+def test_loading_verifies_the_digest_recorded_at_registration_before_unpickling(tmp_path):
+    import hashlib
+    import pickle
+    from urllib.parse import urlparse
+
+    model = get_recipe("popularity-count").fit(InteractionData.from_frames(two_groups()))
+    example = pd.DataFrame({"userId": ["a_u000"], "itemId": [""]})
+    version = log_and_register("personalize", "guarded", model, example, {"recipe": "popularity-count"})
+    name = models.registered_name("personalize", "guarded")
+    source = registry.client().get_model_version_download_uri(name, version)
+    (artifact,) = (Path(urlparse(source).path)).rglob(models.MODEL_FILE)
+    recorded = registry.client().get_model_version(name, version).tags[models.DIGEST_TAG]
+    assert recorded == hashlib.sha256(artifact.read_bytes()).hexdigest()
+    assert models.load_version("personalize", "guarded", version).recommend("a_u000", 3) == model.recommend("a_u000", 3)
+
+    class Payload:
+        def __reduce__(self):
+            return (exec, ("raise SystemExit('the tampered model was unpickled')",))
+
+    artifact.write_bytes(pickle.dumps(Payload()))  # someone with write access to the artifact store
+    with pytest.raises(models.ModelIntegrityError, match=rf"model version {name}/{version}: model.pkl .* sha256"):
+        models.load_version("personalize", "guarded", version)
+
+    registry.client().delete_model_version_tag(name, version, models.DIGEST_TAG)
+    with pytest.raises(models.ModelIntegrityError, match=rf"{name}/{version} has no recorded airsight.sha256"):
+        models.load_version("personalize", "guarded", version)
+
+
+def test_a_model_not_logged_by_log_model_is_not_registered():
+    class Echo(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return model_input
+
+    with mlflow.start_run(experiment_id=registry.experiment(models.registered_name("personalize", "foreign"))):
+        info = mlflow.pyfunc.log_model(name="model", python_model=Echo(), pip_requirements=["mlflow"])
+    with pytest.raises(ValueError, match=r"has no airsight\.sha256 in its metadata"):
+        models.register(info, "personalize", "foreign", {"recipe": "echo"})
