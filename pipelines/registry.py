@@ -5,12 +5,21 @@ alias; it takes ``champion`` only when it beats the current champion on the grou
 optimization metric, scored on the same backtest windows, by at least ``margin`` (relative).
 The decision and both scores are recorded as version tags, so the registry itself says why
 each version is or is not serving. A forced promotion says so in its tags.
+
+Deciding, recording and moving the ``latest`` pointer happen under one lock per registered
+model (``gate_lock``): a PostgreSQL advisory lock where the MLflow store is PostgreSQL or
+$AIRSIGHT_GATE_LOCK_URL names one, else a file lock beside the local store, so concurrent
+runs and backfills never leave the aliases, the version tags and ``latest.json`` disagreeing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import os
+import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +29,10 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 # Metrics where larger is better; the rest (wQL, WAPE, RMSE, MAPE, MASE, ...) are losses.
 HIGHER_IS_BETTER = {"coverage", "mean_reciprocal_rank_at_25", "recall_at_10"}
 HIGHER_IS_BETTER_PREFIXES = ("normalized_discounted_cumulative_gain", "precision_at", "ndcg", "recall")
+# A PostgreSQL URL for the gate's advisory lock, for stores that are not PostgreSQL themselves
+# (an MLflow server over HTTP whose database the workers cannot see); and how long to wait for it.
+LOCK_URL_ENV, LOCK_TIMEOUT_ENV = "AIRSIGHT_GATE_LOCK_URL", "AIRSIGHT_GATE_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT_SECONDS = 600.0
 
 
 def tracking_uri() -> str:
@@ -61,6 +74,119 @@ def client():
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+def model_versions(model: str) -> list:
+    """Every version of ``model`` (all pages); none while it is not registered.
+
+    Any other MLflow error propagates: a gate that cannot read the registry must not decide.
+    """
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client, found, token = client(), [], None
+    while True:
+        try:
+            page = mlflow_client.search_model_versions(f"name='{model}'", page_token=token)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return []
+            raise
+        found.extend(page)
+        token = page.token
+        if not token:
+            return found
+
+
+class GateLockTimeout(TimeoutError):
+    """Another run held the gate of the same registered model for longer than the lock timeout."""
+
+
+@contextlib.contextmanager
+def gate_lock(model: str, timeout: float | None = None):
+    """Hold the gate of ``model``: one run at a time reads the champion, decides, records and points.
+
+    A session-level PostgreSQL advisory lock where the tracking store is PostgreSQL (or
+    $AIRSIGHT_GATE_LOCK_URL names a PostgreSQL database): released by the server if the process
+    dies. Otherwise an ``flock`` on a file beside the local store, which serializes the processes of
+    one machine only (a warning says so for a remote tracking server without a lock URL).
+    """
+    if timeout is None:
+        timeout = float(os.environ.get(LOCK_TIMEOUT_ENV) or DEFAULT_LOCK_TIMEOUT_SECONDS)
+    kind, where = lock_target()
+    lock = _postgres_lock(where, model, timeout) if kind == "postgresql" else _file_lock(where, model, timeout)
+    with lock:
+        yield
+
+
+def lock_target() -> tuple[str, str]:
+    """``("postgresql", libpq URL)`` or ``("file", folder)``: where ``gate_lock`` locks."""
+    named = os.environ.get(LOCK_URL_ENV)
+    uri = named or tracking_uri()
+    if re.match(r"postgres(ql)?(\+\w+)?://", uri):
+        return "postgresql", re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", uri)
+    if named:
+        raise ValueError(f"${LOCK_URL_ENV} must be a PostgreSQL URL (postgresql://...), not {named!r}")
+    if uri.startswith("sqlite:///"):
+        store = Path(uri.removeprefix("sqlite:///").split("?")[0]).parent
+    elif uri.startswith("file:") or "://" not in uri:
+        store = Path(uri.removeprefix("file://")).parent
+    else:  # an MLflow server: its database is out of reach
+        log.warning("the registry gate locks with a file on this machine: set $%s to a PostgreSQL URL shared by "
+                    "every worker that publishes to %s", LOCK_URL_ENV, uri)  # fmt: skip
+        store = Path(os.environ.get("AIRSIGHT_HOME") or Path.cwd() / ".airsight")
+    return "file", str(store.resolve() / "gate-locks")
+
+
+def _lock_key(model: str) -> int:
+    """A stable signed 64-bit advisory lock key for ``model``."""
+    return int.from_bytes(hashlib.sha256(f"airsight.gate:{model}".encode()).digest()[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def _postgres_lock(url: str, model: str, timeout: float):
+    import psycopg2
+    import psycopg2.errors
+
+    key = _lock_key(model)
+    conn = psycopg2.connect(url, connect_timeout=30)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, false)", (f"{max(1, int(timeout * 1000))}ms",))
+            try:
+                cursor.execute("SELECT pg_advisory_lock(%s)", (key,))
+            except psycopg2.errors.LockNotAvailable as exc:
+                held = f"the gate of {model} stayed locked for {timeout:.0f} s (advisory lock {key})"
+                raise GateLockTimeout(held) from exc
+        try:
+            yield
+        finally:
+            with contextlib.suppress(psycopg2.Error), conn.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", (key,))
+    finally:
+        conn.close()  # ends the session, which releases the lock in any case
+
+
+@contextlib.contextmanager
+def _file_lock(folder: str, model: str, timeout: float):
+    import fcntl
+
+    path = Path(folder) / f"{re.sub(r'[^0-9A-Za-z_.-]', '_', model)}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    with open(path, "a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise GateLockTimeout(f"the gate of {model} stayed locked for {timeout:.0f} s ({path})") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def higher_is_better(metric: str) -> bool:
     return metric in HIGHER_IS_BETTER or metric.startswith(HIGHER_IS_BETTER_PREFIXES)
 
@@ -81,13 +207,17 @@ class Decision:
 
 
 def current_champion(model: str):
-    """The champion's model version, or None while there is none."""
+    """The champion's model version, or None while there is none; other MLflow errors propagate."""
     from mlflow.exceptions import MlflowException
 
+    mlflow_client = client()
     try:
-        return client().get_model_version_by_alias(model, CHAMPION)
-    except MlflowException:
-        return None
+        version = mlflow_client.get_registered_model(model).aliases.get(CHAMPION)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    return None if version is None else mlflow_client.get_model_version(model, str(version))
 
 
 def decide(
@@ -120,8 +250,13 @@ def decide(
                     champion_score, force)  # fmt: skip
 
 
-def record(decision: Decision, margin: float = 0.0, move_aliases: bool = True) -> None:
-    """Write the decision as version tags; with ``move_aliases``, set challenger (and champion)."""
+def record(decision: Decision, margin: float = 0.0, move_aliases: bool = True, sequence: int | None = None) -> None:
+    """Write the decision as version tags; with ``move_aliases``, set challenger and champion.
+
+    ``champion`` then names the version the decision serves: this one when promoted, else the
+    champion it kept (which a decision recorded earlier for the same as_of may have moved).
+    ``sequence`` (``gate.sequence``) orders decisions taken under ``gate_lock``.
+    """
     mlflow_client = client()
     model, version = decision.model, decision.version
     tags = {
@@ -134,12 +269,15 @@ def record(decision: Decision, margin: float = 0.0, move_aliases: bool = True) -
         "gate.champion_version": decision.champion_version or "",
         "gate.champion_score": "" if decision.champion_score is None else repr(float(decision.champion_score)),
     }
+    if sequence is not None:
+        tags["gate.sequence"] = str(sequence)
     for key, value in tags.items():
         mlflow_client.set_model_version_tag(model, version, key, value)
     if move_aliases:
         mlflow_client.set_registered_model_alias(model, CHALLENGER, version)
-        if decision.promoted:
-            mlflow_client.set_registered_model_alias(model, CHAMPION, version)
+        served = version if decision.promoted else decision.champion_version
+        if served:
+            mlflow_client.set_registered_model_alias(model, CHAMPION, served)
     log.info("%s v%s: %s", model, version, decision.reason)
 
 
@@ -154,17 +292,21 @@ def gate(
 ) -> Decision:
     """Give ``version`` the challenger alias and promote it to champion only if it is better.
 
+    For models registered outside the DAGs (tests, benchmarks): the DAGs' gate is
+    ``pipelines.workflow.finish``, which scores the champion on the run's own data.
     ``champion_score`` is the current champion's score on the same backtest windows as the
     challenger's; when not given, the score recorded when the champion was promoted is used.
     ``margin`` is relative: 0.02 asks a loss to fall (or a gain to rise) by at least 2 %.
     """
-    champion = current_champion(model)
-    champion_version = champion.version if champion is not None else None
-    if champion is not None and champion_score is None:
-        recorded = champion.tags.get(f"score.{metric}")
-        champion_score = float(recorded) if recorded is not None else None
-    decision = decide(metric, challenger_score, champion_version, champion_score, str(version), margin, force, model)
-    record(decision, margin)
+    with gate_lock(model):
+        champion = current_champion(model)
+        champion_version = champion.version if champion is not None else None
+        if champion is not None and champion_score is None:
+            recorded = champion.tags.get(f"score.{metric}")
+            champion_score = float(recorded) if recorded is not None else None
+        decision = decide(metric, challenger_score, champion_version, champion_score, str(version), margin, force,
+                          model)  # fmt: skip
+        record(decision, margin)
     return decision
 
 

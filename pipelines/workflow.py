@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 AS_OF_TAG, STEP_TAG, GROUP_TAG = "airsight.as_of", "airsight.step", "airsight.group"
 
+
 def run_dir(group: Group, as_of: pd.Timestamp) -> Path:
     return Path(group.storage_root) / "runs" / storage.as_of_key(as_of)
 
@@ -117,29 +118,50 @@ def log_metrics(prefix: str, values: dict, step: int | None = None) -> None:
         mlflow.log_metrics(clean, step=step)
 
 
-def champion_as_of(kind: str, group: str, as_of: pd.Timestamp) -> dict | None:
-    """The version promoted for the newest as_of before this one: version, config and as_of key."""
-    name = models.registered_name(kind, group)
-    key = storage.as_of_key(as_of)
-    from mlflow.exceptions import MlflowException
+def champion_as_of(kind: str, group: str, as_of: pd.Timestamp, versions: list | None = None) -> dict | None:
+    """The champion for a run as of ``as_of``: version, config and as_of key, or None before the first.
 
-    try:
-        versions = registry.client().search_model_versions(f"name='{name}'")
-    except MlflowException:  # no registered model yet
-        return None
-    promoted = [
+    It is the version served by the last decision taken for an earlier as_of (the promoted
+    version, or the champion a losing challenger left serving); decisions for the same as_of are
+    ordered by ``gate.sequence``. ``versions`` are the registered model's versions when the
+    caller has read them already. An MLflow error propagates: no champion is never assumed.
+    """
+    name = models.registered_name(kind, group)
+    versions = registry.model_versions(name) if versions is None else versions
+    by_version = {str(v.version): v for v in versions}
+    key = storage.as_of_key(as_of)
+    decided = [
         v
         for v in versions
-        if v.tags.get("gate.decision") == "promoted" and v.tags.get(AS_OF_TAG, "") < key and models.CONFIG_TAG in v.tags
+        if v.tags.get("gate.decision")
+        and v.tags.get(AS_OF_TAG, "") < key
+        and models.CONFIG_TAG in _served_tags(v, by_version)
     ]
-    if not promoted:
+    if not decided:
         return None
-    best = max(promoted, key=lambda v: (v.tags[AS_OF_TAG], int(v.version)))
+    best = by_version[_served_version(max(decided, key=_decision_order))]
     return {
         "version": str(best.version),
         "config": json.loads(best.tags[models.CONFIG_TAG]),
-        "as_of": best.tags[AS_OF_TAG],
+        "as_of": best.tags.get(AS_OF_TAG, ""),
     }
+
+
+def _served_version(version) -> str:
+    """The version a recorded decision serves: itself when promoted, else the champion it kept."""
+    if version.tags.get("gate.decision") == "promoted":
+        return str(version.version)
+    return version.tags.get("gate.champion_version", "")
+
+
+def _served_tags(version, by_version: dict) -> dict:
+    served = by_version.get(_served_version(version))
+    return served.tags if served is not None else {}
+
+
+def _decision_order(version) -> tuple:
+    """Decisions in the order they were taken: as_of, then ``gate.sequence``, then version number."""
+    return version.tags.get(AS_OF_TAG, ""), int(version.tags.get("gate.sequence") or 0), int(version.version)
 
 
 def register_once(kind: str, group: str, as_of: pd.Timestamp, config: dict, native: Any, example) -> str:
@@ -153,13 +175,10 @@ def register_once(kind: str, group: str, as_of: pd.Timestamp, config: dict, nati
     name = models.registered_name(kind, group)
     key = storage.as_of_key(as_of)
     wanted = json.dumps(config, sort_keys=True, default=str)
-    from mlflow.exceptions import MlflowException
-
-    with contextlib.suppress(MlflowException):  # no registered model yet
-        for version in registry.client().search_model_versions(f"name='{name}'"):
-            if version.tags.get(AS_OF_TAG) == key and version.tags.get(models.CONFIG_TAG) == wanted:
-                mlflow.set_tag("airsight.model_version", version.version)
-                return str(version.version)
+    for version in registry.model_versions(name):  # an MLflow error fails the step: no duplicate version
+        if version.tags.get(AS_OF_TAG) == key and version.tags.get(models.CONFIG_TAG) == wanted:
+            mlflow.set_tag("airsight.model_version", version.version)
+            return str(version.version)
     info = models.log_model(kind, native, example)
     version = models.register(info, kind, group, json.loads(wanted))
     registry.client().set_model_version_tag(name, version, AS_OF_TAG, key)
@@ -197,15 +216,10 @@ def register_winner(
         return register_once(group.kind, group.name, as_of, winner["config"], native, example)
 
 
-def is_live(kind: str, group: str, as_of: pd.Timestamp) -> bool:
+def is_live(kind: str, group: str, as_of: pd.Timestamp, versions: list | None = None) -> bool:
     """Whether a run for ``as_of`` may move the live aliases: no newer as_of has been decided yet."""
-    from mlflow.exceptions import MlflowException
-
-    name = models.registered_name(kind, group)
-    try:
-        versions = registry.client().search_model_versions(f"name='{name}'")
-    except MlflowException:
-        return True
+    if versions is None:
+        versions = registry.model_versions(models.registered_name(kind, group))
     decided = [v.tags.get(AS_OF_TAG, "") for v in versions if "gate.decision" in v.tags]
     return not decided or max(decided) <= storage.as_of_key(as_of)
 
@@ -225,27 +239,27 @@ def decide(selection: dict, version: str, margin: float, model: str = "") -> reg
 
     The winner is compared with the champion's configuration scored on the same windows. When the
     winner *is* the champion's configuration, its retrained version takes over: same model,
-    newer data.
+    newer data. A champion that could not be scored on this data keeps serving unless the run
+    forces the promotion: the gate fails closed.
     """
     winner, champion = selection["winner"], selection.get("champion")
     force = bool(selection.get("force"))
     metric = selection["metric"]
     if champion is not None and not champion.get("error") and not _finite(champion.get("score")):
         champion = {**champion, "error": f"its {metric} is undefined on this data ({champion.get('score')})"}
-    if champion is not None and (champion["config"] == winner["config"] or champion.get("error")):
-        reason = f"the champion's configuration (v{champion['version']}) won again: retrained as of this run"
-        if champion.get("error"):  # it cannot defend its title on today's data
-            reason = f"the champion's configuration (v{champion['version']}) failed on this data: {champion['error']}"
-        return registry.Decision(
-            model,
-            str(version),
-            True,
-            reason,
-            metric,
-            float(winner["score"]),
-            champion["version"],
-            champion.get("score"),
-            force,
+
+    def decided(promoted: bool, reason: str) -> registry.Decision:
+        return registry.Decision(model, str(version), promoted, reason, metric, float(winner["score"]),
+                                 champion["version"], champion.get("score"), force)  # fmt: skip
+
+    if champion is not None and champion.get("error"):  # it cannot defend its title today; nor can it lose it
+        reason = f"the champion v{champion['version']} could not be scored on this data ({champion['error']})"
+        if force:
+            return decided(True, f"forced promotion ({reason})")
+        return decided(False, f"{reason}: it keeps serving (force_promotion replaces it)")
+    if champion is not None and champion["config"] == winner["config"]:
+        return decided(
+            True, f"the champion's configuration (v{champion['version']}) won again: retrained as of this run"
         )
     return registry.decide(
         metric,
@@ -266,42 +280,88 @@ def finish(
 
     ``write(folder, served)`` fills the published folder; ``served`` is "challenger" when the
     new version is promoted and "champion" when the champion's configuration keeps serving.
+    All of it runs under the registered model's gate lock, against the champion read inside
+    it: a run that finished meanwhile may have promoted another (ChampionChanged when this run
+    cannot be decided against it). An MLflow error fails the run before anything moves.
     """
     from pipelines import publish as publishing
 
     training = group.training
+    name = models.registered_name(kind, group.name)
     selection = {**selection, "force": bool((overrides or {}).get("force_promotion"))}
-    decision = decide(selection, version, training.promotion_margin, models.registered_name(kind, group.name))
-    served = "challenger" if decision.promoted else "champion"
-    served_version = version if decision.promoted else selection["champion"]["version"]
-    live = is_live(kind, group.name, as_of)
-    details = {
-        "model": decision.model,
-        "version": version,
-        "served": served,
-        "served_version": served_version,
-        "promoted": decision.promoted,
-        "decision": decision.reason,
-        "metric": decision.metric,
-        "challenger_score": decision.challenger_score,
-        "champion_score": decision.champion_score,
-    }
+    with registry.gate_lock(name):
+        versions = registry.model_versions(name)
+        planned = selection.get("champion")
+        current = champion_as_of(kind, group.name, as_of, versions)
+        changed = _version_of(planned) != _version_of(current)
+        if changed:
+            selection = {**selection, "champion": _rescored(selection, planned, current)}
+        decision = decide(selection, version, training.promotion_margin, name)
+        if changed and not decision.promoted:  # this run's outputs are those of the champion it planned for
+            raise ChampionChanged(
+                f"{name}: the champion changed from v{_version_of(planned)} to v{_version_of(current)} since this "
+                f"run's backtest, and v{version} does not replace it ({decision.reason}): run it again from backtest"
+            )
+        served = "challenger" if decision.promoted else "champion"
+        served_version = version if decision.promoted else selection["champion"]["version"]
+        live = is_live(kind, group.name, as_of, versions)
+        details = {
+            "model": decision.model,
+            "version": version,
+            "served": served,
+            "served_version": served_version,
+            "promoted": decision.promoted,
+            "decision": decision.reason,
+            "metric": decision.metric,
+            "challenger_score": decision.challenger_score,
+            "champion_score": decision.champion_score,
+        }
 
-    def fill(folder: Path) -> dict:
-        write(folder, served)
-        board = {"metric": decision.metric, "candidates": selection["leaderboard"]}
-        storage.write_json(folder / "leaderboard.json", board)
-        storage.write_json(folder / "decision.json", details)
-        return {**details, "checksums": checksums(folder)}
+        def fill(folder: Path) -> dict:
+            write(folder, served)
+            board = {"metric": decision.metric, "candidates": selection["leaderboard"]}
+            storage.write_json(folder / "leaderboard.json", board)
+            storage.write_json(folder / "decision.json", details)
+            return {**details, "checksums": checksums(folder)}
 
-    # The version folder first, then the registry, and the latest pointer last: a failure at any
-    # point leaves readers on the previous version.
-    pointer = publishing.publish(group.storage_root, kind, as_of, fill, move_latest=False)
-    registry.record(decision, training.promotion_margin, move_aliases=live)
-    if live:
-        publishing.point_latest(group.storage_root, kind, pointer)
-        publishing.prune(group.storage_root, kind, keep=training.keep_versions)  # never what a backfill just wrote
+        # The version folder first, then the registry, and the latest pointer last: a failure at any
+        # point leaves readers on the previous version.
+        pointer = publishing.publish(group.storage_root, kind, as_of, fill, move_latest=False)
+        sequence = 1 + max((int(v.tags.get("gate.sequence") or 0) for v in versions), default=0)
+        registry.record(decision, training.promotion_margin, move_aliases=live, sequence=sequence)
+        if live:
+            publishing.point_latest(group.storage_root, kind, pointer)
+            publishing.prune(group.storage_root, kind, keep=training.keep_versions)  # never what a backfill just wrote
     return {**pointer, "live": live}
+
+
+def _version_of(champion: dict | None) -> str | None:
+    return None if champion is None else str(champion["version"])
+
+
+def _rescored(selection: dict, planned: dict | None, current: dict | None) -> dict | None:
+    """``current`` (the champion read under the gate lock) with its score on this run's data.
+
+    A champion's score depends on its configuration only (it is refitted on the run's data), so
+    it is known when the winner, a scored candidate or the planned champion had that
+    configuration. Otherwise this run cannot defend against it: with force_promotion it is
+    replaced anyway; without, ChampionChanged.
+    """
+    if current is None:
+        return None
+    winner = selection["winner"]
+    known = [(winner["config"], winner["score"]), *((s["config"], s["score"]) for s in selection.get("scores", []))]
+    if planned is not None and not planned.get("error"):
+        known.append((planned["config"], planned.get("score")))
+    score = next((score for config, score in known if config == current["config"]), None)
+    if score is not None:
+        return {**current, "score": score}
+    if selection.get("force"):
+        return {**current, "score": None, "error": "promoted by a run that finished during this one"}
+    raise ChampionChanged(
+        f"the champion changed to v{current['version']} ({current['config']}) since this run's backtest, which did not "
+        "score its configuration: run it again from backtest, or with force_promotion"
+    )
 
 
 def compare(kind: str, group: Group, as_of: pd.Timestamp, candidates: list[dict], overrides: dict | None,
@@ -314,7 +374,7 @@ def compare(kind: str, group: Group, as_of: pd.Timestamp, candidates: list[dict]
     """
     training = group.training
     winner = select(candidates, training.optimization_metric)
-    champion = champion_as_of(kind, group.name, as_of)
+    champion = champion_as_of(kind, group.name, as_of)  # an MLflow error fails the step
     if champion is not None:
         same = next((c for c in candidates if c.get("config") == champion["config"]), None)
         try:
@@ -329,10 +389,20 @@ def compare(kind: str, group: Group, as_of: pd.Timestamp, candidates: list[dict]
         "champion": champion,
         "force": bool((overrides or {}).get("force_promotion")),
         "leaderboard": leaderboard(candidates, training.optimization_metric),
+        # every configuration scored on this run's data: the gate may meet another champion at publish
+        "scores": [{"config": c["config"], "score": c["score"]} for c in candidates if _scored(c)],
     }
-    selection["expected"] = decide(selection, "new", training.promotion_margin).reason
+    expected = decide(selection, "new", training.promotion_margin)
+    selection["expected"] = expected.reason
     storage.write_json(run_dir(group, as_of) / "selection.json", selection)
+    unscored = champion is not None and (champion.get("error") or not _finite(champion.get("score")))
+    if unscored and not expected.promoted:
+        raise ChampionNotScored(f"{models.registered_name(kind, group.name)}: {expected.reason}; nothing is published")
     return selection
+
+
+def _scored(candidate: dict) -> bool:
+    return not candidate.get("error") and "config" in candidate and _finite(candidate.get("score"))
 
 
 def leaderboard(candidates: list[dict], metric: str) -> list[dict]:
@@ -340,6 +410,14 @@ def leaderboard(candidates: list[dict], metric: str) -> list[dict]:
     sign = -1 if registry.higher_is_better(metric) else 1
     rows = [{"name": c["name"], "score": c.get("score"), "error": c.get("error")} for c in candidates]
     return sorted(rows, key=lambda c: (not _finite(c["score"]), sign * c["score"] if _finite(c["score"]) else 0.0))
+
+
+class ChampionNotScored(RuntimeError):
+    """The champion could not be scored on the run's data: it keeps serving and the run stops (unless forced)."""
+
+
+class ChampionChanged(RuntimeError):
+    """Another run promoted a champion this run's backtest did not score: nothing of this run is published."""
 
 
 class NoCandidateTrained(RuntimeError):

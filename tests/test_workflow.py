@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from pipelines import models, publish, registry, steps, workflow
@@ -27,16 +28,22 @@ def test_the_winner_skips_failed_and_undefined_scores_and_the_leaderboard_ranks_
         workflow.select(candidates[:2], "WAPE")
 
 
-def test_a_champion_whose_score_is_undefined_today_cannot_defend():
+def test_a_champion_that_cannot_be_scored_today_keeps_serving_unless_the_promotion_is_forced():
     selection = {
         "metric": "WAPE",
         "winner": {"score": 0.4, "config": {"name": "ETS", "params": {}}},
         "champion": {"version": "3", "score": math.nan, "config": {"name": "Theta", "params": {}}},
     }
     decision = workflow.decide(selection, "4", margin=0.0)
-    assert decision.promoted and "undefined" in decision.reason
-    selection["champion"]["score"] = 0.3
+    assert not decision.promoted and "undefined" in decision.reason and "it keeps serving" in decision.reason
+    forced = workflow.decide({**selection, "force": True}, "4", margin=0.0)
+    assert forced.promoted and forced.reason.startswith("forced promotion (the champion v3 could not be scored")
+    selection["champion"] = {**selection["champion"], "score": None, "error": "ValueError: too short"}
     assert not workflow.decide(selection, "4", margin=0.0).promoted
+    selection["champion"] = {**selection["champion"], "score": 0.3, "error": None}
+    assert not workflow.decide(selection, "4", margin=0.0).promoted
+    selection["champion"]["score"] = 0.5
+    assert workflow.decide(selection, "4", margin=0.0).promoted
 
 
 def run(group, as_of: str, recipe: str) -> dict:
@@ -56,3 +63,23 @@ def test_a_run_for_an_older_date_publishes_beside_the_live_version_and_moves_not
     found = registry.client().get_registered_model(name).aliases
     assert {alias: str(version) for alias, version in found.items()} == {"champion": "1", "challenger": "1"}
     assert publish.latest(shop.storage_root, "personalize")["as_of"] == "2024-06-01T00:00:00"
+
+
+def test_the_backtest_step_stops_when_the_champion_cannot_be_scored_and_nothing_moves(tmp_path):
+    shop = load_group(write_examples(tmp_path / "examples")["interactions_demo"])
+    run(shop, "2024-06-01", "sims")
+    steps.import_data(shop, "2024-06-15")
+    candidate = personalize.hpo_train(shop, "2024-06-15", "popularity-count", {"recipes": ["popularity-count"]})
+
+    def cannot_score(config: dict) -> dict:
+        raise ValueError("no user has enough events")
+
+    as_of = pd.Timestamp("2024-06-15")
+    with pytest.raises(workflow.ChampionNotScored, match=r"no user has enough events.*it keeps serving"):
+        workflow.compare("personalize", shop, as_of, [candidate], {}, cannot_score)
+    name = models.registered_name("personalize", shop.name)
+    found = registry.client().get_registered_model(name).aliases
+    assert {alias: str(version) for alias, version in found.items()} == {"champion": "1", "challenger": "1"}
+    assert publish.latest(shop.storage_root, "personalize")["as_of"] == "2024-06-01T00:00:00"
+    forced = workflow.compare("personalize", shop, as_of, [candidate], {"force_promotion": True}, cannot_score)
+    assert forced["expected"].startswith("forced promotion (the champion v1 could not be scored")
