@@ -1,0 +1,22 @@
+"""PutEvents: real-time interactions, stored durably, then applied to the serving model."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from pipelines.serving import schemas as s
+from pipelines.serving.routes.dependencies import RuntimeDep, personalize_group
+
+router = APIRouter(tags=["personalize"])
+
+
+@router.post("/events", response_model=s.PutEventsResponse)
+def put_events(body: s.PutEventsRequest, runtime: RuntimeDep) -> dict:
+    """PutEvents: stored durably before the answer, then applied so the next recommendations reflect them."""
+    group = personalize_group(runtime, body.trackingId, "trackingId")
+    events = [e.model_dump(exclude_none=True) for e in body.eventList]
+    user = body.userId or body.sessionId  # an anonymous session stands for its user, as in Personalize
+    ids = runtime.store.put_events(group, body.trackingId, user, body.sessionId, events)
+    runtime.metrics.events.labels(group).inc(len(ids))
+    runtime.tail.catch_up()
+    return {"eventsStored": len(ids), "eventIds": ids}

@@ -1,0 +1,56 @@
+"""QueryForecast and the series of a published forecast, from the export the runtime serves."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Query
+
+from pipelines.serving import forecasts as fq
+from pipelines.serving import schemas as s
+from pipelines.serving.errors import ApiError
+from pipelines.serving.routes.dependencies import RuntimeDep
+from pipelines.serving.runtime import Runtime
+
+router = APIRouter(tags=["forecast"])
+
+
+def export_of(runtime: Runtime, ref: str, field: str) -> fq.ForecastExport:
+    """The published forecast of the group a forecastArn names; 404 for no such group, 503 before one is out."""
+    name = ref.rsplit("/", 1)[-1]
+    holder = runtime.forecasts.get(name)
+    if holder is None:
+        raise ApiError(404, f"no forecast group {name!r}; served: {sorted(runtime.forecasts)}", field)
+    if holder.export is None:
+        raise ApiError(503, f"forecast group {name!r} has no published forecast yet" +
+                       (f" ({holder.error})" if holder.error else ""))  # fmt: skip
+    return holder.export
+
+
+@router.post("/forecasts/query")
+def query_forecast(body: s.ForecastQuery, runtime: RuntimeDep) -> dict:
+    """QueryForecast: series matching the filters, between the dates, the chosen forecast types, paged."""
+    export = export_of(runtime, body.forecastArn, "forecastArn")
+    try:
+        answer = fq.query(export, body.filters, body.startDate, body.endDate, body.forecastTypes,
+                          body.maxResults, body.nextToken)  # fmt: skip
+    except fq.QueryError as exc:
+        raise ApiError(400, exc.message, exc.field) from None
+    if not answer["forecast"]["series"] and body.filters and not body.nextToken:
+        raise ApiError(404, f"no series matches {json.dumps(body.filters)} in {body.forecastArn}", "filters")
+    return answer
+
+
+@router.get("/forecasts/{group}/items")
+def list_forecast_items(
+    group: str,
+    runtime: RuntimeDep,
+    maxResults: int = Query(100, ge=1, le=1000),
+    nextToken: str | None = Query(None, max_length=1000),
+) -> dict:
+    """The series (item_id and dimensions) of a group's published forecast, paged."""
+    export = export_of(runtime, group, "group")
+    try:
+        return fq.list_items(export, maxResults, nextToken)
+    except fq.QueryError as exc:
+        raise ApiError(400, exc.message, exc.field) from None
