@@ -26,6 +26,7 @@ from pydantic import (
 
 from pipelines import domains as d
 from pipelines.errors import SettingsError
+from pipelines.forecast.what_if import Scenario
 from pipelines.frequency import MONTHS, WEEKDAYS, Boundary, Frequency
 
 NAME_PATTERN = r"^[a-zA-Z][a-zA-Z0-9_]{0,62}$"
@@ -307,6 +308,8 @@ class ForecastGroup(GroupBase):
     forecast_dimensions: list[str] = Field(default_factory=list, max_length=d.MAX_FORECAST_DIMENSIONS)
     time_alignment_boundary: AlignmentBoundary | None = None
     holidays_country: str | None = Field(None, pattern=r"^[A-Z]{2}$")
+    # What-if scenarios forecast by the served model beside the baseline (forecast/what_if.py).
+    what_if: list[Scenario] = Field(default_factory=list)
     datasets: ForecastDatasets
     training: ForecastTraining = Field(default_factory=ForecastTraining)
 
@@ -380,7 +383,22 @@ class ForecastGroup(GroupBase):
         for kind, ds in (("TARGET_TIME_SERIES", target), ("RELATED_TIME_SERIES", related), ("ITEM_METADATA", meta)):
             if ds and len(ds.fields) > d.MAX_COLUMNS[kind]:
                 raise ValueError(f"datasets.{kind}: {len(ds.fields)} columns; Forecast allows {d.MAX_COLUMNS[kind]}")
+        _check_what_if(self)
         return self
+
+
+def _check_what_if(group: ForecastGroup) -> None:
+    """Scenarios change related features, on conditions over metadata fields, series keys or timestamp."""
+    if not group.what_if:
+        return
+    from pipelines.forecast import what_if
+
+    dom = group.domain_info
+    related = group.datasets.RELATED_TIME_SERIES
+    features = [f for f in (related.field_names if related else []) if f not in {*group.series_keys, "timestamp"}]
+    meta = group.datasets.ITEM_METADATA
+    fields = {*group.series_keys, *(f for f in (meta.field_names if meta else []) if f != dom.identifier)}
+    what_if.check(group.what_if, features, fields)
 
 
 class PersonalizeDatasets(Strict):
@@ -530,6 +548,9 @@ def load_group(path: str | os.PathLike) -> Group:
     for _, ds in group.datasets:
         if ds is not None:
             ds.path = resolve_path(path.parent, ds.path)
+    for scenario in getattr(group, "what_if", []):
+        if scenario.replacement is not None:
+            scenario.replacement.path = resolve_path(path.parent, scenario.replacement.path)
     if group.storage:
         group.storage = resolve_path(path.parent, group.storage)
     return group

@@ -478,6 +478,12 @@ class ARIMA(WithRegressors, ForecastAlgorithm):
         self.order = order
         self.seasonal_order = seasonal_order
 
+    def with_data(self, data):
+        """ARIMA forecasts while it fits: a scenario refits on the same history (so the same
+        estimates, whatever the horizon's regressors) and forecasts with the new future regressors."""
+        super().with_data(data)  # not fitted: the same error as every model
+        return self.clone().fit(data)
+
     # -- per series ------------------------------------------------------------------------
 
     def _fit_chunk(self, chunk, states):

@@ -424,6 +424,15 @@ class AutoPredictor(ForecastAlgorithm):
         quant = np.sort(quant[ids, 0], axis=2)
         return ids, mean[ids, 0], quant, types
 
+    def with_data(self, data: ForecastData) -> AutoPredictor:
+        """The fitted blend forecasting from ``data`` (other future related values), each candidate too."""
+        other = super().with_data(data)
+        other.models_ = {
+            name: model.with_data(data if self.model_ids_[name] is None else subset(data, self.model_ids_[name]))
+            for name, model in self.models_.items()
+        }
+        return other
+
     def predict(self, quantiles: Sequence[float | str] = DEFAULT_QUANTILES) -> pd.DataFrame:
         """The blended forecasts; cold-start items get those of a candidate that makes them from their
         metadata (DeepAR+, CNN-QR), else forecasts borrowed from the items most like them (cold_start.py)."""

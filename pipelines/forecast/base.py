@@ -13,6 +13,7 @@ so memory holds one chunk's samples at a time, never the whole dataset's.
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import inspect
 import math
@@ -116,6 +117,15 @@ class ForecastAlgorithm:
         if self.fits_per_series:
             self.states_ = [s for part in self._map("_fit_chunk", self.states_) for s in part]
         return self
+
+    def with_data(self, data: ForecastData) -> ForecastAlgorithm:
+        """The fitted model forecasting from ``data``: the same history with other future related
+        values (a what-if scenario). Nothing is refitted; the original model is left as it was."""
+        if not hasattr(self, "data_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(data) first")
+        other = copy.copy(self)
+        other.data_ = data
+        return other
 
     def predict(self, quantiles: Sequence[float | str] = DEFAULT_QUANTILES) -> pd.DataFrame:
         """Forecasts for every series with history: keys, ``timestamp`` and a column per forecast type."""

@@ -11,6 +11,7 @@ without hyperparameters of its own; each model keeps its constructor and its net
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
 import os
@@ -91,7 +92,7 @@ class GlobalModel:
 
     def _design(self, data: ForecastData, context: int, pad: int, lags: np.ndarray, related: bool) -> Design:
         ids, cold = self.active_, len(self.cold_start_)
-        stats = related_stats(data, ids) if related else None
+        stats = self.related_stats_ = related_stats(data, ids) if related else None
         source = data if stats is not None else dataclasses.replace(data, related=None)
         panel = Panel.build(source, ids, cold, pad, stats)
         if self.metadata_ is not None:
@@ -115,6 +116,17 @@ class GlobalModel:
             log_scale=(float(log_scales[warm].mean()), spread),
             warm=len(ids),
         )
+
+    def with_data(self, data: ForecastData):
+        """The fitted network forecasting from ``data`` (other future related values): the panel is
+        rebuilt with the related series standardised as in training."""
+        self._check_fitted()
+        other = copy.copy(self)
+        design = self.design_
+        source = data if self.related_stats_ is not None else dataclasses.replace(data, related=None)
+        panel = Panel.build(source, self.active_, len(self.cold_start_), design.panel.pad, self.related_stats_)
+        other.data_, other.design_ = data, dataclasses.replace(design, panel=panel)
+        return other
 
     def _cold_ids(self) -> np.ndarray:
         if not len(self.cold_start_):

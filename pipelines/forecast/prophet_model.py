@@ -143,14 +143,21 @@ class Prophet(WithRegressors, ForecastAlgorithm):
         x, _ = usable_regressors(chunk.regressors[j], first, n)
         names = [f"r{c}" for c in range(x.shape[1])]  # Prophet reserves many names; these are safe
         history = pd.DataFrame({"ds": stamps[:n], "y": y, **{k: x[:n, c] for c, k in enumerate(names)}})
-        future = pd.DataFrame({"ds": stamps[n:], **{k: x[n:, c] for c, k in enumerate(names)}})
         seen = stamps[:n][~np.isnan(y)]
         model = self._model(stamps, chunk, seen[-1] - seen[0])
         for name in names:
             model.add_regressor(name)
         model.fit(history, seed=(self.seed + int(chunk.ids[j])) % 2**31)
         model.stan_fit = model.stan_backend = None  # what forecasting needs is in params and history
-        return {"model": model, "future": future}
+        return {"model": model, "first": first, "n": n}
+
+    @staticmethod
+    def _future(chunk, j: int, first: int, n: int) -> pd.DataFrame:
+        """The horizon's dates and regressors, from the chunk being forecast (a what-if scenario's
+        future regressors, or the training data's); the columns kept depend on the history only."""
+        stamps = pd.DatetimeIndex(chunk.grid[chunk.starts[j] + first : chunk.end + chunk.horizon])
+        x, _ = usable_regressors(chunk.regressors[j], first, n)
+        return pd.DataFrame({"ds": stamps[n:], **{f"r{c}": x[n:, c] for c in range(x.shape[1])}})
 
     def _model(self, stamps: pd.DatetimeIndex, chunk, span: pd.Timedelta):
         freq = chunk.freq
@@ -176,7 +183,7 @@ class Prophet(WithRegressors, ForecastAlgorithm):
         if state["model"] is None:
             return from_normal(np.full(h, state["last"]), np.zeros(h), levels)
         model = state["model"]
-        frame = model.setup_dataframe(state["future"].copy())
+        frame = model.setup_dataframe(self._future(chunk, j, state["first"], state["n"]))
         frame["trend"] = model.predict_trend(frame)
         parts = model.predict_seasonal_components(frame)
         mean = (frame["trend"] * (1 + parts["multiplicative_terms"]) + parts["additive_terms"]).to_numpy()

@@ -22,6 +22,7 @@ from pipelines.settings import ForecastGroup
 
 log = logging.getLogger(__name__)
 KIND = "forecast"
+DATES = "%Y-%m-%d %H:%M:%S"  # how the CSV exports write timestamps
 
 
 def candidates(training) -> list[str]:
@@ -160,7 +161,7 @@ def backtest(group: ForecastGroup, as_of=None, candidates: list[dict] | None = N
 def forecast(group: ForecastGroup, as_of=None, selection: dict | None = None, overrides=None) -> dict:
     """Fit the winner on all the data, forecast every item (cold-start ones too), register it; refit the
     champion if it stays."""
-    from pipelines.forecast import calibration, plots
+    from pipelines.forecast import calibration, plots, what_if
     from pipelines.forecast.cold_start import with_cold_start
 
     as_of = storage.resolve_as_of(as_of)
@@ -180,15 +181,21 @@ def forecast(group: ForecastGroup, as_of=None, selection: dict | None = None, ov
             levels = sorted(t for t in training.forecast_types if t != "mean")
             found = calibration.backtest_factors(pd.read_parquet(backtest_dir / "export.parquet"), data.target, levels)
             frame = calibration.calibrate_frame(frame, levels, found)
-        frame = export_frame(frame)
+        baseline = export_frame(frame)
+        scenarios = {s.name: export_frame(scenario_forecast(model, data, s, training, found)) for s in group.what_if}
         models[role] = model
         with storage.atomic_dir(folder / role) as tmp:
-            storage.write_parquet(frame, tmp / "forecast.parquet")
+            storage.write_parquet(baseline, tmp / "forecast.parquet")
             storage.write_json(tmp / "calibration.json", {str(level): factor for level, factor in found.items()})
+            for name, changed in scenarios.items():
+                (tmp / "what_if" / name).mkdir(parents=True)
+                storage.write_parquet(changed, tmp / "what_if" / name / "forecast.parquet")
+                table = what_if.comparison(baseline, changed, data.series_keys)
+                storage.write_parquet(table, tmp / "what_if" / name / "comparison.parquet")
             for name in ("windows", "items", "export"):
                 shutil.copy(backtest_dir / f"{name}.parquet", tmp / f"backtest_{name}.parquet")
             backtest_export = pd.read_parquet(tmp / "backtest_export.parquet")
-            predicted = frame.rename(columns={"date": "timestamp"})
+            predicted = frame  # keys, timestamp and the forecast types, as the plots read them
             if training.plots:
                 items = pd.read_parquet(tmp / "backtest_items.parquet")
                 plots.plot_forecasts(data, predicted, tmp / "plots", limit=training.plots, backtest=backtest_export)
@@ -205,6 +212,15 @@ def forecast(group: ForecastGroup, as_of=None, selection: dict | None = None, ov
     return {"version": version, "outputs": sorted(outputs), "items": int(data.n_series)}
 
 
+def scenario_forecast(model, data, scenario, training, found: dict) -> pd.DataFrame:
+    """A what-if scenario's forecast by the fitted model, calibrated as its baseline is."""
+    from pipelines.forecast import calibration, what_if
+
+    frame = what_if.forecast(model, data, scenario, training.forecast_types)
+    levels = sorted(t for t in training.forecast_types if t != "mean")
+    return calibration.calibrate_frame(frame, levels, found)
+
+
 def publish(
     group: ForecastGroup, as_of=None, selection: dict | None = None, forecasted: dict | None = None, overrides=None
 ) -> dict:
@@ -217,7 +233,7 @@ def publish(
         source = folder / served
         frame = pd.read_parquet(source / "forecast.parquet")
         storage.write_parquet(frame, target / "forecast.parquet")
-        frame.to_csv(target / "forecast.csv", index=False, date_format="%Y-%m-%d %H:%M:%S")
+        frame.to_csv(target / "forecast.csv", index=False, date_format=DATES)
         export = pd.read_parquet(source / "backtest_export.parquet")
         items = pd.read_parquet(source / "backtest_items.parquet")
         storage.write_parquet(export, target / "backtest_export.parquet")
@@ -225,6 +241,12 @@ def publish(
         items.to_csv(target / "backtest_accuracy_metrics.csv", index=False)
         pd.read_parquet(source / "backtest_windows.parquet").to_csv(target / "backtest_windows.csv", index=False)
         shutil.copy(source / "calibration.json", target / "calibration.json")
+        for scenario in sorted((source / "what_if").glob("*")) if (source / "what_if").is_dir() else []:
+            (target / "what_if" / scenario.name).mkdir(parents=True)
+            for name in ("forecast", "comparison"):
+                table = pd.read_parquet(scenario / f"{name}.parquet")
+                storage.write_parquet(table, target / "what_if" / scenario.name / f"{name}.parquet")
+                table.to_csv(target / "what_if" / scenario.name / f"{name}.csv", index=False, date_format=DATES)
         if (source / "plots").is_dir():
             shutil.copytree(source / "plots", target / "plots")
 

@@ -58,8 +58,10 @@ def test_weekly_data_gets_a_holiday_period_regressor():
     model = Prophet(country="US", num_samples=50)
     data = ForecastData.from_arrays([generated_series("seasonal", 120)], freq="1W", horizon=4, end="2024-12-02")
     model.fit(data)
-    assert list(model.states_[0]["future"].columns) == ["ds", "r0"]  # the holiday indicator
-    assert model.states_[0]["future"]["r0"].tolist() == [0.0, 0.0, 1.0, 1.0]  # weeks from 9, 16, 23 and 30 Dec
+    chunk, states = next(model._chunks(64, model.states_))
+    future = Prophet._future(chunk, 0, states[0]["first"], states[0]["n"])  # what the forecast reads
+    assert list(future.columns) == ["ds", "r0"]  # the holiday indicator
+    assert future["r0"].tolist() == [0.0, 0.0, 1.0, 1.0]  # weeks from 9, 16, 23 and 30 Dec
 
 
 def price_data(future_price: list[float]):
