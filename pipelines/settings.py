@@ -310,6 +310,8 @@ class ForecastGroup(GroupBase):
     holidays_country: str | None = Field(None, pattern=r"^[A-Z]{2}$")
     # What-if scenarios forecast by the served model beside the baseline (forecast/what_if.py).
     what_if: list[Scenario] = Field(default_factory=list)
+    # Impact scores of the served model (forecast/explainability.py): true for every item, or a list of items.
+    explainability: bool | list[str] = False
     datasets: ForecastDatasets
     training: ForecastTraining = Field(default_factory=ForecastTraining)
 

@@ -102,29 +102,37 @@ def scenario_data(data, scenario: Scenario, group=None):
     """``data`` with the scenario's future related values (one related series per target series)."""
     import numpy as np
 
-    from pipelines.forecast.data import RelatedData
-
-    rel = data.related
-    if rel is None:
+    if data.related is None:
         raise ValueError(f"what_if {scenario.name}: the data has no related time series")
-    stop = data.end + data.horizon
-    blocks = [data.related_for(i) for i in range(data.n_series)]
-    lengths = np.array([len(b) for b in blocks], dtype="int64")
-    values = np.concatenate(blocks) if blocks else np.empty((0, len(rel.features)))
-    offsets = np.r_[0, np.cumsum(lengths)].astype("int64")
-    starts = np.asarray(data.starts, dtype="int64").copy()
-    future = [np.arange(max(data.end, s), stop) for s in starts]  # grid positions of each series' horizon
+    related, future = per_series_related(data)
+    values, offsets, starts = related.values, related.offsets, related.starts
     if scenario.replacement is not None:
         _replace(data, values, offsets, starts, future, scenario, group)
     for t in scenario.transformations:
-        column = rel.features.index(t.action.attribute)
+        column = related.features.index(t.action.attribute)
         chosen = _matching_series(data, t.conditions)
         for i in np.flatnonzero(chosen):
             positions = future[i][_timestamp_ok(data, future[i], t.conditions)]
             rows = offsets[i] + positions - starts[i]
             values[rows, column] = _operate(values[rows, column], t.action)
-    related = RelatedData(list(rel.features), values, offsets, starts, np.arange(data.n_series, dtype="int64"))
     return dataclasses.replace(data, related=related)
+
+
+def per_series_related(data):
+    """The related features as one related series per target series (a copy, free to change), and
+    each series' horizon as grid positions."""
+    import numpy as np
+
+    from pipelines.forecast.data import RelatedData
+
+    blocks = [data.related_for(i) for i in range(data.n_series)]
+    lengths = np.array([len(b) for b in blocks], dtype="int64")
+    values = np.concatenate(blocks) if blocks else np.empty((0, len(data.related.features)))
+    offsets = np.r_[0, np.cumsum(lengths)].astype("int64")
+    starts = np.asarray(data.starts, dtype="int64").copy()
+    future = [np.arange(max(data.end, s), data.end + data.horizon) for s in starts]
+    index = np.arange(data.n_series, dtype="int64")
+    return RelatedData(list(data.related.features), values, offsets, starts, index), future
 
 
 def forecast(model, data, scenario: Scenario, quantiles, group=None):

@@ -173,6 +173,7 @@ def forecast(group: ForecastGroup, as_of=None, selection: dict | None = None, ov
         champion = selection["champion"]
         outputs["champion"] = (champion["config"], Path(champion["path"]))
     models = {}
+    served = "challenger" if "champion" not in outputs else "champion"
     for role, (config, backtest_dir) in outputs.items():
         model = algorithm(config, training).fit(data)
         frame = with_cold_start(model, data, training.forecast_types)
@@ -192,6 +193,8 @@ def forecast(group: ForecastGroup, as_of=None, selection: dict | None = None, ov
                 storage.write_parquet(changed, tmp / "what_if" / name / "forecast.parquet")
                 table = what_if.comparison(baseline, changed, data.series_keys)
                 storage.write_parquet(table, tmp / "what_if" / name / "comparison.parquet")
+            if group.explainability and role == served:
+                write_impact_scores(model, data, group.explainability, tmp / "explainability")
             for name in ("windows", "items", "export"):
                 shutil.copy(backtest_dir / f"{name}.parquet", tmp / f"backtest_{name}.parquet")
             backtest_export = pd.read_parquet(tmp / "backtest_export.parquet")
@@ -210,6 +213,23 @@ def forecast(group: ForecastGroup, as_of=None, selection: dict | None = None, ov
     example = data.keys.head(2).astype(str)
     version = wf.register_winner(group, as_of, selection, params, models["challenger"], example, folder / "challenger")
     return {"version": version, "outputs": sorted(outputs), "items": int(data.n_series)}
+
+
+def write_impact_scores(model, data, items, folder: Path) -> None:
+    """Forecast's explainability export: impact scores per item, per item and time point, and overall."""
+    from pipelines.forecast import explainability
+
+    by_item, by_time, overall = explainability.impact_scores(model, data)
+    if isinstance(items, list):  # a list of items: only theirs (the overall scores cover every series)
+        key = data.series_keys[0]
+        by_item, by_time = (frame[frame[key].astype(str).isin(items)] for frame in (by_item, by_time))
+    folder.mkdir(parents=True)
+    for name, frame in (
+        ("impact_scores", by_item),
+        ("impact_scores_by_time", by_time),
+        ("impact_scores_global", overall),
+    ):
+        storage.write_parquet(frame.reset_index(drop=True), folder / f"{name}.parquet")
 
 
 def scenario_forecast(model, data, scenario, training, found: dict) -> pd.DataFrame:
@@ -241,12 +261,15 @@ def publish(
         items.to_csv(target / "backtest_accuracy_metrics.csv", index=False)
         pd.read_parquet(source / "backtest_windows.parquet").to_csv(target / "backtest_windows.csv", index=False)
         shutil.copy(source / "calibration.json", target / "calibration.json")
-        for scenario in sorted((source / "what_if").glob("*")) if (source / "what_if").is_dir() else []:
-            (target / "what_if" / scenario.name).mkdir(parents=True)
-            for name in ("forecast", "comparison"):
-                table = pd.read_parquet(scenario / f"{name}.parquet")
-                storage.write_parquet(table, target / "what_if" / scenario.name / f"{name}.parquet")
-                table.to_csv(target / "what_if" / scenario.name / f"{name}.csv", index=False, date_format=DATES)
+        for part in [*sorted((source / "what_if").glob("*")), source / "explainability"]:
+            if not part.is_dir():
+                continue
+            out = target / part.relative_to(source)
+            out.mkdir(parents=True)
+            for file in sorted(part.glob("*.parquet")):
+                table = pd.read_parquet(file)
+                storage.write_parquet(table, out / file.name)
+                table.to_csv(out / f"{file.stem}.csv", index=False, date_format=DATES)
         if (source / "plots").is_dir():
             shutil.copytree(source / "plots", target / "plots")
 

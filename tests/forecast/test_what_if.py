@@ -106,7 +106,7 @@ def test_bad_scenarios_are_refused_naming_the_key():
     assert AutoPredictor  # imported for the parametrized case
 
 
-def test_the_dag_steps_publish_each_scenario_beside_the_baseline(tmp_path):
+def test_the_dag_steps_publish_each_scenario_and_the_impact_scores_beside_the_baseline(tmp_path):
     import yaml
 
     from pipelines import steps
@@ -125,6 +125,7 @@ def test_the_dag_steps_publish_each_scenario_beside_the_baseline(tmp_path):
     path.parent.mkdir()
     raw = yaml.safe_load(RETAIL_SETTINGS.format(horizon=14))
     raw["training"] = {"plots": 0}
+    raw["explainability"] = True
     promote = {
         "action": {"attribute": "promotion", "operation": "ADD", "value": 1},
         "conditions": [{"attribute": "category", "value": category["item_000"], "condition": "EQUALS"}],
@@ -155,6 +156,13 @@ def test_the_dag_steps_publish_each_scenario_beside_the_baseline(tmp_path):
     moved = ((replaced["p50"] - baseline["p50"]).abs() > 1e-9) & baseline["store_id"].notna()
     assert set(replaced.loc[moved, "item_id"].astype(str)) == {"item_001"}
     assert replaced.loc[moved, "date"].tolist() == [pd.Timestamp("2023-07-21")]
+    scores = pd.read_csv(f"{out}/explainability/impact_scores.csv")
+    assert set(scores["attribute"]) == {"price", "promotion", "holiday_US", "category", "brand"}
+    assert scores.groupby("item_id")["impact_score"].apply(lambda v: v.abs().sum()).round(6).isin([0.0, 1.0]).all()
+    overall = pd.read_csv(f"{out}/explainability/impact_scores_global.csv")
+    assert overall["attribute"].iloc[0] in {"price", "promotion"}  # what the data's demand follows
+    assert (overall.set_index("attribute").loc[["category", "brand"], "impact_score"] == 0).all()  # ARIMA reads none
+    assert len(pd.read_csv(f"{out}/explainability/impact_scores_by_time.csv")) == len(scores) * 14  # per day
     raw["what_if"] = [{"name": "bad", "transformations": [{"action": {**promote["action"], "attribute": "colour"}}]}]
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(SettingsError, match=r"what_if bad.transformations.0.action.attribute: 'colour' is not"):
