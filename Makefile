@@ -15,7 +15,8 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	# deploy: the Celery provider, Redis and MLflow's auth app, for tests/deploy (the Celery deployment)
+	$(PY) -m pip install --quiet -e ".[dev,deploy]"
 	touch $@
 
 # The peers (StatsForecast, implicit) live in their own venv: StatsForecast pins pandas below 3,

@@ -90,6 +90,7 @@ def cmd_demo(args) -> int:
 DELEGATED = (
     ("serve", "pipelines.serving.cli", "serve recommendations, events and forecasts over HTTP"),
     ("batch-recommend", "pipelines.personalize.batch", "batch recommendations from JSON Lines to JSON Lines"),
+    ("deploy", "pipelines.deploy", "start one role of the scale-out deployment (Celery, PostgreSQL, Redis, MLflow)"),
 )
 BENCHMARKS = (
     ("forecast", "pipelines.benchmarking.forecast", "measure forecasting accuracy and speed on a data set"),

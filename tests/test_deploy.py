@@ -1,5 +1,8 @@
 """docker-compose.yaml and the Dockerfile against what the code reads (Docker cannot run here).
 
+Each compose service runs what ``airsight deploy ROLE`` runs for its role on a plain host
+(pipelines/deploy.py, with its COMPOSE_SETTINGS): the same environment, the same command.
+
 The compose file is read as Compose reads it (anchors, merge keys, ``${VAR:-default}`` and
 ``${VAR:?error}`` interpolation, ``$$``), then every process is checked with the project's own
 settings readers and MLflow's own host check, fed the environment that process would get.
@@ -15,12 +18,12 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from pipelines import registry
+from pipelines import deploy, registry
 from pipelines import settings as group_settings
 from pipelines.serving.settings import ServingSettings
 
 ROOT = Path(__file__).resolve().parents[1]
-SECRETS = {"AIRFLOW_JWT_SECRET": "jwt", "MLFLOW_ADMIN_PASSWORD": "mlflow-password", "MLFLOW_SECRET_KEY": "flask"}
+SECRETS = {name: f"{name.lower()}-value" for name in deploy.SECRETS}
 _VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
 
 
@@ -226,3 +229,72 @@ def test_the_image_is_built_in_two_stages_and_runs_as_a_user():
     assert not re.search(r"^COPY \S*expectations", text, flags=re.M), "the suites come with the package"
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert any(req.startswith("mlflow[auth]") for req in extras["deploy"]), "basic-auth needs mlflow[auth]"
+
+
+def _image_env() -> dict[str, str]:
+    """The ENV of the Dockerfile's final stage (what every container starts with)."""
+    final = re.split(r"^FROM ", (ROOT / "Dockerfile").read_text(), flags=re.M)[-1].replace("\\\n", " ")
+    found = {}
+    for line in re.findall(r"^ENV (.+)$", final, flags=re.M):
+        found |= dict(pair.split("=", 1) for pair in line.split())
+    return found
+
+
+@pytest.fixture(scope="module")
+def launcher() -> deploy.DeploySettings:
+    return deploy.DeploySettings.from_env({**deploy.COMPOSE_SETTINGS, **SECRETS})
+
+
+@pytest.mark.parametrize("service", sorted(deploy.COMPOSE_SERVICES))
+def test_each_service_gets_the_environment_the_launcher_gives_its_role(services, launcher, service):
+    role = deploy.COMPOSE_SERVICES[service]
+    declared = {key: str(value) for key, value in services[service]["environment"].items()}
+    container = {**_image_env(), **declared}
+    expected = deploy.environment(role, launcher)
+    assert not set(expected) - set(container), f"{service} lacks {sorted(set(expected) - set(container))}"
+    differ = {key: (value, container[key]) for key, value in expected.items() if container[key] != value}
+    assert not differ, f"{service}: (launcher, compose) {differ}"
+    assert not set(declared) - set(expected), (
+        f"{service} sets what the launcher does not: {set(declared) - set(expected)}"
+    )
+
+
+@pytest.mark.parametrize("service", sorted(set(deploy.COMPOSE_SERVICES) - {"airflow-init"}))
+def test_each_service_runs_the_command_the_launcher_runs_for_its_role(services, launcher, service):
+    argv = deploy.command(deploy.COMPOSE_SERVICES[service], launcher)
+    assert [Path(argv[0]).name, *argv[1:]] == _command(services[service]).split()
+
+
+def test_the_launcher_creates_the_databases_compose_creates(launcher):
+    assert set(launcher.databases()) == _databases()
+    assert _command(compose()["services"]["airflow-init"]) == "airflow db migrate"
+
+
+def test_the_launcher_writes_the_mlflow_auth_config_compose_mounts(launcher, tmp_path):
+    import configparser
+
+    def read(path: Path) -> dict:
+        parser = configparser.ConfigParser()
+        parser.read(path)
+        return dict(parser["mlflow"])
+
+    deploy.write_auth_config(launcher, str(tmp_path / "auth.ini"))
+    assert read(tmp_path / "auth.ini") == read(ROOT / "deploy" / "mlflow-auth.ini")
+
+
+def test_the_launcher_refuses_to_start_a_role_without_its_secrets():
+    settings = deploy.DeploySettings.from_env({k: v for k, v in SECRETS.items() if k != "AIRFLOW_SECRET_KEY"})
+    with pytest.raises(deploy.DeployError, match="AIRFLOW_SECRET_KEY"):
+        deploy.environment("scheduler", settings)
+
+
+def test_a_named_worker_records_its_own_hostname(monkeypatch):
+    settings = deploy.DeploySettings.from_env(SECRETS)
+    one, two = (deploy.environment("worker", settings, name) for name in ("worker-1", "worker-2"))
+    assert one[deploy.HOSTNAME_ENV] == "worker-1" and two[deploy.HOSTNAME_ENV] == "worker-2"
+    assert deploy.command("worker", settings, "worker-1")[-2:] == ["--celery-hostname", "worker-1@%h"]
+    monkeypatch.setenv(deploy.HOSTNAME_ENV, "worker-1")
+    from airflow.sdk.api.client import get_hostname
+
+    monkeypatch.setenv("AIRFLOW__CORE__HOSTNAME_CALLABLE", one["AIRFLOW__CORE__HOSTNAME_CALLABLE"])
+    assert get_hostname() == "worker-1"
