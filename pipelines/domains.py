@@ -87,7 +87,8 @@ FORECAST_ALGORITHMS = (
 FORECAST_METRICS = ("AverageWeightedQuantileLoss", "WAPE", "RMSE", "MASE", "MAPE")
 PERSONALIZE_RECIPES = (
     "popularity-count", "sims", "trending-now", "hrnn", "hrnn-metadata", "hrnn-coldstart",
-    "user-personalization", "personalized-ranking", "deepfm",
+    "user-personalization", "personalized-ranking", "deepfm", "user-personalization-v2", "personalized-ranking-v2",
+    "similar-items",
 )  # fmt: skip
 PERSONALIZE_METRICS = (
     "normalized_discounted_cumulative_gain_at_25", "normalized_discounted_cumulative_gain_at_10",

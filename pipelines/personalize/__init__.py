@@ -9,5 +9,6 @@ from pipelines.personalize.data import InteractionData
 
 from pipelines.personalize import hrnn, hrnn_metadata, ranking, user_personalization  # noqa: F401  # isort: skip
 from pipelines.personalize import deepfm  # noqa: F401  # isort: skip
+from pipelines.personalize import similar_items, transformer  # noqa: F401  # isort: skip
 
 __all__ = ["RECIPES", "InteractionData", "Recipe", "get_recipe", "popularity", "sims", "trending"]

@@ -1,0 +1,379 @@
+"""User-Personalization-v2 and Personalized-Ranking-v2: a self-attentive sequence model (aws-*-v2).
+
+Personalize's v2 recipes are transformers over each user's recent events. Here the network is
+SASRec's kind (``transformer_network`` has it and its training): causal self-attention over a
+user's last ``max_sequence_length`` events, with item metadata, event types and time gaps in
+the input (``transformer_features``), trained with a full or a sampled softmax and early
+stopping on a time-ordered validation slice. Events of one item at the same second count once.
+
+Serving is numpy. Training leaves every user's output after their newest event, so a request
+is one product of that vector with the item table (a softmax over the catalog, positive
+scores summing to one, as Personalize's are) and no pass over the history. ``update`` (PutEvents)
+re-encodes the user's last events, new ones included, with ``encode``, which mirrors the
+network's forward pass for one sequence; the next request reads the new vector. Items without
+events (in ITEMS only, or first seen in ``update`` or ``add_items``) take the learned "unknown
+item" row plus their metadata, so a new item with metadata scores where its fields put it.
+``related_items`` is the cosine of item vectors.
+
+``user-personalization-v2`` also explores new items exactly as ``user-personalization`` does
+(``exploration_weight``, ``exploration_item_age_cut_off``, ``item_exploration`` per request):
+the methods are that recipe's own, read through this recipe's ``_serving_state`` and ``_scores``.
+``personalized-ranking-v2`` ranks a given list with the same network, scores a softmax over the
+list. Training is seeded: the same data and hyperparameters give the same model on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from pipelines.personalize.base import EMPTY, Recipe, _id
+from pipelines.personalize.data import InteractionData
+from pipelines.personalize.hrnn import REQUEST_USER, extends, target_weights, top_n
+from pipelines.personalize.transformer_features import (
+    GAP_BUCKETS,
+    ItemFeatures,
+    collapse_duplicates,
+    event_type_bits,
+    gap_buckets,
+    padded,
+)
+from pipelines.personalize.tuning import Choice, FloatRange, IntRange, register_search_space
+from pipelines.personalize.user_personalization import UserPersonalization, creation_times, impressions
+
+NETWORK_KNOBS = (
+    "blocks", "heads", "dropout", "learning_rate", "weight_decay", "batch_size", "epochs", "patience",
+    "negative_samples", "full_softmax_max_items", "sample_alpha", "item_id_dropout", "target_horizon",
+    "validation_fraction", "seed",
+)  # fmt: skip
+
+
+class SequenceTransformer(Recipe):
+    """The v2 recipes' network, training and serving (no name of its own: the recipes below register).
+
+    ``max_sequence_length`` events are read (Personalize's v2 reads up to 100 per user); the
+    network has ``blocks`` pre-norm blocks of ``heads`` heads over ``embedding_dimension``.
+    The catalog is scored in full in the loss up to ``full_softmax_max_items`` items, with
+    ``negative_samples`` sampled ones beyond. ``validation_fraction`` of users (0: none) serve
+    early stopping after ``patience`` epochs without gain, within ``epochs``.
+    """
+
+    def __init__(
+        self,
+        max_sequence_length: int = 100,
+        embedding_dimension: int = 64,
+        blocks: int = 2,
+        heads: int = 2,
+        dropout: float = 0.2,
+        learning_rate: float = 0.002,
+        weight_decay: float = 0.01,
+        batch_size: int = 64,
+        epochs: int = 30,
+        patience: int = 3,
+        negative_samples: int = 1024,
+        full_softmax_max_items: int = 4096,
+        sample_alpha: float = 0.75,
+        item_id_dropout: float = 0.1,
+        target_horizon: int = 1,
+        validation_fraction: float = 0.1,
+        seed: int = 42,
+    ):
+        self.max_sequence_length = max_sequence_length
+        self.embedding_dimension = embedding_dimension
+        self.blocks = blocks
+        self.heads = heads
+        self.dropout = dropout
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.patience = patience
+        self.negative_samples = negative_samples
+        self.full_softmax_max_items = full_softmax_max_items
+        self.sample_alpha = sample_alpha
+        self.item_id_dropout = item_id_dropout
+        self.target_horizon = target_horizon
+        self.validation_fraction = validation_fraction
+        self.seed = seed
+
+    def _rules(self) -> list[tuple[str, bool]]:
+        return [
+            ("max_sequence_length", 2 <= self.max_sequence_length <= 1000),
+            ("embedding_dimension", 8 <= self.embedding_dimension <= 1024),
+            ("blocks", 1 <= self.blocks <= 8),
+            ("heads", self.heads >= 1 and self.embedding_dimension % self.heads == 0),
+            ("dropout", 0 <= self.dropout < 1),
+            ("learning_rate", self.learning_rate > 0),
+            ("weight_decay", self.weight_decay >= 0),
+            ("batch_size", self.batch_size >= 1),
+            ("epochs", self.epochs >= 1),
+            ("patience", self.patience >= 1),
+            ("negative_samples", self.negative_samples >= 1),
+            ("full_softmax_max_items", self.full_softmax_max_items >= 0),
+            ("sample_alpha", 0 <= self.sample_alpha <= 1),
+            ("item_id_dropout", 0 <= self.item_id_dropout < 1),
+            ("target_horizon", self.target_horizon >= 1),
+            ("validation_fraction", 0 <= self.validation_fraction <= 0.5),
+        ]
+
+    def validate(self) -> None:
+        bad = ", ".join(f"{name}={getattr(self, name)!r}" for name, ok in self._rules() if not ok)
+        if bad:
+            raise ValueError(f"{self.name}: hyperparameters out of range: {bad}")
+
+    # Training.
+    def _fit(self, data: InteractionData) -> None:
+        from pipelines.personalize import transformer_network as network  # torch loads only to train
+
+        _, rows = data.histories
+        self.event_type_index_ = {name: k for k, name in enumerate(data.event_type_names)}
+        self.history_bits_ = event_type_bits(data.event_types[rows])
+        self.recent_bits_: dict[str, list[int]] = {}
+        seqs = self._sequences(self.history_indptr_, self.history_items_, self.history_times_, self.history_bits_)
+        seqs.target = target_weights(seqs.indptr, seqs.items, np.zeros(len(seqs.items)), data.n_items, recency=False)
+        self.item_features_ = ItemFeatures.fit(data.item_metadata)
+        bags = None if self.item_features_ is None else self.item_features_.matrix(data.item_metadata)
+        tokens = None if bags is None else network.ItemTokens(*padded(bags), self.item_features_.size)
+        settings = network.Settings(
+            max_length=self.max_sequence_length,
+            dimension=self.embedding_dimension,
+            **{k: getattr(self, k) for k in NETWORK_KNOBS},
+        )
+        weights, self.user_vectors_, self.training_report_ = network.train_network(seqs, data.n_items, tokens, settings)
+        self._load(weights, bags, np.bincount(seqs.items, minlength=data.n_items) > 0)
+        self.live_vectors_: dict[str, tuple[int, np.ndarray]] = {}
+
+    def _sequences(self, indptr: np.ndarray, items: np.ndarray, times: np.ndarray, bits: np.ndarray):
+        """Users' histories with same-second duplicates collapsed, as the network reads them."""
+        from pipelines.personalize.transformer_network import Sequences
+
+        users = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+        kept, masks = collapse_duplicates(users, items, times, bits)
+        collapsed = np.zeros(len(indptr), np.int64)
+        np.cumsum(np.bincount(users[kept], minlength=len(indptr) - 1), out=collapsed[1:])
+        gaps = gap_buckets(collapsed, times[kept])
+        return Sequences(collapsed, items[kept].astype(np.int64), gaps, masks, np.zeros(len(kept), np.float32))
+
+    def _load(self, weights: dict[str, np.ndarray], bags, trained: np.ndarray) -> None:
+        """Keep what serving reads: item vectors (ids plus metadata), the tables and blocks for ``encode``."""
+        n_items = len(trained)
+        ids = weights["items.weight"]
+        self.unknown_item_ = ids[n_items + 1]
+        self.item_ids_vectors_ = np.where(trained[:, None], ids[1 : n_items + 1], self.unknown_item_)
+        self.token_vectors_ = weights.get("tokens")
+        self.item_vectors_ = self.item_ids_vectors_.copy()
+        if bags is not None:
+            self.item_vectors_ += (bags @ self.token_vectors_).astype(np.float32)
+        self.position_vectors_ = weights["positions.weight"]
+        self.gap_vectors_ = weights["gaps.weight"]
+        self.type_vectors_ = weights["types"]
+        self.norm_ = (weights["norm.weight"], weights["norm.bias"])
+        names = ("norm1.weight", "norm1.bias", "qkv.weight", "qkv.bias", "proj.weight", "proj.bias")
+        names += ("norm2.weight", "norm2.bias", "ff1.weight", "ff1.bias", "ff2.weight", "ff2.bias")
+        self.blocks_ = [{n: weights[f"blocks.{b}.{n}"] for n in names} for b in range(self.blocks)]
+        self._normalize()
+
+    def _normalize(self) -> None:
+        norms = np.linalg.norm(self.item_vectors_, axis=1, keepdims=True)
+        self.unit_vectors_ = (self.item_vectors_ / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    # The network for one user, in numpy (a request must not wait for torch).
+    def encode(self, items: np.ndarray, times: np.ndarray, bits: np.ndarray) -> np.ndarray:
+        """The network's output after the newest of a user's events (oldest first), as training computed it."""
+        seqs = self._sequences(np.array([0, len(items)]), np.asarray(items), np.asarray(times), np.asarray(bits))
+        window = slice(max(0, len(seqs.items) - self.max_sequence_length), len(seqs.items))
+        items, gaps, masks = seqs.items[window], seqs.gaps[window], seqs.types[window]
+        length = len(items)
+        flags = ((masks[:, None] >> np.arange(len(self.type_vectors_))) & 1).astype(np.float32)
+        x = (
+            self.item_vectors_[items]
+            + self.position_vectors_[self.max_sequence_length - length :]
+            + self.gap_vectors_[np.minimum(gaps, GAP_BUCKETS - 1)]
+            + flags @ self.type_vectors_
+        )
+        for block in self.blocks_:
+            x = block_forward(x, block, self.heads)
+        return layer_norm(x[-1], *self.norm_)
+
+    def _user_events(self, user_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The user's items, times and event-type bits, in the order of ``_history``."""
+        u = self.user_index_.get(user_id)
+        start, end = (0, 0) if u is None else (self.history_indptr_[u], self.history_indptr_[u + 1])
+        items, times = self.history_items_[start:end], self.history_times_[start:end]
+        bits = self.history_bits_[start:end]
+        recent = self.recent_events_.get(user_id)
+        if recent:
+            items = np.concatenate([items, np.asarray(recent[0], dtype=np.int64)])
+            times = np.concatenate([times, np.asarray(recent[1], dtype=np.int64)])
+            bits = np.concatenate([bits, np.asarray(self.recent_bits_.get(user_id, []), dtype=np.int64)])
+            order = np.argsort(times, kind="stable")
+            items, times, bits = items[order], times[order], bits[order]
+        return items, times, bits
+
+    def _serving_state(self, history: np.ndarray, times: np.ndarray) -> np.ndarray | None:
+        """The requesting user's vector: kept from training or the last ``update``, else encoded from the history."""
+        user_id = REQUEST_USER.get()
+        if len(history) == 0:
+            return None
+        if user_id is not None:
+            live = self.live_vectors_.get(user_id)
+            if live is not None and live[0] == len(history):
+                return live[1]
+            u = self.user_index_.get(user_id)
+            stored = 0 if u is None else self.history_indptr_[u + 1] - self.history_indptr_[u]
+            if u is not None and not self.recent_events_.get(user_id) and stored == len(history):
+                return self.user_vectors_[u]
+            items, stamps, bits = self._user_events(user_id)
+            if len(items) == len(history):
+                return self.encode(items, stamps, bits)
+        return self.encode(history, times, np.zeros(len(history), np.int64))
+
+    def _scores(self, state: np.ndarray) -> np.ndarray:
+        """Softmax over the catalog of the user's vector times the item vectors."""
+        return softmax(self.item_vectors_ @ state)
+
+    # The recipe interface.
+    def _history(self, user_id: str) -> tuple[np.ndarray, np.ndarray]:
+        REQUEST_USER.set(user_id)  # the base passes histories; vectors are kept by user
+        return super()._history(user_id)
+
+    def _candidates(self, history: np.ndarray, times: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        state = self._serving_state(history, times)
+        return (EMPTY, EMPTY) if state is None else top_n(self._scores(state), n)
+
+    def _score_items(self, history: np.ndarray, times: np.ndarray, items: np.ndarray) -> np.ndarray:
+        state = self._serving_state(history, times)
+        return np.zeros(len(items)) if state is None else self._scores(state)[items]
+
+    def _related(self, item: int | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if item is None:
+            return EMPTY, EMPTY
+        return top_n((self.unit_vectors_ @ self.unit_vectors_[item]).astype(np.float64), n)
+
+    def update(self, user_id: str, events: Iterable[Any]) -> None:
+        """Take the events as the base does, with their event types, and re-encode the user's last events."""
+        user_id, events = _id(user_id), list(events)
+        before = len(self.recent_events_.get(user_id, ([], []))[0]) if hasattr(self, "recent_events_") else 0
+        super().update(user_id, events)
+        if len(self.recent_events_.get(user_id, ([], []))[0]) == before:
+            return
+        self.recent_bits_.setdefault(user_id, []).extend(self._event_bits(event) for event in events)
+        items, times, bits = self._user_events(user_id)
+        self.live_vectors_[user_id] = (len(items), self.encode(items, times, bits))
+
+    def _event_bits(self, event: Any) -> int:
+        if isinstance(event, Mapping):
+            name = event.get("eventType", event.get("EVENT_TYPE"))
+        else:
+            name = event[2] if len(event) > 2 else None
+        code = self.event_type_index_.get(str(name), -1) if name is not None else -1
+        return int(event_type_bits(np.array([code]))[0])
+
+    def _grow(self, count: int) -> None:
+        unknown = np.broadcast_to(self.unknown_item_, (count, self.embedding_dimension))
+        self.item_ids_vectors_ = np.concatenate([self.item_ids_vectors_, unknown])
+        self.item_vectors_ = np.concatenate([self.item_vectors_, unknown])
+        self._normalize()
+
+    def _describe(self, items: np.ndarray, metadata: list[Mapping[str, Any]]) -> None:
+        """New fields of ``items`` (PutItems): their vectors become their id's plus the new metadata's."""
+        if self.item_features_ is None or self.token_vectors_ is None:
+            return
+        bags = self.item_features_.matrix(metadata)
+        self.item_vectors_[items] = self.item_ids_vectors_[items] + (bags @ self.token_vectors_).astype(np.float32)
+        self._normalize()
+
+
+class UserPersonalizationV2(SequenceTransformer):
+    name = "user-personalization-v2"
+
+    @extends(SequenceTransformer.__init__)
+    def __init__(self, exploration_weight: float = 0.3, exploration_item_age_cut_off: float = 30.0, **network):
+        super().__init__(**network)
+        self.exploration_weight = exploration_weight
+        self.exploration_item_age_cut_off = exploration_item_age_cut_off
+
+    def _rules(self) -> list[tuple[str, bool]]:
+        return [
+            *super()._rules(),
+            ("exploration_weight", 0 <= self.exploration_weight <= 1),
+            ("exploration_item_age_cut_off", self.exploration_item_age_cut_off > 0),
+        ]
+
+    def _fit(self, data: InteractionData) -> None:
+        super()._fit(data)
+        self.created_ = creation_times(data)
+        self.exposures_ = np.maximum(
+            np.bincount(data.items, minlength=data.n_items).astype(np.float64), impressions(data)
+        )
+
+    # Exploration is user-personalization's own: its methods over this recipe's states and scores.
+    exploration = UserPersonalization.exploration
+    live_clock = UserPersonalization.live_clock
+    _bonus = UserPersonalization._bonus
+    _candidates = UserPersonalization._candidates
+    _observe = UserPersonalization._observe
+
+    def _grow(self, count: int) -> None:
+        super()._grow(count)
+        self.created_ = np.concatenate([self.created_, np.full(count, np.inf)])
+        self.exposures_ = np.concatenate([self.exposures_, np.zeros(count)])
+
+    def _describe(self, items: np.ndarray, metadata: list[Mapping[str, Any]]) -> None:
+        super()._describe(items, metadata)
+        UserPersonalization._describe(self, items, metadata)
+
+
+class PersonalizedRankingV2(SequenceTransformer):
+    """Ranks a given list (up to 500 items) with the v2 network; scores are the softmax over the list."""
+
+    name = "personalized-ranking-v2"
+    recipe_type = "PERSONALIZED_RANKING"
+
+    def _score_items(self, history: np.ndarray, times: np.ndarray, items: np.ndarray) -> np.ndarray:
+        state = self._serving_state(history, times)
+        if state is None:
+            return np.zeros(len(items))
+        return softmax(self.item_vectors_[items] @ state)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    scores = np.exp(logits.astype(np.float64) - logits.max())
+    return scores / scores.sum()
+
+
+def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    mean = x.mean(-1, keepdims=True)
+    variance = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(variance + eps) * weight + bias
+
+
+def block_forward(x: np.ndarray, w: dict[str, np.ndarray], heads: int) -> np.ndarray:
+    """One pre-norm block on one sequence ``[length, d]``, causal: ``transformer_network.Block`` in numpy."""
+    length, dimension = x.shape
+    qkv = layer_norm(x, w["norm1.weight"], w["norm1.bias"]) @ w["qkv.weight"].T + w["qkv.bias"]
+    q, k, v = qkv.reshape(length, 3, heads, dimension // heads).transpose(1, 2, 0, 3)
+    logits = q @ k.transpose(0, 2, 1) / math.sqrt(dimension // heads)
+    logits = np.where(np.tri(length, dtype=bool), logits, -np.inf)
+    weights = np.exp(logits - logits.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    attended = (weights @ v).transpose(1, 0, 2).reshape(length, dimension)
+    x = x + attended @ w["proj.weight"].T + w["proj.bias"]
+    hidden = layer_norm(x, w["norm2.weight"], w["norm2.bias"]) @ w["ff1.weight"].T + w["ff1.bias"]
+    hidden = 0.5 * hidden * (1 + np.tanh(math.sqrt(2 / math.pi) * (hidden + 0.044715 * hidden**3)))
+    return x + hidden @ w["ff2.weight"].T + w["ff2.bias"]
+
+
+SEARCH_SPACE = {
+    "max_sequence_length": IntRange(50, 200),
+    "embedding_dimension": Choice((32, 64, 128)),
+    "blocks": IntRange(1, 3),
+    "dropout": FloatRange(0.1, 0.5),
+    "learning_rate": FloatRange(3e-4, 3e-3, log=True),
+    "item_id_dropout": FloatRange(0.0, 0.3),
+}
+for _recipe in ("user-personalization-v2", "personalized-ranking-v2"):
+    register_search_space(_recipe, SEARCH_SPACE)
