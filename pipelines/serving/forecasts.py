@@ -51,6 +51,13 @@ class ForecastExport:
         folder = Path(pointer["path"])
         parquet, csv = folder / "forecast.parquet", folder / "forecast.csv"
         frame = pd.read_parquet(parquet) if parquet.exists() else pd.read_csv(csv)
+        return cls.from_frame(frame, str(pointer.get("as_of", "")), folder)
+
+    @classmethod
+    def from_frame(cls, frame, as_of: str, folder: Path) -> ForecastExport:
+        """An export from a frame in Forecast's export layout (keys, date, a column per forecast type)."""
+        import pandas as pd
+
         if "date" not in frame or KEY_LAYOUT not in frame:
             raise ValueError(f"{folder}: a forecast export needs item_id and date columns, has {list(frame.columns)}")
         date_at = list(frame.columns).index("date")
@@ -58,6 +65,7 @@ class ForecastExport:
         types = [c for c in frame.columns[date_at + 1 :] if pd.api.types.is_numeric_dtype(frame[c])]
         if not types:
             raise ValueError(f"{folder}: no forecast type columns (p10, p50, …) after date")
+        frame = frame.copy()
         frame[keys] = frame[keys].astype(str)
         frame = frame.sort_values([*keys, "date"], kind="stable").reset_index(drop=True)
         codes = frame.groupby(keys, sort=False, observed=True).ngroup().to_numpy()
@@ -67,7 +75,7 @@ class ForecastExport:
         series_keys = [tuple(k) for k in key_rows]
         dates = pd.to_datetime(frame["date"], utc=True).dt.tz_localize(None).to_numpy().astype("datetime64[s]")
         return cls(
-            as_of=str(pointer.get("as_of", "")),
+            as_of=as_of,
             path=str(folder),
             key_columns=keys,
             forecast_types=types,

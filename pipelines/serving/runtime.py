@@ -13,6 +13,7 @@ from pipelines.serving.filter_registry import FilterRegistry
 from pipelines.serving.forecasts import ForecastHolder
 from pipelines.serving.observability import Metrics
 from pipelines.serving.recommender import EventTail, ModelHolder, training_filter
+from pipelines.serving.scenarios import ScenarioRunner
 from pipelines.serving.settings import ServingSettings
 from pipelines.serving.store import Store
 
@@ -65,6 +66,7 @@ class Runtime:
         self.groups = {g.name: g for g in groups}
         self.models: dict[str, ModelHolder] = {}
         self.forecasts: dict[str, ForecastHolder] = {}
+        self.scenarios: dict[str, ScenarioRunner] = {}  # what-if forecasts on demand, per forecast group
         for group in groups:
             if group.kind == "personalize" and settings.load_models:
                 rule = group.training_filter
@@ -72,6 +74,7 @@ class Runtime:
                 self.models[group.name] = _model_holder(group.name, group.storage_root, self.store, trains_on)
             elif group.kind == "forecast":
                 self.forecasts[group.name] = ForecastHolder(group.name, group.storage_root)
+                self.scenarios[group.name] = ScenarioRunner(group, self.forecasts[group.name])
         self.personalize_groups = {g.name for g in groups if g.kind == "personalize"}
         self.filters = FilterRegistry(self.store, {g.name: g for g in groups if g.kind == "personalize"})
         self.tail = EventTail(self.store, self.models)

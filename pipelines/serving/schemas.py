@@ -226,6 +226,16 @@ class ForecastQuery(Body):
     nextToken: str | None = Field(None, max_length=1000)
 
 
+class WhatIfQuery(ForecastQuery):
+    """A what-if scenario (Forecast's TimeSeriesTransformations) and QueryForecast's selection of series."""
+
+    scenario: dict = Field(
+        description="name and transformations, as the group settings' what_if entries (a replacement file is a "
+        "group setting, not a request)"
+    )
+    timeoutSeconds: Annotated[float, Field(gt=0, le=300)] = 30.0
+
+
 class BatchPath(Body):
     path: Annotated[str, Field(min_length=1, max_length=1024, description="relative to the server's batch folder")]
 

@@ -78,6 +78,8 @@ CASES = [
     Case("POST", "/forecasts/query", "/forecasts/query", "read", 200,
          lambda tag: {"forecastArn": "sales", "filters": {"item_id": "i0"}}),
     Case("GET", "/forecasts/{group}/items", "/forecasts/sales/items", "read", 200),
+    Case("POST", "/forecasts/what-if", "/forecasts/what-if", "read", 400,
+         lambda tag: {"forecastArn": "sales", "scenario": {"name": "s", "transformations": []}}),
     Case("POST", "/batch-inference-jobs", "/batch-inference-jobs", "admin", 404,
          lambda tag: {"jobName": f"job-{tag}", "datasetGroup": GROUP, "jobInput": {"path": "missing.jsonl"},
                       "jobOutput": {"path": f"out-{tag}.jsonl"}}),

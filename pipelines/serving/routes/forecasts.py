@@ -54,3 +54,47 @@ def list_forecast_items(
         return fq.list_items(export, maxResults, nextToken)
     except fq.QueryError as exc:
         raise ApiError(400, exc.message, exc.field) from None
+
+
+@router.post("/forecasts/what-if")
+def what_if_forecast(body: s.WhatIfQuery, runtime: RuntimeDep) -> dict:
+    """CreateWhatIfForecast on demand: the scenario forecast by the served model, in QueryForecast's shape."""
+    from pydantic import ValidationError
+
+    from pipelines.forecast import what_if
+    from pipelines.serving.scenarios import ScenarioUnavailable
+
+    export_of(runtime, body.forecastArn, "forecastArn")  # 404 / 503 as QueryForecast answers them
+    group = runtime.groups[body.forecastArn.rsplit("/", 1)[-1]]
+    try:
+        scenario = what_if.Scenario.model_validate(body.scenario)
+        if scenario.replacement is not None:
+            raise ValueError("a replacement file is a group setting (what_if), not a request: send transformations")
+        what_if.check([scenario], *_attributes(group))
+    except (ValidationError, ValueError) as exc:
+        message = _first_error(exc) if isinstance(exc, ValidationError) else str(exc)
+        raise ApiError(400, message, "scenario") from None
+    try:
+        export = runtime.scenarios[group.name].run(scenario, body.timeoutSeconds)
+    except TimeoutError as exc:
+        raise ApiError(504, str(exc)) from None
+    except ScenarioUnavailable as exc:
+        raise ApiError(503, str(exc)) from None
+    try:
+        answer = fq.query(export, body.filters, body.startDate, body.endDate, body.forecastTypes,
+                          body.maxResults, body.nextToken)  # fmt: skip
+    except fq.QueryError as exc:
+        raise ApiError(400, exc.message, exc.field) from None
+    return {**answer, "whatIf": scenario.name}
+
+
+def _attributes(group) -> tuple[list[str], set[str]]:
+    related = group.datasets.RELATED_TIME_SERIES
+    features = [f for f in (related.field_names if related else []) if f not in {*group.series_keys, "timestamp"}]
+    meta = group.datasets.ITEM_METADATA
+    return features, {*group.series_keys, *(meta.field_names if meta else [])}
+
+
+def _first_error(error) -> str:
+    first = error.errors()[0]
+    return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
