@@ -65,6 +65,13 @@ def latest(root: str, kind: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def earlier_version(root: str, kind: str, as_of: pd.Timestamp) -> Path | None:
+    """The published version folder of the newest as_of before ``as_of`` (None when there is none)."""
+    key = storage.as_of_key(as_of)
+    folders = [p for p in published_dir(root, kind).glob("as_of=*") if p.is_dir() and p.name < key]
+    return max(folders, key=lambda p: p.name) if folders else None
+
+
 def prune(root: str, kind: str, keep: int = 5) -> list[Path]:
     """Remove all but the ``keep`` newest versions; never the one ``latest`` points to."""
     base = published_dir(root, kind)

@@ -312,6 +312,8 @@ class ForecastGroup(GroupBase):
     what_if: list[Scenario] = Field(default_factory=list)
     # Impact scores of the served model (forecast/explainability.py): true for every item, or a list of items.
     explainability: bool | list[str] = False
+    # Predictor monitoring (forecast/monitoring.py): {max_wape_increase: 0.2} flags a degraded predictor.
+    monitoring: dict[Literal["max_wape_increase"], float] = Field(default_factory=dict)
     datasets: ForecastDatasets
     training: ForecastTraining = Field(default_factory=ForecastTraining)
 

@@ -194,9 +194,11 @@ def register_winner(
     native: Any,
     example,
     artifacts: Path | None = None,
+    extra_metrics: dict | None = None,
 ) -> str:
     """The forecast/recommend step's MLflow run: the winner's params and metrics, every candidate's
-    score, the selection, the Great Expectations report (and ``artifacts``), and the registered model."""
+    score, the selection, the Great Expectations report (and ``artifacts``), ``extra_metrics`` (the
+    monitoring of the previous forecast), and the registered model."""
     import mlflow
 
     winner = selection["winner"]
@@ -204,6 +206,7 @@ def register_winner(
     with mlflow_run(group, as_of, step, f"{step} {winner['name']}"):
         mlflow.log_params({**params, **{f"hp.{k}": v for k, v in winner["config"]["params"].items()}})
         log_metrics("", winner["metrics"])
+        log_metrics("", extra_metrics or {})
         for candidate in selection["leaderboard"]:
             if candidate["score"] is not None:
                 log_metrics(f"candidate.{candidate['name']}.", {selection["metric"]: candidate["score"]})

@@ -161,7 +161,7 @@ def backtest(group: ForecastGroup, as_of=None, candidates: list[dict] | None = N
 def forecast(group: ForecastGroup, as_of=None, selection: dict | None = None, overrides=None) -> dict:
     """Fit the winner on all the data, forecast every item (cold-start ones too), register it; refit the
     champion if it stays."""
-    from pipelines.forecast import calibration, plots, what_if
+    from pipelines.forecast import calibration, monitoring, plots, what_if
     from pipelines.forecast.cold_start import with_cold_start
 
     as_of = storage.resolve_as_of(as_of)
@@ -172,6 +172,9 @@ def forecast(group: ForecastGroup, as_of=None, selection: dict | None = None, ov
     if not wf.decide(selection, "new", training.promotion_margin).promoted:
         champion = selection["champion"]
         outputs["champion"] = (champion["config"], Path(champion["path"]))
+    watched = monitoring.report(group, as_of, data, folder / "monitoring")
+    if watched is not None:
+        log.info("monitoring: %s", watched["reason"])
     models = {}
     served = "challenger" if "champion" not in outputs else "champion"
     for role, (config, backtest_dir) in outputs.items():
@@ -211,8 +214,11 @@ def forecast(group: ForecastGroup, as_of=None, selection: dict | None = None, ov
         "backtest_windows": training.backtest_windows,
     }
     example = data.keys.head(2).astype(str)
-    version = wf.register_winner(group, as_of, selection, params, models["challenger"], example, folder / "challenger")
-    return {"version": version, "outputs": sorted(outputs), "items": int(data.n_series)}
+    if watched is not None:
+        params["monitoring.scored_forecast"] = watched["scored_forecast"]
+    version = wf.register_winner(group, as_of, selection, params, models["challenger"], example, folder / "challenger",
+                                 extra_metrics={f"monitoring.{k}": v for k, v in (watched or {}).items()})  # fmt: skip
+    return {"version": version, "outputs": sorted(outputs), "items": int(data.n_series), "monitoring": watched}
 
 
 def write_impact_scores(model, data, items, folder: Path) -> None:
@@ -261,15 +267,17 @@ def publish(
         items.to_csv(target / "backtest_accuracy_metrics.csv", index=False)
         pd.read_parquet(source / "backtest_windows.parquet").to_csv(target / "backtest_windows.csv", index=False)
         shutil.copy(source / "calibration.json", target / "calibration.json")
-        for part in [*sorted((source / "what_if").glob("*")), source / "explainability"]:
+        for part in [*sorted((source / "what_if").glob("*")), source / "explainability", folder / "monitoring"]:
             if not part.is_dir():
                 continue
-            out = target / part.relative_to(source)
+            out = target / part.relative_to(source if part.parent != folder else folder)
             out.mkdir(parents=True)
             for file in sorted(part.glob("*.parquet")):
                 table = pd.read_parquet(file)
                 storage.write_parquet(table, out / file.name)
                 table.to_csv(out / f"{file.stem}.csv", index=False, date_format=DATES)
+            for file in sorted(part.glob("*.json")):
+                shutil.copy(file, out / file.name)
         if (source / "plots").is_dir():
             shutil.copytree(source / "plots", target / "plots")
 
