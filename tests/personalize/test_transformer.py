@@ -145,3 +145,12 @@ def test_trains_through_the_workflow_on_the_example_group(tmp_path):
     popularity = workflow.hpo_train(group, "2030-01-01", "popularity-count", {"recipes": ["popularity-count"]})
     assert result["config"] == {"name": "user-personalization-v2", "params": {}}
     assert result["score"] > popularity["score"]
+
+
+def test_the_v2_recipes_and_similar_items_have_search_spaces_over_their_hyperparameters():
+    from pipelines.personalize import RECIPES
+    from pipelines.personalize.tuning import SEARCH_SPACES
+
+    for name in ("user-personalization-v2", "personalized-ranking-v2", "similar-items"):
+        assert SEARCH_SPACES[name] and set(SEARCH_SPACES[name]) <= set(RECIPES[name].hyperparameter_defaults())
+    assert SEARCH_SPACES["user-personalization-v2"]["max_sequence_length"].low == 50
