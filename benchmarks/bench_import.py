@@ -128,9 +128,9 @@ def measure(case: str, source: str, target: str) -> dict:
     else:
         import great_expectations  # noqa: F401  (imported lazily by the library; loaded before the clock starts)
 
-        import pipelines.validation  # noqa: F401
+        import pipelines.preparation.validation  # noqa: F401
+        from pipelines.preparation.steps import import_data, validate_schema
         from pipelines.settings import load_group
-        from pipelines.steps import import_data, validate_schema
 
         shutil.rmtree(target, ignore_errors=True)
         group = load_group(source)

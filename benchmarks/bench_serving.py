@@ -89,10 +89,11 @@ def prepare(work: Path, users: int, items: int) -> dict:
     import mlflow
     import pandas as pd
 
-    from pipelines import models, registry
     from pipelines.personalize import InteractionData, get_recipe
     from pipelines.serving.auth import create_key
     from pipelines.serving.store import Store
+    from pipelines.training import pyfunc as models
+    from pipelines.training import registry
 
     start = time.perf_counter()
     frame = generate(users, items, 10)

@@ -73,14 +73,14 @@ def workflow(kind: str):
 
 def resolved(settings_file: str, kind: str):
     """A task's view of the run, resolved once: (group with the run's params applied, as_of, overrides)."""
-    from pipelines.workflow import options
+    from pipelines.training.runs import options
 
     overrides = run_overrides(kind)
     return options(load_group(settings_file), overrides)[0], run_as_of(), overrides
 
 
 # The steps. Each task takes the group's settings file and kind (shown as its arguments in the UI)
-# and calls one function of the kind's workflow module or of pipelines.steps.
+# and calls one function of the kind's workflow module or of pipelines.preparation.steps.
 
 
 @task(retries=0)
@@ -93,7 +93,7 @@ def plan(settings_file: str, kind: str) -> list[str]:
 @task(retries=0)
 def validate_schema(settings_file: str, kind: str) -> dict:
     """Great Expectations suites over every dataset; a failure fails fast, without retries."""
-    from pipelines import steps
+    from pipelines.preparation import steps
 
     group, as_of, _ = resolved(settings_file, kind)
     return steps.validate_schema(group, as_of)
@@ -102,7 +102,7 @@ def validate_schema(settings_file: str, kind: str) -> dict:
 @task
 def import_data(settings_file: str, kind: str, validated: dict) -> dict:
     """Align, aggregate, fill and write the snapshot keyed by as_of."""
-    from pipelines import steps
+    from pipelines.preparation import steps
 
     group, as_of, _ = resolved(settings_file, kind)
     return steps.import_data(group, as_of, validated=validated)
@@ -117,7 +117,7 @@ def hpo_train(settings_file: str, kind: str, name: str) -> dict:
     """
     from airflow.sdk.exceptions import AirflowFailException
 
-    from pipelines.workflow import CandidateFailed
+    from pipelines.training.runs import CandidateFailed
 
     ti = get_current_context()["ti"]
     group, as_of, _ = resolved(settings_file, kind)
@@ -140,7 +140,7 @@ def backtest(settings_file: str, kind: str, names: list[str]) -> dict:
     """
     from airflow.sdk.exceptions import AirflowFailException
 
-    from pipelines.workflow import NoCandidateTrained
+    from pipelines.training.runs import NoCandidateTrained
 
     candidates = trained_candidates(list(names))
     group, as_of, overrides = resolved(settings_file, kind)

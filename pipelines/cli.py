@@ -31,7 +31,7 @@ def _progress(total: int, label: str):
 
 
 def _run_step(step_name: str, group_name: str, as_of: str | None) -> dict:
-    from pipelines import steps
+    from pipelines.preparation import steps
     from pipelines.settings import find_group
 
     group = find_group(group_name)

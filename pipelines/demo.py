@@ -58,8 +58,8 @@ def run_demo() -> int:
     """Run every group's DAG end to end and say where its outputs are."""
     import time
 
-    from pipelines import publish, registry
     from pipelines.settings import discover_groups, groups_dir, load_group
+    from pipelines.training import publish, registry
 
     home = Path(os.environ.get("AIRSIGHT_HOME") or Path.cwd() / ".airsight")
     if not discover_groups():

@@ -18,9 +18,10 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from pipelines import deploy, registry
+from pipelines import deploy
 from pipelines import settings as group_settings
 from pipelines.serving.settings import ServingSettings
+from pipelines.training import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRETS = {name: f"{name.lower()}-value" for name in deploy.SECRETS}

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from pipelines.frequency import Boundary, Frequency
-from pipelines.importing import calendar
+from pipelines.preparation.importing import calendar
 
 
 @pytest.mark.parametrize("text", ["1min", "59min", "15min", "1H", "23H", "D", "6D", "1W", "4W", "1M", "11M", "1Y"])

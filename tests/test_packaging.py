@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from pipelines import domains as d
-from pipelines import validation
+from pipelines.preparation import validation
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,7 +65,8 @@ def test_installed_wheel_validates_and_imports_both_example_groups(installed, tm
     probe = """
 import json, sys
 import pipelines
-from pipelines import example_data, steps, validation
+from pipelines import example_data
+from pipelines.preparation import steps, validation
 from pipelines.settings import load_group
 
 results = {"package": pipelines.__file__, "suites": str(validation.suites_dir()), "groups": {}}

@@ -9,7 +9,7 @@ import json
 
 import pandas as pd
 
-from pipelines.steps import import_data
+from pipelines.preparation.steps import import_data
 
 AS_OF = "2030-01-01"
 

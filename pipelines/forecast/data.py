@@ -21,8 +21,8 @@ import pandas as pd
 
 from pipelines import domains as d
 from pipelines.frequency import Boundary, Frequency
-from pipelines.importing import calendar
-from pipelines.importing.forecast import series_codes
+from pipelines.preparation.importing import calendar
+from pipelines.preparation.importing.forecast import series_codes
 
 # Season length by frequency unit, for seasonal naive, ETS, Theta and MASE: the cycle that
 # dominates data at that resolution (the day for hours, the week for days, the year above).

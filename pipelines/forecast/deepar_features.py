@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.forecast.data import ForecastData
-from pipelines.importing import calendar
+from pipelines.preparation.importing import calendar
 
 # Lags for a multiple of 1 of each unit: the recent periods, then the cycles (hour, day, week,
 # year) that data at that resolution shows. A multiple n divides them; lags longer than the

@@ -123,7 +123,8 @@ def report(group, as_of: pd.Timestamp, data: ForecastData, folder) -> dict | Non
     the summary (None when nothing was published before this as_of)."""
     from pathlib import Path
 
-    from pipelines import publish, storage
+    from pipelines import storage
+    from pipelines.training import publish
 
     earlier = publish.earlier_version(group.storage_root, "forecast", as_of)
     if earlier is None:

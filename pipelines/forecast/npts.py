@@ -21,7 +21,7 @@ import pandas as pd
 
 from pipelines.forecast.base import ForecastAlgorithm, from_samples, register
 from pipelines.forecast.data import ForecastData
-from pipelines.importing import calendar
+from pipelines.preparation.importing import calendar
 
 DEFAULT_CONTEXT = 1100  # GluonTS's cap on the history looked at when none is given
 

@@ -18,7 +18,7 @@ import pandas as pd
 from pipelines.forecast.base import Chunk
 from pipelines.forecast.data import ForecastData
 from pipelines.frequency import Frequency
-from pipelines.importing import calendar
+from pipelines.preparation.importing import calendar
 
 
 @dataclass

@@ -237,7 +237,7 @@ def _replace(data, values, offsets, starts, future, scenario: Scenario, group) -
     import pandas as pd
 
     from pipelines.forecast.regressors import full_grid
-    from pipelines.importing import calendar
+    from pipelines.preparation.importing import calendar
 
     path = scenario.replacement.path
     try:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines import storage
-from pipelines import workflow as wf
 from pipelines.settings import ForecastGroup
+from pipelines.training import runs as wf
 
 log = logging.getLogger(__name__)
 KIND = "forecast"

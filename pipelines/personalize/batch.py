@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pipelines.personalize.data import InteractionData
-    from pipelines.personalize.filters import BoundFilter, Filter
+    from pipelines.personalize.filters.masks import BoundFilter, Filter
 
 MAX_RESULTS = 500  # Personalize's limit on numResults and on itemList (pipelines.personalize.base)
 DEFAULT_RESULTS = 25
@@ -129,14 +129,14 @@ class BatchJob:
         seen = bool(getattr(self.model, "exclude_seen_items", False))
         if bound is None:
             return self.model.recommend(user_id, n=self.num_results, exclude_seen=seen)
-        from pipelines.personalize.filters import recommend_filtered
+        from pipelines.personalize.filters.masks import recommend_filtered
 
         return recommend_filtered(self.model, bound, self.data, user_id, n=self.num_results, exclude_seen=seen)
 
     def _related(self, item_id: str, bound: BoundFilter | None) -> list[tuple[str, float]]:
         if bound is None:
             return self.model.related_items(item_id, n=self.num_results)
-        from pipelines.personalize.filters import related_items_filtered
+        from pipelines.personalize.filters.masks import related_items_filtered
 
         return related_items_filtered(self.model, bound, self.data, item_id, n=self.num_results)
 
@@ -364,7 +364,7 @@ def _parse_filter(expression: Any, data: InteractionData | None) -> Filter | Non
         return None
     if data is None:
         raise ValueError("a filter needs the dataset group's data (its items and interactions): pass data=")
-    from pipelines.personalize.filters import Filter
+    from pipelines.personalize.filters.masks import Filter
 
     parsed = expression if isinstance(expression, Filter) else Filter.parse(expression, data)
     if parsed.target != "ItemID":
@@ -453,7 +453,7 @@ def _load_model(args: argparse.Namespace) -> tuple[str | None, Any]:
 
         with open(args.model, "rb") as handle:
             return None, pickle.load(handle)
-    from pipelines import models
+    from pipelines.training import pyfunc as models
 
     if args.model_version:
         return args.model_version, models.load_version("personalize", args.group, args.model_version)

@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines import storage
-from pipelines import workflow as wf
 from pipelines.settings import PersonalizeGroup
+from pipelines.training import runs as wf
 
 log = logging.getLogger(__name__)
 KIND = "personalize"
@@ -103,7 +103,7 @@ def recommend(group: PersonalizeGroup, as_of=None, selection: dict | None = None
     When the champion keeps serving, its own model (from the registry) writes them instead, for
     the same users and items.
     """
-    from pipelines import models
+    from pipelines.training import pyfunc as models
 
     as_of = storage.resolve_as_of(as_of)
     group, training = wf.options(group, overrides)

@@ -43,8 +43,8 @@ def start_job(store: Store, name: str, group: str, version: str, data: Any, requ
     store.add_job(name, group, request)
 
     def work() -> None:
-        from pipelines import models
         from pipelines.personalize.batch import batch_infer
+        from pipelines.training import pyfunc as models
 
         try:
             model = models.load_version("personalize", group, version)

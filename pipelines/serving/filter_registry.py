@@ -33,7 +33,7 @@ class FilterRegistry:
         self._lock = threading.Lock()
 
     def create(self, name: str, group: str, expression: str) -> dict:
-        from pipelines.personalize.filters import Filter
+        from pipelines.personalize.filters.masks import Filter
 
         if not NAME.fullmatch(name):
             raise ValueError("name: 1 to 63 letters, digits, - or _, starting with a letter or digit")
@@ -46,7 +46,7 @@ class FilterRegistry:
         return describe((name, group, expression, created))
 
     def get(self, ref: str, group: str) -> Any:
-        from pipelines.personalize.filters import Filter
+        from pipelines.personalize.filters.masks import Filter
 
         row = self.store.get_filter(filter_name(ref))
         if row is None or row[1] != group:

@@ -107,7 +107,7 @@ class ModelState:
 def training_filter(event_types: Iterable[str] = (), event_value_threshold: float | None = None):
     """The group's training filter as a test of one live event (None when it keeps everything).
 
-    As at import (``pipelines.importing.personalize``): the event type must be one of
+    As at import (``pipelines.preparation.importing.personalize``): the event type must be one of
     ``event_types`` (exactly), and the event value at least the threshold (an event without a
     value fails a threshold). Models learn only what passes; filters read every event.
     """

@@ -33,7 +33,8 @@ def latest_snapshot_data(storage_root: str) -> Any:
 
 def _model_holder(name: str, root: str, store: Store, trains_on=None) -> ModelHolder:
     def champion_version() -> str | None:
-        from pipelines import models, registry
+        from pipelines.training import pyfunc as models
+        from pipelines.training import registry
 
         champion = registry.current_champion(models.registered_name("personalize", name))
         return None if champion is None else str(champion.version)
@@ -41,7 +42,8 @@ def _model_holder(name: str, root: str, store: Store, trains_on=None) -> ModelHo
     def load_version(version: str) -> Any:
         import mlflow
 
-        from pipelines import models, registry
+        from pipelines.training import pyfunc as models
+        from pipelines.training import registry
 
         # models:/ URIs resolve through MLflow's registry URI, which is not the project's store
         # unless MLFLOW_TRACKING_URI is set: point it there, as registry.client() does.

@@ -78,8 +78,9 @@ class ScenarioRunner:
     def _prepare(self, pointer: dict) -> Prepared:
         import pandas as pd
 
-        from pipelines import models, storage
+        from pipelines import storage
         from pipelines.forecast.data import ForecastData
+        from pipelines.training import pyfunc as models
 
         group, as_of = self.group, pd.Timestamp(pointer["as_of"])
         version = str(pointer.get("served_version") or pointer.get("version"))

@@ -15,8 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import airflow_local, models, registry, workflow
+from pipelines import airflow_local
 from pipelines.settings import load_group
+from pipelines.training import pyfunc as models
+from pipelines.training import registry
+from pipelines.training import runs as workflow
 
 SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 DAG_ID = "personalize__interactions_demo"

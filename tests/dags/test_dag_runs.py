@@ -12,10 +12,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines import models, publish, registry
 from pipelines.demo import run_dags
 from pipelines.settings import load_group
 from pipelines.storage import snapshot_dir, validation_dir
+from pipelines.training import publish, registry
+from pipelines.training import pyfunc as models
 
 FAST = {"algorithms": ["SeasonalNaive", "Theta"], "recipes": ["popularity-count", "sims"]}
 

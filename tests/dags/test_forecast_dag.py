@@ -12,10 +12,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines import domains, models, publish, registry
+from pipelines import domains
 from pipelines.example_data import RETAIL_SETTINGS, retail
 from pipelines.forecast import workflow
 from pipelines.settings import load_group
+from pipelines.training import publish, registry
+from pipelines.training import pyfunc as models
 
 DAG_ID = "forecast__retail_demo"
 AS_OF = "2023-08-29"

@@ -264,7 +264,8 @@ def test_tasks_ran_on_both_workers(workload):
 def test_the_champion_alias_decision_and_latest_agree(deployment):
     from mlflow import MlflowClient
 
-    from pipelines import models, publish
+    from pipelines.training import publish
+    from pipelines.training import pyfunc as models
 
     env = deployment.role_env("serve")
     credentials = {k: env[k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}

@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import steps
 from pipelines.example_data import write_examples
 from pipelines.forecast import workflow
 from pipelines.forecast.auto_predictor import AutoPredictor
 from pipelines.forecast.base import get_algorithm
 from pipelines.forecast.cold_start import cold_start_items, with_cold_start
 from pipelines.forecast.data import ForecastData
+from pipelines.preparation import steps
 from pipelines.settings import load_group
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from pipelines.forecast.data import ForecastData, season_length
 from pipelines.frequency import Boundary, Frequency
-from pipelines.steps import import_data
+from pipelines.preparation.steps import import_data
 
 
 def frame(rows, columns=("item_id", "timestamp", "demand", "filled_by")):

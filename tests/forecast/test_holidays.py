@@ -9,7 +9,7 @@ import pytest
 from pipelines.forecast.data import ForecastData
 from pipelines.forecast.holidays import data_holiday_indicator, holiday_dates, holiday_indicator
 from pipelines.frequency import Frequency
-from pipelines.importing import calendar
+from pipelines.preparation.importing import calendar
 
 
 def test_holiday_dates_are_a_frame_of_dates_and_names_for_a_country():

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipelines import steps
 from pipelines.example_data import RETAIL_SETTINGS, retail
 from pipelines.forecast import monitoring, workflow
+from pipelines.preparation import steps
 from pipelines.settings import load_group
 
 FIRST, SECOND = "2023-06-19", "2023-07-03"  # two weeks apart: the first forecast's horizon has arrived

@@ -109,10 +109,10 @@ def test_bad_scenarios_are_refused_naming_the_key():
 def test_the_dag_steps_publish_each_scenario_and_the_impact_scores_beside_the_baseline(tmp_path):
     import yaml
 
-    from pipelines import steps
     from pipelines.errors import SettingsError
     from pipelines.example_data import RETAIL_SETTINGS, retail
     from pipelines.forecast import workflow
+    from pipelines.preparation import steps
     from pipelines.settings import load_group
 
     folder = tmp_path / "retail_demo"

@@ -7,12 +7,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines import models, publish, registry, steps
-from pipelines import workflow as wf
 from pipelines.example_data import write_examples
 from pipelines.forecast import workflow
 from pipelines.forecast.cold_start import with_cold_start
+from pipelines.preparation import steps
 from pipelines.settings import load_group
+from pipelines.training import publish, registry
+from pipelines.training import pyfunc as models
+from pipelines.training import runs as wf
 
 
 def run(group, as_of: str, algorithms: list[str]) -> dict:

@@ -236,7 +236,7 @@ def test_cli_runs_a_pickled_model_and_prints_the_summary(tmp_path, sims, capsys)
 
 
 def test_cli_uses_the_groups_champion(tmp_path, sims, monkeypatch, capsys):
-    from pipelines import models
+    from pipelines.training import pyfunc as models
 
     asked = []
     monkeypatch.setattr(models, "load_champion", lambda kind, group: asked.append((kind, group)) or ("4", sims))

@@ -89,8 +89,8 @@ def test_empty_id_is_named():
 
 def test_from_snapshot_of_the_example_group(tmp_path):
     from pipelines.example_data import write_examples
+    from pipelines.preparation.steps import import_data
     from pipelines.settings import load_group
-    from pipelines.steps import import_data
 
     settings = write_examples(tmp_path / "examples")["interactions_demo"]
     manifest = import_data(load_group(settings), "2030-01-01")

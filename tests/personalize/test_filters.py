@@ -12,8 +12,7 @@ import yaml
 
 from pipelines.example_data import INTERACTIONS_SETTINGS
 from pipelines.personalize import InteractionData, get_recipe
-from pipelines.personalize.filter_parser import tokenize
-from pipelines.personalize.filters import (
+from pipelines.personalize.filters.masks import (
     Filter,
     FilterExpressionError,
     FilterValuesError,
@@ -21,6 +20,7 @@ from pipelines.personalize.filters import (
     recommend_filtered,
     related_items_filtered,
 )
+from pipelines.personalize.filters.parser import tokenize
 from pipelines.settings import PersonalizeGroup
 
 

@@ -133,9 +133,9 @@ def test_hyperparameters_are_checked_by_name():
 
 
 def test_trains_through_the_workflow_on_the_example_group(tmp_path):
-    from pipelines import steps
     from pipelines.example_data import write_examples
     from pipelines.personalize import workflow
+    from pipelines.preparation import steps
     from pipelines.settings import load_group
 
     group = load_group(write_examples(tmp_path / "examples")["interactions_demo"])

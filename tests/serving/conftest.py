@@ -19,12 +19,13 @@ mlflow = pytest.importorskip("mlflow")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from pipelines import models, publish, registry  # noqa: E402
 from pipelines.personalize import InteractionData, get_recipe  # noqa: E402
 from pipelines.serving.app import create_app  # noqa: E402
 from pipelines.serving.auth import create_key  # noqa: E402
 from pipelines.serving.settings import ServingSettings  # noqa: E402
 from pipelines.serving.store import Store  # noqa: E402
+from pipelines.training import publish, registry  # noqa: E402
+from pipelines.training import pyfunc as models  # noqa: E402
 from tests.personalize.conftest import two_groups  # noqa: E402
 
 SHOP = """\

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from pipelines import models
 from pipelines.personalize import InteractionData, get_recipe
+from pipelines.training import pyfunc as models
 from tests.personalize.conftest import two_groups
 from tests.serving.conftest import recommend, register_champion
 

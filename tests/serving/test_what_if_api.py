@@ -8,9 +8,9 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from pipelines import steps
 from pipelines.example_data import RETAIL_SETTINGS, retail
 from pipelines.forecast import workflow
+from pipelines.preparation import steps
 from pipelines.serving.app import create_app
 from pipelines.serving.auth import create_key
 from pipelines.serving.settings import ServingSettings

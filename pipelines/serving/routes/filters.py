@@ -17,7 +17,7 @@ router = APIRouter(tags=["filters"])
 @router.post("/filters", status_code=201, response_model=s.FilterDescription)
 def create_filter(body: s.CreateFilterRequest, runtime: RuntimeDep) -> dict:
     """CreateFilter: the expression is checked against the dataset group's schema now."""
-    from pipelines.personalize.filter_parser import FilterExpressionError
+    from pipelines.personalize.filters.parser import FilterExpressionError
 
     group = body.datasetGroup.rsplit("/", 1)[-1]
     try:

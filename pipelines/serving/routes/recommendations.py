@@ -25,7 +25,7 @@ router = APIRouter(tags=["personalize"])
 
 def bound_filter(runtime: Runtime, group: str, state, ref: str | None, values: dict | None, field: str):
     """The filter ``ref`` names with ``values`` bound, or None without one; the errors name ``field``."""
-    from pipelines.personalize.filters import FilterValuesError
+    from pipelines.personalize.filters.masks import FilterValuesError
 
     if ref is None:
         if values:
@@ -55,7 +55,7 @@ def exploration_for(runtime: Runtime, group: str, state, override: s.ItemExplora
 
 
 def ranked(state, body: s.RecommendationsRequest, bound, n: int, exclude: list[str]) -> list[tuple[str, float]]:
-    from pipelines.personalize.filters import recommend_filtered, related_items_filtered
+    from pipelines.personalize.filters.masks import recommend_filtered, related_items_filtered
 
     model = state.model
     live = state.live_events(body.userId) if bound is not None else None  # the caller holds state.lock

@@ -33,8 +33,8 @@ def _check_all(group: Group, as_of: pd.Timestamp, progress=None, reuse: bool = F
     settings, is taken as it was staged instead of being checked again. Data Docs are
     written when anything was checked, and on failure.
     """
-    from pipelines import staging
-    from pipelines.validation import Validator
+    from pipelines.preparation import staging
+    from pipelines.preparation.validation import Validator
 
     root = storage.validation_dir(group.storage_root, as_of)
     validator = Validator(group, as_of, docs_dir=root / "docs")
@@ -84,11 +84,11 @@ def import_data(group: Group, as_of=None, progress=None, validated: dict | None 
     if progress:
         progress("building snapshot")
     if isinstance(group, ForecastGroup):
-        from pipelines.importing.forecast import build_forecast_snapshot
+        from pipelines.preparation.importing.forecast import build_forecast_snapshot
 
         frames, details = build_forecast_snapshot(group, checked, previous)
     else:
-        from pipelines.importing.personalize import build_personalize_snapshot
+        from pipelines.preparation.importing.personalize import build_personalize_snapshot
 
         frames, details = build_personalize_snapshot(group, checked, previous)
     target = storage.snapshot_dir(group.storage_root, as_of)

@@ -22,8 +22,8 @@ import pandas as pd
 
 from pipelines import domains as d
 from pipelines.frequency import Boundary, Frequency
-from pipelines.importing import calendar
-from pipelines.importing.reader import STRING
+from pipelines.preparation.importing import calendar
+from pipelines.preparation.importing.reader import STRING
 from pipelines.settings import ForecastGroup, RelatedDataset, TargetDataset
 
 FILL_WINDOW = 64

@@ -293,7 +293,7 @@ def gate(
     """Give ``version`` the challenger alias and promote it to champion only if it is better.
 
     For models registered outside the DAGs (tests, benchmarks): the DAGs' gate is
-    ``pipelines.workflow.finish``, which scores the champion on the run's own data.
+    ``pipelines.training.runs.finish``, which scores the champion on the run's own data.
     ``champion_score`` is the current champion's score on the same backtest windows as the
     challenger's; when not given, the score recorded when the champion was promoted is used.
     ``margin`` is relative: 0.02 asks a loss to fall (or a gain to rise) by at least 2 %.

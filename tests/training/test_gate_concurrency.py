@@ -22,8 +22,10 @@ import pytest
 
 mlflow = pytest.importorskip("mlflow")
 
-from pipelines import models, registry, workflow  # noqa: E402
-from tests import gate_world  # noqa: E402
+from pipelines.training import pyfunc as models  # noqa: E402
+from pipelines.training import registry  # noqa: E402
+from pipelines.training import runs as workflow  # noqa: E402
+from tests.training import gate_world  # noqa: E402
 
 CONFIGS = [{"name": name, "params": {}} for name in ("ETS", "Theta", "NPTS", "Prophet")]
 DATES = ("2024-02-01", "2024-02-02", "2024-02-03")

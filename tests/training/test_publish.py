@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pipelines.publish import latest, prune, publish
+from pipelines.training.publish import latest, prune, publish
 
 
 def write_rows(rows: int):

@@ -13,7 +13,7 @@ import re
 import pytest
 
 from pipelines.errors import DataError, SettingsError
-from pipelines.steps import import_data, validate_schema
+from pipelines.preparation.steps import import_data, validate_schema
 from pipelines.storage import resolve_as_of, snapshot_dir
 from tests.conftest import interactions_csv, personalize, retail, sha256
 

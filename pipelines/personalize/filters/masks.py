@@ -1,6 +1,6 @@
 """Personalize's filters (CreateFilter, filterArn, filterValues) as boolean masks over the catalog.
 
-``Filter.parse(expression, schema)`` checks an expression once (see ``filter_parser``);
+``Filter.parse(expression, schema)`` checks an expression once (see ``parser``);
 ``filter.bind(filterValues)`` puts a request's values in place of its placeholders; and
 ``bound.item_mask(data, user_index)`` says which items (by ``InteractionData`` index) the
 user may be recommended. ``recommend_filtered`` and ``related_items_filtered`` apply a
@@ -45,8 +45,8 @@ import numpy as np
 
 from pipelines.personalize.base import MAX_RESULTS
 from pipelines.personalize.data import InteractionData
-from pipelines.personalize.filter_evaluation import ORDERING, Context, evaluate, field_spec, uses_current_item
-from pipelines.personalize.filter_parser import (
+from pipelines.personalize.filters.evaluation import ORDERING, Context, evaluate, field_spec, uses_current_item
+from pipelines.personalize.filters.parser import (
     Condition,
     Expression,
     FilterExpressionError,
@@ -58,7 +58,7 @@ from pipelines.personalize.filter_parser import (
     parse_expression,
     unquote,
 )
-from pipelines.personalize.filter_schema import Schema, check_expressions, schema_of
+from pipelines.personalize.filters.schema import Schema, check_expressions, schema_of
 
 INTERACTIONS_PER_EVENT_TYPE = 100  # Personalize's (adjustable) quota of recent events a filter reads
 MAX_FILTER_VALUES = 25  # entries in filterValues
@@ -101,7 +101,7 @@ class Filter:
 
     @classmethod
     def parse(cls, expression: str, data_schema: Any, interaction_limit: int = INTERACTIONS_PER_EVENT_TYPE) -> Filter:
-        """Parse and check ``expression`` against ``data_schema`` (see ``filter_schema.schema_of``)."""
+        """Parse and check ``expression`` against ``data_schema`` (see ``schema.schema_of``)."""
         schema = schema_of(data_schema)
         expressions = parse_expression(expression, schema)
         check_expressions(expressions, schema, expression)

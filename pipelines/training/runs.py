@@ -27,9 +27,11 @@ from typing import Any
 
 import pandas as pd
 
-from pipelines import models, registry, storage
+from pipelines import storage
 from pipelines.errors import SettingsError
 from pipelines.settings import RUN_PARAMS, ForecastTraining, Group, PersonalizeTraining
+from pipelines.training import pyfunc as models
+from pipelines.training import registry
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +289,7 @@ def finish(
     it: a run that finished meanwhile may have promoted another (ChampionChanged when this run
     cannot be decided against it). An MLflow error fails the run before anything moves.
     """
-    from pipelines import publish as publishing
+    from pipelines.training import publish as publishing
 
     training = group.training
     name = models.registered_name(kind, group.name)

@@ -14,7 +14,10 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from pipelines import models, publish, registry, storage, workflow
+from pipelines import storage
+from pipelines.training import publish, registry
+from pipelines.training import pyfunc as models
+from pipelines.training import runs as workflow
 
 KIND = "personalize"
 

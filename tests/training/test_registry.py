@@ -14,8 +14,9 @@ import pytest
 
 mlflow = pytest.importorskip("mlflow")
 
-from pipelines import publish, registry, workflow  # noqa: E402
-from tests.gate_world import aliases, example_group, finish, register, selection, tags  # noqa: E402
+from pipelines.training import publish, registry  # noqa: E402
+from pipelines.training import runs as workflow  # noqa: E402
+from tests.training.gate_world import aliases, example_group, finish, register, selection, tags  # noqa: E402
 
 POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 ETS, THETA, NPTS = ({"name": n, "params": {}} for n in ("ETS", "Theta", "NPTS"))

@@ -20,7 +20,7 @@ Grammar (keywords, ``ItemID``/``UserID`` and dataset names in any case; field na
     value       := STRING | NUMBER | PLACEHOLDER | "CurrentItem" "." FIELD | "*"
 
 AND binds tighter than OR. The parser resolves every ``Dataset.FIELD`` against the schema
-(the dataset and the field must exist); ``filter_schema.check_expressions`` then applies the
+(the dataset and the field must exist); ``schema.check_expressions`` then applies the
 rules that Personalize documents for what may be combined with what.
 """
 
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pipelines.personalize.filter_schema import FieldSpec, Schema
+    from pipelines.personalize.filters.schema import FieldSpec, Schema
 
 MAX_EXPRESSION_LENGTH = 2500
 MAX_NESTING = 32  # parenthesized groups; bounds the parser's recursion

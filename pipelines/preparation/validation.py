@@ -25,9 +25,9 @@ import pandas as pd
 
 from pipelines import domains as d
 from pipelines.errors import DataError, Violation
-from pipelines.importing import calendar
-from pipelines.importing.coerce import CONTROL_CHARACTERS, coerce, value_pattern
-from pipelines.importing.reader import RawTable, read_raw
+from pipelines.preparation.importing import calendar
+from pipelines.preparation.importing.coerce import CONTROL_CHARACTERS, coerce, value_pattern
+from pipelines.preparation.importing.reader import RawTable, read_raw
 from pipelines.settings import DatasetSettings, ForecastGroup, Group, PersonalizeGroup
 
 log = logging.getLogger(__name__)

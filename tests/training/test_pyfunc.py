@@ -10,10 +10,11 @@ import pytest
 
 mlflow = pytest.importorskip("mlflow")
 
-from pipelines import models, registry  # noqa: E402
 from pipelines.forecast.base import get_algorithm  # noqa: E402
 from pipelines.forecast.data import ForecastData  # noqa: E402
 from pipelines.personalize import InteractionData, get_recipe  # noqa: E402
+from pipelines.training import pyfunc as models  # noqa: E402
+from pipelines.training import registry  # noqa: E402
 from tests.personalize.conftest import two_groups  # noqa: E402
 
 

@@ -8,10 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines import models, publish, registry, steps, workflow
 from pipelines.example_data import write_examples
 from pipelines.personalize import workflow as personalize
+from pipelines.preparation import steps
 from pipelines.settings import load_group
+from pipelines.training import publish, registry
+from pipelines.training import pyfunc as models
+from pipelines.training import runs as workflow
 
 
 def test_the_winner_skips_failed_and_undefined_scores_and_the_leaderboard_ranks_them_last():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from pipelines.steps import import_data
+from pipelines.preparation.steps import import_data
 from tests.conftest import interactions_csv, personalize
 
 AS_OF = "2030-01-01"

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from pipelines.personalize.data import InteractionData
-from pipelines.personalize.filter_parser import SCHEMA_KEY, Expression, Field, Junction, Literal, Node, conditions
-from pipelines.personalize.filter_schema import FieldSpec, Schema
+from pipelines.personalize.filters.parser import SCHEMA_KEY, Expression, Field, Junction, Literal, Node, conditions
+from pipelines.personalize.filters.schema import FieldSpec, Schema
 
 ORDERING = ("<", "<=", ">", ">=")
 _COLUMNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # data -> {(dataset, field, numeric): column}

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines import domains as d
-from pipelines.personalize.filter_parser import (
+from pipelines.personalize.filters.parser import (
     SCHEMA_KEY,
     Condition,
     Expression,

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.importing.forecast import FILL_WINDOW, fill_grid
-from pipelines.steps import import_data
+from pipelines.preparation.importing.forecast import FILL_WINDOW, fill_grid
+from pipelines.preparation.steps import import_data
 from tests.conftest import retail
 
 AS_OF = "2024-06-30"

@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines import storage
-from pipelines.importing.reader import RawTable, file_sha256
+from pipelines.preparation.importing.reader import RawTable, file_sha256
+from pipelines.preparation.validation import CheckedDataset
 from pipelines.settings import Group
-from pipelines.validation import CheckedDataset
 
 _RAW_FIELDS = ("dataset", "path", "source_columns", "sha256", "header_lines", "is_csv", "ignored_columns")
 

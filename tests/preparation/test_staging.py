@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from pipelines.errors import DataError
-from pipelines.steps import import_data, validate_schema
-from pipelines.validation import Validator
+from pipelines.preparation.steps import import_data, validate_schema
+from pipelines.preparation.validation import Validator
 from tests.conftest import retail
 
 AS_OF = "2024-02-01"

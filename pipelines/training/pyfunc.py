@@ -4,7 +4,7 @@ A forecast predictor or a Personalize solution version is pickled as it was trai
 native object that serves: ``ForecastAlgorithm`` or ``Recipe``) and logged with a pyfunc
 wrapper and a signature, so that ``mlflow.pyfunc.load_model("models:/<name>@champion")``
 answers requests in any MLflow tool, while the serving API unwraps the native object for its
-fast paths (``recommend``, ``update``). The registry gate (pipelines.registry) decides which
+fast paths (``recommend``, ``update``). The registry gate (pipelines.training.registry) decides which
 version is ``champion``; ``load_champion`` is how readers find it.
 
 Loading verifies what it unpickles: the sha256 of the pickled model is recorded as a version
@@ -112,7 +112,7 @@ def register(info, kind: str, group: str, config: dict) -> str:
     """
     import mlflow
 
-    from pipelines import registry
+    from pipelines.training import registry
 
     digest = (info.metadata or {}).get(DIGEST_TAG)
     if not digest:
@@ -127,7 +127,7 @@ def register(info, kind: str, group: str, config: dict) -> str:
 
 def champion_config(kind: str, group: str) -> tuple[str, dict] | None:
     """The champion's version and configuration (algorithm or recipe and hyperparameters)."""
-    from pipelines import registry
+    from pipelines.training import registry
 
     champion = registry.current_champion(registered_name(kind, group))
     if champion is None or CONFIG_TAG not in champion.tags:
@@ -145,7 +145,7 @@ def load_version(kind: str, group: str, version: str) -> Any:
     """
     import mlflow
 
-    from pipelines import registry
+    from pipelines.training import registry
 
     name = registered_name(kind, group)
     mlflow_client = registry.client()
@@ -172,7 +172,7 @@ def load_version(kind: str, group: str, version: str) -> Any:
 
 def load_champion(kind: str, group: str) -> tuple[str, Any] | None:
     """``(version, native model)`` of the group's champion, or None while there is none."""
-    from pipelines import registry
+    from pipelines.training import registry
 
     champion = registry.current_champion(registered_name(kind, group))
     if champion is None:
