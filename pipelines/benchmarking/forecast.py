@@ -319,6 +319,21 @@ class Bench:
         ids, mean, quant, _ = model.predict_arrays([*LEVELS, "mean"])
         return ids, mean, quant
 
+    def _budgeted_chunks(self, n: int, notes: dict):
+        """Series ids in chunks (all at once without a budget); none started once the budget is spent."""
+        import numpy as np
+
+        if self.budget is None:
+            yield np.arange(n)
+            return
+        size = max(8 * self.n_jobs, math.ceil(n / 20))
+        deadline = time.perf_counter() + self.budget
+        for first in range(0, n, size):
+            if time.perf_counter() >= deadline:
+                notes["stopped"] = "time limit reached"
+                return
+            yield np.arange(first, min(first + size, n))
+
     def _local(self, name: str, train, notes: dict):
         """A per-series model over chunks of series, none started once the budget is spent."""
         import numpy as np
@@ -327,16 +342,8 @@ class Bench:
         from pipelines.forecast.base import get_algorithm
 
         n = train.n_series
-        chunks = [np.arange(n)]
-        if self.budget is not None:
-            size = max(8 * self.n_jobs, math.ceil(n / 20))
-            chunks = [np.arange(first, min(first + size, n)) for first in range(0, n, size)]
-        deadline = None if self.budget is None else time.perf_counter() + self.budget
         done, means, quants = [], [], []
-        for ids in chunks:
-            if deadline is not None and time.perf_counter() >= deadline:
-                notes["stopped"] = "time limit reached"
-                break
+        for ids in self._budgeted_chunks(n, notes):
             part = train if len(ids) == n else subset(train, ids)
             try:
                 got, mean, quant, _ = (
@@ -404,16 +411,8 @@ class Bench:
 
         m = train.season_length
         n, h = train.n_series, train.horizon
-        chunks = [np.arange(n)]
-        if self.budget is not None:
-            size = max(8 * self.n_jobs, math.ceil(n / 20))
-            chunks = [np.arange(first, min(first + size, n)) for first in range(0, n, size)]
-        deadline = None if self.budget is None else time.perf_counter() + self.budget
         done, means, quants = [], [], []
-        for ids in chunks:
-            if deadline is not None and time.perf_counter() >= deadline:
-                notes["stopped"] = "time limit reached"
-                break
+        for ids in self._budgeted_chunks(n, notes):
             part = frame[frame["unique_id"].isin(ids)]
             model = getattr(sf_models, name)(season_length=m)
             try:

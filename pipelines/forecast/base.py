@@ -56,6 +56,13 @@ def forecast_types(types: Iterable[float | str]) -> list[float | str]:
     return out
 
 
+def check_ranges(algorithm: str, checks: dict[str, bool]) -> None:
+    """ValueError naming every hyperparameter whose check failed."""
+    bad = [name for name, ok in checks.items() if not ok]
+    if bad:
+        raise ValueError(f"{algorithm} hyperparameters out of range: {bad}")
+
+
 def column_name(forecast_type: float | str) -> str:
     """Forecast's export column for a forecast type: 0.1 -> p10, 0.05 -> p5, mean -> mean."""
     return "mean" if forecast_type == "mean" else f"p{round(float(forecast_type) * 100)}"

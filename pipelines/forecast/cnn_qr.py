@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.forecast.base import ForecastAlgorithm, register
+from pipelines.forecast.base import ForecastAlgorithm, check_ranges, register
 from pipelines.forecast.data import ForecastData
 from pipelines.forecast.global_model import Design, GlobalModel
 
@@ -71,9 +71,7 @@ class CNNQR(GlobalModel, ForecastAlgorithm):
             "channels": channels >= 1,
             "dropout_rate": 0 <= dropout_rate < 1,
         }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"CNN-QR hyperparameters out of range: {bad}")
+        check_ranges("CNN-QR", checks)
         self.context_length = context_length
         self.use_related_data = use_related_data
         self.use_item_metadata = use_item_metadata

@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 
-from pipelines.forecast.base import ALGORITHMS, ForecastAlgorithm, register
+from pipelines.forecast.base import ALGORITHMS, ForecastAlgorithm, check_ranges, register
 from pipelines.forecast.data import ForecastData
 from pipelines.forecast.deepar_features import lags_for
 from pipelines.forecast.global_model import Design, GlobalModel
@@ -85,9 +85,7 @@ class DeepARPlus(GlobalModel, ForecastAlgorithm):
             "num_averaged_models": 1 <= num_averaged_models <= 5,
             "dropout_rate": 0 <= dropout_rate < 1,
         }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"DeepAR+ hyperparameters out of range: {bad}")
+        check_ranges("DeepAR+", checks)
         self.context_length = context_length
         self.epochs = epochs
         self.learning_rate = learning_rate

@@ -28,6 +28,7 @@ batch-recommend`` command (``add_arguments``/``run``) loads a group's champion o
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import operator
 import os
@@ -178,36 +179,28 @@ def batch_infer(
         return _run(job, _file_requests(handle), output_path, source, total, progress, unit="B")
 
 
-def recommend_all_users(
+def for_each(
     model: Any,
-    user_ids: Iterable[Any],
+    ids: Iterable[Any],
     output_path: str | os.PathLike,
     num_results: int = DEFAULT_RESULTS,
     filter_expression: str | Filter | None = None,
     data: InteractionData | None = None,
     progress: bool = True,
+    *,
+    key: str,
 ) -> dict:
-    """Recommendations for each user id (e.g. ``data.user_ids``), one ``{"userId": …}`` line each."""
-    requests = ({"userId": _text(u)} for u in user_ids)
-    total = len(user_ids) if hasattr(user_ids, "__len__") else None
+    """One request per id, ``{"userId": …}`` (recommendations) or ``{"itemId": …}`` (related items)."""
+    unit = {"userId": "user", "itemId": "item"}[key]
+    requests = ({key: _text(i)} for i in ids)
+    total = len(ids) if hasattr(ids, "__len__") else None
     job = BatchJob(model, num_results, filter_expression, data)
-    return _run(job, _generated(requests), output_path, "<every user>", total, progress, unit="user")
+    return _run(job, _generated(requests), output_path, f"<every {unit}>", total, progress, unit=unit)
 
 
-def related_items_all(
-    model: Any,
-    item_ids: Iterable[Any],
-    output_path: str | os.PathLike,
-    num_results: int = DEFAULT_RESULTS,
-    filter_expression: str | Filter | None = None,
-    data: InteractionData | None = None,
-    progress: bool = True,
-) -> dict:
-    """Related items for each item id (e.g. ``data.item_ids``), one ``{"itemId": …}`` line each."""
-    requests = ({"itemId": _text(i)} for i in item_ids)
-    total = len(item_ids) if hasattr(item_ids, "__len__") else None
-    job = BatchJob(model, num_results, filter_expression, data)
-    return _run(job, _generated(requests), output_path, "<every item>", total, progress, unit="item")
+# Recommendations for each user id (e.g. ``data.user_ids``); related items for each item id.
+recommend_all_users = functools.partial(for_each, key="userId")
+related_items_all = functools.partial(for_each, key="itemId")
 
 
 # The one writer behind all three.
