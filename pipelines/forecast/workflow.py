@@ -117,9 +117,7 @@ def hpo_train(group: ForecastGroup, as_of=None, name: str = "", overrides: dict 
         except Exception as exc:  # one candidate's failure leaves the others in the race
             raise wf.failed_candidate(name, exc) from exc
         with storage.atomic_dir(folder) as tmp:
-            storage.write_parquet(result.windows, tmp / "windows.parquet")
-            storage.write_parquet(result.items, tmp / "items.parquet")
-            storage.write_parquet(result.export, tmp / "export.parquet")
+            write_backtest(result, tmp)
             storage.write_json(tmp / "summary.json", {"config": config, "summary": result.summary})
         mlflow.log_params({"algorithm": name, **{f"hp.{k}": v for k, v in params.items()}})
         wf.log_metrics("", result.summary)
@@ -138,6 +136,17 @@ def hpo_train(group: ForecastGroup, as_of=None, name: str = "", overrides: dict 
     }
 
 
+BACKTEST_FILES = ("windows", "items", "export", "velocity")  # a candidate's backtest, by file stem
+
+
+def write_backtest(result, folder: Path) -> None:
+    """A backtest's files: metrics per window and per item, Forecast's export, accuracy by velocity."""
+    storage.write_parquet(result.windows, folder / "windows.parquet")
+    storage.write_parquet(result.items, folder / "items.parquet")
+    storage.write_parquet(result.export, folder / "export.parquet")
+    storage.write_parquet(result.velocity, folder / "velocity.parquet")
+
+
 def backtest(group: ForecastGroup, as_of=None, candidates: list[dict] | None = None, overrides=None) -> dict:
     """Pick the best candidate and score the champion's configuration on the same windows."""
     from pipelines.forecast.backtest import backtest as run_backtest
@@ -150,9 +159,7 @@ def backtest(group: ForecastGroup, as_of=None, candidates: list[dict] | None = N
                               training.backtest_offset, training.forecast_types)  # fmt: skip
         path = wf.run_dir(group, as_of) / "candidates" / wf.config_key(config)
         with storage.atomic_dir(path) as tmp:
-            storage.write_parquet(result.windows, tmp / "windows.parquet")
-            storage.write_parquet(result.items, tmp / "items.parquet")
-            storage.write_parquet(result.export, tmp / "export.parquet")
+            write_backtest(result, tmp)
         return {"score": result.summary[training.optimization_metric], "path": str(path)}
 
     return wf.compare(KIND, group, as_of, list(candidates or []), overrides, score_champion)
@@ -198,7 +205,7 @@ def forecast(group: ForecastGroup, as_of=None, selection: dict | None = None, ov
                 storage.write_parquet(table, tmp / "what_if" / name / "comparison.parquet")
             if group.explainability and role == served:
                 write_impact_scores(model, data, group.explainability, tmp / "explainability")
-            for name in ("windows", "items", "export"):
+            for name in BACKTEST_FILES:
                 shutil.copy(backtest_dir / f"{name}.parquet", tmp / f"backtest_{name}.parquet")
             backtest_export = pd.read_parquet(tmp / "backtest_export.parquet")
             predicted = frame  # keys, timestamp and the forecast types, as the plots read them
@@ -266,6 +273,8 @@ def publish(
         export.to_csv(target / "backtest_forecasts.csv", index=False)
         items.to_csv(target / "backtest_accuracy_metrics.csv", index=False)
         pd.read_parquet(source / "backtest_windows.parquet").to_csv(target / "backtest_windows.csv", index=False)
+        velocity = pd.read_parquet(source / "backtest_velocity.parquet")
+        velocity.to_csv(target / "backtest_accuracy_by_velocity.csv", index=False)  # high, medium, low movers
         shutil.copy(source / "calibration.json", target / "calibration.json")
         for part in [*sorted((source / "what_if").glob("*")), source / "explainability", folder / "monitoring"]:
             if not part.is_dir():

@@ -73,6 +73,9 @@ def test_every_forecast_algorithm_trains_and_scores_through_the_dag(airflow_home
     assert [tasks[("hpo_train", i)] for i in range(len(names))] == ["success"] * len(names)
     board = published_leaderboard(tiny_retail)
     assert sorted(c["name"] for c in board["candidates"]) == sorted(names)
+    published = Path(publish.latest(tiny_retail.storage_root, "forecast")["path"])
+    velocity = pd.read_csv(published / "backtest_accuracy_by_velocity.csv")  # Forecast's accuracy by velocity
+    assert set(velocity["velocity"]) <= {"high", "medium", "low"} and "WAPE" in velocity.columns and len(velocity)
     for candidate in board["candidates"]:
         assert candidate["error"] is None and candidate["score"] > 0, candidate
     # The holidays feature reached the data every candidate trained on.
