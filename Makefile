@@ -38,7 +38,7 @@ demo: install
 # Airflow's UI, scheduler and DAG processor on PostgreSQL (see the README's Airflow section).
 airflow: install
 	test -d $(EXAMPLES)/groups.d || $(VENV)/bin/airsight example-data $(EXAMPLES)
-	AIRSIGHT_GROUPS_DIR=$${AIRSIGHT_GROUPS_DIR:-$(EXAMPLES)/groups.d} $(PY) -m pipelines.airflow_local
+	AIRSIGHT_GROUPS_DIR=$${AIRSIGHT_GROUPS_DIR:-$(EXAMPLES)/groups.d} $(PY) -m pipelines.launch.airflow_local
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider

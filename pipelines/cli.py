@@ -80,7 +80,7 @@ def cmd_groups(args) -> int:
 
 def cmd_demo(args) -> int:
     """Validate and import every group through its Airflow DAG (dag.test on SQLite)."""
-    from pipelines.demo import run_demo
+    from pipelines.launch.demo import run_demo
 
     return run_demo()
 
@@ -90,7 +90,11 @@ def cmd_demo(args) -> int:
 DELEGATED = (
     ("serve", "pipelines.serving.cli", "serve recommendations, events and forecasts over HTTP"),
     ("batch-recommend", "pipelines.personalize.batch", "batch recommendations from JSON Lines to JSON Lines"),
-    ("deploy", "pipelines.deploy", "start one role of the scale-out deployment (Celery, PostgreSQL, Redis, MLflow)"),
+    (
+        "deploy",
+        "pipelines.launch.deploy",
+        "start one role of the scale-out deployment (Celery, PostgreSQL, Redis, MLflow)",
+    ),
 )
 BENCHMARKS = (
     ("forecast", "pipelines.benchmarking.forecast", "measure forecasting accuracy and speed on a data set"),

@@ -7,7 +7,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def airflow_home(tmp_path_factory):
-    from pipelines.demo import prepare_airflow
+    from pipelines.launch.demo import prepare_airflow
 
     home = tmp_path_factory.mktemp("airflow")
     prepare_airflow(home)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import airflow_local
+from pipelines.launch import airflow_local
 from pipelines.settings import load_group
 from pipelines.training import pyfunc as models
 from pipelines.training import registry

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines.demo import run_dags
+from pipelines.launch.demo import run_dags
 from pipelines.settings import load_group
 from pipelines.storage import snapshot_dir, validation_dir
 from pipelines.training import publish, registry

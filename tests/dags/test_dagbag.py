@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from pipelines.demo import DAGS_FOLDER
+from pipelines.launch.demo import DAGS_FOLDER
 
 HEAVY = ("pandas", "numpy", "pyarrow", "great_expectations", "torch", "mlflow", "prophet", "statsmodels", "optuna")
 

@@ -51,7 +51,7 @@ def run(conf: dict):
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
 
-    from pipelines.demo import DAGS_FOLDER
+    from pipelines.launch.demo import DAGS_FOLDER
 
     dag = DagBag(dag_folder=str(DAGS_FOLDER)).dags[DAG_ID]
     dag_run = dag.test(run_conf={"as_of": AS_OF, **conf})

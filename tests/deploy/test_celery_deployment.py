@@ -26,7 +26,7 @@ import httpx
 import pytest
 import yaml
 
-from pipelines import airflow_local, deploy
+from pipelines.launch import airflow_local, deploy
 
 POSTGRES = os.environ.get("AIRSIGHT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")  # a server, no database
 REDIS = os.environ.get("AIRSIGHT_TEST_REDIS", "redis://127.0.0.1:6379")  # a server, no database number

@@ -131,7 +131,7 @@ def publish_in_process(group_json: str, run: dict, ready: str, go: str) -> tuple
 
 @pytest.fixture
 def postgres_store(tmp_path, monkeypatch):
-    from pipelines import airflow_local
+    from pipelines.launch import airflow_local
 
     if not airflow_local.reachable(POSTGRES):
         pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432: the advisory lock across processes is not tested")

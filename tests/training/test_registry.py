@@ -198,7 +198,7 @@ def test_the_file_lock_lets_one_run_at_a_time_through_the_gate_of_a_model():
 
 
 def test_the_postgres_advisory_lock_lets_one_run_at_a_time_through(monkeypatch):
-    from pipelines import airflow_local
+    from pipelines.launch import airflow_local
 
     if not airflow_local.reachable(POSTGRES):
         pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432: the advisory lock is not tested")

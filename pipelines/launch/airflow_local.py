@@ -26,7 +26,7 @@ from contextlib import suppress
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pipelines.demo import DAGS_FOLDER
+from pipelines.launch.demo import DAGS_FOLDER
 
 DEFAULT_DB = "postgresql+psycopg2://postgres@127.0.0.1:5432/airsight_airflow"
 DEFAULT_MLFLOW_DB = "postgresql+psycopg2://postgres@127.0.0.1:5432/airsight_mlflow"

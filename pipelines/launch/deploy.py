@@ -30,13 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pipelines.launch.demo import DAGS_FOLDER
+
 ROLES = ("init", "mlflow", "api-server", "scheduler", "dag-processor", "triggerer", "worker", "serve")
 AIRFLOW_ROLES = {"api-server": ["api-server"], "scheduler": ["scheduler"], "dag-processor": ["dag-processor"],
                  "triggerer": ["triggerer"], "worker": ["celery", "worker"]}  # fmt: skip
 SECRETS = ("AIRFLOW_JWT_SECRET", "AIRFLOW_SECRET_KEY", "MLFLOW_ADMIN_PASSWORD", "MLFLOW_SECRET_KEY")
 DATABASES = ("airflow", "mlflow", "mlflow_auth", "serving")  # on one PostgreSQL server
 HOSTNAME_ENV = "AIRSIGHT_HOSTNAME"  # the hostname a named worker records on its task instances
-CHECKOUT = Path(__file__).resolve().parents[1]
 # The settings docker-compose.yaml runs with (its service names as hosts, the image's paths): each
 # service's environment and command there are what ``environment`` and ``command`` give its role.
 COMPOSE_SETTINGS = {
@@ -95,7 +96,7 @@ class DeploySettings:
     airflow_home: str = ""  # empty: <home>/airflow
     artifacts: str = ""  # MLflow's artifact store (a path or an fsspec/S3 URI); empty: <home>/mlartifacts
     mlflow_auth_config: str = ""  # the basic-auth app's ini file, written by the mlflow role; empty: <home>/...
-    dags_folder: str = str(CHECKOUT / "dags")
+    dags_folder: str = str(DAGS_FOLDER)
     plugins_folder: str = ""  # empty: the plugins folder beside the DAGs folder
     fernet_key: str = ""
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
@@ -279,7 +280,7 @@ def write_auth_config(settings: DeploySettings, path: str) -> None:
 
 def init(settings: DeploySettings) -> None:
     """Create the databases, migrate Airflow's and MLflow's, create the serving store's tables."""
-    from pipelines import airflow_local
+    from pipelines.launch import airflow_local
 
     url = settings.database("airflow", "postgresql+psycopg2")
     if not airflow_local.reachable(url):

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import airflow_local
+from pipelines.launch import airflow_local
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 FAKE_STANDALONE = r"""
 import json, subprocess, sys, time
@@ -132,7 +132,7 @@ def test_stop_returns_as_soon_as_everything_ended(tmp_path, cleanup):
 
 LAUNCHER = """
 import subprocess, sys
-from pipelines import airflow_local
+from pipelines.launch import airflow_local
 with airflow_local.StopSignals() as signals:
     signals.defer()
     process = subprocess.Popen([sys.executable, *sys.argv[1:]], start_new_session=True)

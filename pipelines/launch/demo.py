@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-DAGS_FOLDER = Path(os.environ.get("AIRSIGHT_DAGS_FOLDER", Path(__file__).parents[1] / "dags"))
+DAGS_FOLDER = Path(os.environ.get("AIRSIGHT_DAGS_FOLDER", Path(__file__).parents[2] / "dags"))
 
 
 def airflow_env(airflow_home: Path) -> dict[str, str]:

@@ -18,12 +18,12 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from pipelines import deploy
 from pipelines import settings as group_settings
+from pipelines.launch import deploy
 from pipelines.serving.settings import ServingSettings
 from pipelines.training import registry
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {name: f"{name.lower()}-value" for name in deploy.SECRETS}
 _VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
 
