@@ -125,16 +125,6 @@ def register(info, kind: str, group: str, config: dict) -> str:
     return str(version)
 
 
-def champion_config(kind: str, group: str) -> tuple[str, dict] | None:
-    """The champion's version and configuration (algorithm or recipe and hyperparameters)."""
-    from pipelines.training import registry
-
-    champion = registry.current_champion(registered_name(kind, group))
-    if champion is None or CONFIG_TAG not in champion.tags:
-        return None
-    return str(champion.version), json.loads(champion.tags[CONFIG_TAG])
-
-
 def load_version(kind: str, group: str, version: str) -> Any:
     """The native object of one model version (its pickled ForecastAlgorithm or Recipe).
 

@@ -23,12 +23,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.tuning.study import higher_is_better  # the one rule for which way a metric points
+
 log = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-# Metrics where larger is better; the rest (wQL, WAPE, RMSE, MAPE, MASE, ...) are losses.
-HIGHER_IS_BETTER = {"coverage", "mean_reciprocal_rank_at_25", "recall_at_10"}
-HIGHER_IS_BETTER_PREFIXES = ("normalized_discounted_cumulative_gain", "precision_at", "ndcg", "recall")
 # A PostgreSQL URL for the gate's advisory lock, for stores that are not PostgreSQL themselves
 # (an MLflow server over HTTP whose database the workers cannot see); and how long to wait for it.
 LOCK_URL_ENV, LOCK_TIMEOUT_ENV = "AIRSIGHT_GATE_LOCK_URL", "AIRSIGHT_GATE_LOCK_TIMEOUT"
@@ -185,10 +184,6 @@ def _file_lock(folder: str, model: str, timeout: float):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def higher_is_better(metric: str) -> bool:
-    return metric in HIGHER_IS_BETTER or metric.startswith(HIGHER_IS_BETTER_PREFIXES)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from pipelines.errors import SettingsError
 from pipelines.settings import RUN_PARAMS, ForecastTraining, Group, PersonalizeTraining
 from pipelines.training import pyfunc as models
 from pipelines.training import registry
+from pipelines.tuning.study import higher_is_better
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +76,6 @@ def snapshot(group: Group, as_of: pd.Timestamp) -> Path:
 def config_key(config: dict) -> str:
     """A short, stable digest of a candidate's configuration (name and hyperparameters)."""
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
 
 
 @contextlib.contextmanager
@@ -235,7 +232,7 @@ def select(candidates: list[dict], metric: str) -> dict:
     if not ok:
         failures = "; ".join(f"{c['name']}: {c.get('error')}" for c in candidates)
         raise NoCandidateTrained(f"no candidate trained: {failures}")
-    sign = 1 if registry.higher_is_better(metric) else -1
+    sign = 1 if higher_is_better(metric) else -1
     return max(ok, key=lambda c: (sign * c["score"], -candidates.index(c)))
 
 
@@ -412,7 +409,7 @@ def _scored(candidate: dict) -> bool:
 
 def leaderboard(candidates: list[dict], metric: str) -> list[dict]:
     """Every candidate, best first on ``metric``; failed ones last, with their errors."""
-    sign = -1 if registry.higher_is_better(metric) else 1
+    sign = -1 if higher_is_better(metric) else 1
     rows = [{"name": c["name"], "score": c.get("score"), "error": c.get("error")} for c in candidates]
     return sorted(rows, key=lambda c: (not _finite(c["score"]), sign * c["score"] if _finite(c["score"]) else 0.0))
 

@@ -45,7 +45,6 @@ def test_a_solution_version_round_trips_and_serves_through_pyfunc():
     found_version, native = models.load_champion("personalize", "shop")
     assert found_version == version
     assert native.recommend("a_u000", 5) == model.recommend("a_u000", 5)
-    assert models.champion_config("personalize", "shop") == (version, {"recipe": "sims"})
 
     pyfunc = mlflow.pyfunc.load_model(f"models:/{models.registered_name('personalize', 'shop')}@champion")
     answer = pyfunc.predict(pd.DataFrame({"userId": ["a_u001"], "itemId": [""]}), params={"numResults": 3})
