@@ -49,9 +49,11 @@ def _redis_database():
         redis.Redis.from_url(REDIS, socket_timeout=2).ping()
     except redis.RedisError as exc:
         pytest.skip(f"no Redis at {REDIS} ({exc}): the Celery deployment test needs one")
+    claim = uuid.uuid4().hex
     for number in sorted(range(1, 16), key=lambda _: uuid.uuid4().hex):
         client = redis.Redis.from_url(f"{REDIS}/{number}")
-        if client.dbsize() == 0:
+        # Claimed atomically: two runs at once that both see an empty database cannot both take it.
+        if client.dbsize() == 0 and client.set("airsight-test:broker-claim", claim, nx=True):
             return client, number
     pytest.fail(f"every Redis database 1-15 at {REDIS} holds keys: none is free for the broker")
 

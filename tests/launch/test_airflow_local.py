@@ -167,6 +167,7 @@ def test_when_standalone_dies_by_itself_what_it_left_is_stopped(tmp_path, cleanu
 
 
 def test_a_signal_while_starting_is_kept_until_the_process_is_supervised():
+    before = signal.getsignal(signal.SIGTERM)  # another test's run may have left Airflow's handler
     with airflow_local.StopSignals() as signals:
         signals.defer()
         os.kill(os.getpid(), signal.SIGTERM)
@@ -175,7 +176,7 @@ def test_a_signal_while_starting_is_kept_until_the_process_is_supervised():
         with pytest.raises(airflow_local.Stopped) as stopped:
             signals.resume()
         assert stopped.value.signum == signal.SIGTERM
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGTERM) is before  # put back as it was
 
 
 def test_the_ui_binds_to_localhost_unless_asked(tmp_path, monkeypatch):
