@@ -273,7 +273,8 @@ def test_the_champion_alias_decision_and_latest_agree(deployment):
     credentials = {k: env[k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
     home = Path(env["AIRSIGHT_HOME"])
     with mock.patch.dict(os.environ, {**credentials, "AIRSIGHT_HOME": str(home)}):
-        client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+        uri = env["MLFLOW_TRACKING_URI"]  # the registry too: never a registry URI an earlier test set globally
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         for kind, group in (("forecast", "retail_demo"), ("personalize", "interactions_demo")):
             champion = client.get_registered_model(models.registered_name(kind, group)).aliases["champion"]
             pointer = publish.latest(str(home / "groups" / group), kind)
