@@ -308,7 +308,14 @@ def test_the_api_mounted_in_airflow_refuses_a_read_only_key_a_write(deployment, 
         assert http.post(f"{mounted}/events", json=body, headers=reader).status_code == 403
         accepted = http.post(f"{mounted}/events", json=body, headers=writer)
         assert accepted.status_code == 200, accepted.text
-        # The keys made on the serving store work on `airsight serve` too: one store for both.
+        # The keys made on the serving store work on `airsight serve` too: one store for both. Its poll
+        # thread picks the published forecast up on its own schedule (after loading the champions).
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            health = http.get(f"{deployment.serve}/health").json()
+            if health.get("forecasts", {}).get("retail_demo", {}).get("status") == "ok":
+                break
+            time.sleep(2)
         served = http.get(f"{deployment.serve}/forecasts/retail_demo/items", headers=reader)
         assert served.status_code == 200, served.text
         assert http.post(f"{deployment.serve}/events", json=body, headers=reader).status_code == 403
