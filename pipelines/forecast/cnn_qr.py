@@ -139,17 +139,12 @@ class CNNQR(GlobalModel, ForecastAlgorithm):
             future = future[..., :-n_related]
         scaled = past / scale[:, None]
         target = panel.at(rows, t_future) / scale[:, None]
-        observed = ~np.isnan(target)
         return Batch(
             past=np.concatenate(
                 [np.nan_to_num(scaled)[..., None], ~np.isnan(scaled)[..., None], covariates], axis=-1
             ).astype("float32"),
             future=future.astype("float32"),
-            codes=np.column_stack([ids, design.codes[rows]]).astype("int64"),
-            reals=design.static_reals(rows, scale),
-            target=np.where(observed, target, 0.0).astype("float32"),
-            weight=observed.astype("float32"),
-            scale=scale.astype("float32"),
+            **design.window_inputs(rows, ids, scale, target),
         )
 
     def _forecast_rows(self, rows: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -164,17 +164,8 @@ class DeepARPlus(GlobalModel, ForecastAlgorithm):
         panel = design.panel
         scale = design.scales(rows, panel.at(rows, t[:, :context]))
         lagged = panel.at(rows, t[..., None] - design.lags) / scale[:, None, None]
-        target = panel.at(rows, t)
-        observed = ~np.isnan(target)
         dynamic = np.concatenate([np.nan_to_num(lagged), ~np.isnan(lagged), panel.covariates(rows, t)], axis=-1)
-        return Batch(
-            dynamic=dynamic.astype("float32"),
-            codes=np.column_stack([ids, design.codes[rows]]).astype("int64"),
-            reals=design.static_reals(rows, scale),
-            target=np.where(observed, target, 0.0).astype("float32"),
-            weight=observed.astype("float32"),
-            scale=scale.astype("float32"),
-        )
+        return Batch(dynamic=dynamic.astype("float32"), **design.window_inputs(rows, ids, scale, panel.at(rows, t)))
 
     # -- forecasting -----------------------------------------------------------------------
 

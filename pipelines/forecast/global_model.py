@@ -48,6 +48,18 @@ class Design:
         mean_abs = np.where(seen, np.abs(np.nan_to_num(past)), 0).sum(axis=1) / np.maximum(n, 1)
         return np.where(n > 0, 1.0 + mean_abs, np.exp(self.prior[rows]))
 
+    def window_inputs(self, rows: np.ndarray, ids: np.ndarray, scale: np.ndarray, target: np.ndarray) -> dict:
+        """What every global network's batch holds besides its dynamic inputs: the static codes and
+        reals, the scaled target with its observed weights, and the scale."""
+        observed = ~np.isnan(target)
+        return {
+            "codes": np.column_stack([ids, self.codes[rows]]).astype("int64"),
+            "reals": self.static_reals(rows, scale),
+            "target": np.where(observed, target, 0.0).astype("float32"),
+            "weight": observed.astype("float32"),
+            "scale": scale.astype("float32"),
+        }
+
     def static_reals(self, rows: np.ndarray, scale: np.ndarray) -> np.ndarray:
         """Numeric metadata and the standardised log scale, per window."""
         mean, spread = self.log_scale
