@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipelines.forecast.data import ForecastData
@@ -45,3 +47,19 @@ def m3_monthly(shared_data, count: int):
     histories = [np.asarray(s["x"], dtype="float64") for s in monthly]
     futures = np.array([s["xx"] for s in monthly], dtype="float64")
     return histories, futures, int(monthly[0]["h"][0]), [s["sn"][0] for s in monthly]
+
+
+def big_and_small_stores() -> ForecastData:
+    """Big-store items sell about 200, small-store ones about 10 (a yearly cycle each); the metadata
+    also lists a new item of each kind, with no history: what a cold-start forecast must tell apart."""
+    rng = np.random.default_rng(2)
+    series, ids, kinds = [], [], []
+    for n in range(8):
+        kind = "big" if n % 2 else "small"
+        level = 200.0 if kind == "big" else 10.0
+        series.append(level * (1 + 0.3 * np.sin(2 * np.pi * np.arange(48) / 12)) + rng.normal(0, level / 20, 48))
+        ids.append(f"item_{n}")
+        kinds.append(kind)
+    meta = pd.DataFrame({"item_id": [*ids, "new_big", "new_small"], "store": [*kinds, "big", "small"]})
+    data = ForecastData.from_arrays(series, freq="1M", horizon=6, end="2024-12-01", ids=ids, non_negative=True)
+    return dataclasses.replace(data, item_metadata=meta)

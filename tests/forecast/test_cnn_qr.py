@@ -5,8 +5,6 @@ Networks are small and train for a few hundred batches, so that the file runs in
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,8 +13,7 @@ from pipelines.forecast import metrics
 from pipelines.forecast.backtest import backtest
 from pipelines.forecast.base import get_algorithm
 from pipelines.forecast.cnn_qr import CNNQR, TRAINING_LEVELS, interpolate_levels, quantile_mean
-from pipelines.forecast.data import ForecastData
-from tests.forecast.conftest import HORIZON, KINDS
+from tests.forecast.conftest import HORIZON, KINDS, big_and_small_stores
 from tests.forecast.test_deepar import promotions
 
 SMALL = {"batch_size": 32, "num_batches_per_epoch": 20, "channels": 16}
@@ -55,23 +52,14 @@ def test_a_forward_looking_promotion_moves_the_forecast_and_the_modes_say_where_
 
 
 def test_cold_start_items_are_forecast_from_their_metadata():
-    rng = np.random.default_rng(2)
-    series, ids, kinds = [], [], []
-    for n in range(8):
-        kind = "big" if n % 2 else "small"
-        level = 200.0 if kind == "big" else 10.0
-        series.append(level * (1 + 0.3 * np.sin(2 * np.pi * np.arange(48) / 12)) + rng.normal(0, level / 20, 48))
-        ids.append(f"item_{n}")
-        kinds.append(kind)
-    meta = pd.DataFrame({"item_id": [*ids, "new_big", "new_small"], "store": [*kinds, "big", "small"]})
-    data = ForecastData.from_arrays(series, freq="1M", horizon=6, end="2024-12-01", ids=ids, non_negative=True)
-    model = CNNQR(epochs=20, **SMALL).fit(dataclasses.replace(data, item_metadata=meta))
+    data = big_and_small_stores()
+    model = CNNQR(epochs=20, **SMALL).fit(data)
     frame = model.predict(["mean", 0.5])
     assert frame["item_id"].astype(str).tolist()[-12:] == ["new_big"] * 6 + ["new_small"] * 6
     cold = frame.set_index(frame["item_id"].astype(str))
     big, small = cold.loc["new_big", "mean"].mean(), cold.loc["new_small", "mean"].mean()
     assert 80 < big < 400 and 2 < small < 40, (big, small)
-    bare = CNNQR(epochs=2, use_item_metadata="NONE", **SMALL).fit(dataclasses.replace(data, item_metadata=meta))
+    bare = CNNQR(epochs=2, use_item_metadata="NONE", **SMALL).fit(data)
     assert not len(bare.cold_start_)  # without metadata there is nothing to forecast new items from
 
 

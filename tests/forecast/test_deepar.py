@@ -6,8 +6,6 @@ CPU cores; the M3 benchmark in the final report uses the defaults.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,7 +17,7 @@ from pipelines.forecast.data import ForecastData
 from pipelines.forecast.deepar import DeepARPlus
 from pipelines.forecast.deepar_features import lags_for, time_features
 from pipelines.frequency import Frequency
-from tests.forecast.conftest import HORIZON, KINDS
+from tests.forecast.conftest import HORIZON, KINDS, big_and_small_stores
 
 TINY = {"num_cells": 16, "num_layers": 1, "batch_size": 32, "num_batches_per_epoch": 20, "num_samples": 50}
 LEVELS = (0.1, 0.5, 0.9)
@@ -121,17 +119,7 @@ def test_related_series_known_in_the_future_move_the_forecast():
 
 def test_cold_start_items_are_forecast_from_their_metadata():
     """Big-store items sell about 200, small-store ones about 10; a new item of each kind has no history."""
-    rng = np.random.default_rng(2)
-    series, ids, kinds = [], [], []
-    for n in range(8):
-        kind = "big" if n % 2 else "small"
-        level = 200.0 if kind == "big" else 10.0
-        series.append(level * (1 + 0.3 * np.sin(2 * np.pi * np.arange(48) / 12)) + rng.normal(0, level / 20, 48))
-        ids.append(f"item_{n}")
-        kinds.append(kind)
-    meta = pd.DataFrame({"item_id": [*ids, "new_big", "new_small"], "store": [*kinds, "big", "small"]})
-    data = ForecastData.from_arrays(series, freq="1M", horizon=6, end="2024-12-01", ids=ids, non_negative=True)
-    data = dataclasses.replace(data, item_metadata=meta)
+    data = big_and_small_stores()
     model = DeepARPlus(epochs=10, **TINY).fit(data)
     frame = model.predict(["mean", 0.5])
     assert model.cold_start_["item_id"].tolist() == ["new_big", "new_small"]
