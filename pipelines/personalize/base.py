@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import numpy as np
@@ -120,6 +121,11 @@ class Recipe:
     def _observe(self, items: np.ndarray, times: np.ndarray) -> None:
         """See new events (of any user) arrive."""
 
+    @contextmanager
+    def _request(self, context: Mapping[str, str] | None, exclude_seen: bool) -> Iterator[None]:
+        """Hold what a request says beyond the user's history, for the recipes that read it (DeepFM)."""
+        yield
+
     # Serving.
     def recommend(
         self,
@@ -138,9 +144,10 @@ class Recipe:
         """
         self._check_fitted()
         n = _check_count(n, "n")
-        history, times = self._history(_id(user_id))
-        banned = self._banned(history if exclude_seen else EMPTY, exclude)
-        items, scores = self._candidates(history, times, n + len(banned))
+        with self._request(context, exclude_seen):
+            history, times = self._history(_id(user_id))
+            banned = self._banned(history if exclude_seen else EMPTY, exclude)
+            items, scores = self._candidates(history, times, n + len(banned))
         return self._top(items, scores, n, banned)
 
     def related_items(self, item_id: str, n: int = 25, exclude: Iterable[str] | None = None) -> list[tuple[str, float]]:
@@ -158,7 +165,7 @@ class Recipe:
         """The given items reordered for the user, best first; items unknown to the model go last.
 
         ``context`` is accepted so that every recipe is called alike; recipes that read it
-        (DeepFM) override this.
+        (DeepFM) take it in ``_request``.
         """
         self._check_fitted()
         ids = list(dict.fromkeys(_id(i) for i in item_ids))
@@ -169,8 +176,9 @@ class Recipe:
         if not known:
             return unknown
         items = np.array([self.item_index_[i] for i in known], dtype=np.int64)
-        history, times = self._history(_id(user_id))
-        scores = np.asarray(self._score_items(history, times, items), dtype=np.float64)
+        with self._request(context, exclude_seen=False):
+            history, times = self._history(_id(user_id))
+            scores = np.asarray(self._score_items(history, times, items), dtype=np.float64)
         order = np.lexsort((np.arange(len(items)), -self.popularity_[items], -scores))
         return [(known[k], float(scores[k])) for k in order] + unknown
 

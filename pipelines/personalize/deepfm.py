@@ -27,7 +27,8 @@ field not given, or a value never seen, reads as the training events' mean of th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 import numpy as np
@@ -152,30 +153,15 @@ class DeepFM(Recipe):
         return np.flatnonzero(kept)
 
     # Serving.
-    def recommend(
-        self,
-        user_id: str,
-        n: int = 25,
-        context: Mapping[str, str] | None = None,
-        exclude: Iterable[str] | None = None,
-        exclude_seen: bool = True,
-    ) -> list[tuple[str, float]]:
-        """As every recipe's, with ``context`` read by the model (see the module's docstring)."""
+    @contextmanager
+    def _request(self, context: Mapping[str, str] | None, exclude_seen: bool) -> Iterator[None]:
+        """The request's context and whether it leaves seen items out, for ``_user_side`` and ``_candidates``."""
         tokens = REQUEST_CONTEXT.set(context), REQUEST_SKIP_SEEN.set(exclude_seen)
         try:
-            return super().recommend(user_id, n, context, exclude, exclude_seen)
+            yield
         finally:
             REQUEST_CONTEXT.reset(tokens[0])
             REQUEST_SKIP_SEEN.reset(tokens[1])
-
-    def rank(
-        self, user_id: str, item_ids: Sequence[str], context: Mapping[str, str] | None = None
-    ) -> list[tuple[str, float]]:
-        token = REQUEST_CONTEXT.set(context)
-        try:
-            return super().rank(user_id, item_ids)
-        finally:
-            REQUEST_CONTEXT.reset(token)
 
     def _history(self, user_id: str) -> tuple[np.ndarray, np.ndarray]:
         REQUEST_USER.set(user_id)  # the base passes histories; the user's id and metadata are by user

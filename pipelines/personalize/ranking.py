@@ -15,14 +15,25 @@ import numpy as np
 from pipelines.personalize.hrnn_metadata import HrnnMetadata
 
 
-class PersonalizedRanking(HrnnMetadata):
-    name = "personalized-ranking"
+class ListRanking:
+    """Personalized-Ranking's scores, mixed in before a recipe: the softmax of its ``_logits`` over the list."""
+
     recipe_type = "PERSONALIZED_RANKING"
 
     def _score_items(self, history: np.ndarray, times: np.ndarray, items: np.ndarray) -> np.ndarray:
         state = self._serving_state(history, times)
         if state is None:
             return np.zeros(len(items))
-        logits = (self.output_[items] @ state.session + self.output_bias_[items]).astype(np.float64)
-        scores = np.exp(logits - logits.max())
-        return scores / scores.sum()
+        return softmax(self._logits(state, items))
+
+
+class PersonalizedRanking(ListRanking, HrnnMetadata):
+    name = "personalized-ranking"
+
+    def _logits(self, state, items: np.ndarray) -> np.ndarray:
+        return self.output_[items] @ state.session + self.output_bias_[items]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    scores = np.exp(logits.astype(np.float64) - logits.max())
+    return scores / scores.sum()

@@ -33,6 +33,7 @@ import numpy as np
 from pipelines.personalize.base import EMPTY, Recipe, _id
 from pipelines.personalize.data import InteractionData
 from pipelines.personalize.hrnn import REQUEST_USER, extends, target_weights, top_n
+from pipelines.personalize.ranking import ListRanking, softmax
 from pipelines.personalize.transformer_features import (
     GAP_BUCKETS,
     ItemFeatures,
@@ -42,7 +43,7 @@ from pipelines.personalize.transformer_features import (
     padded,
 )
 from pipelines.personalize.tuning import Choice, FloatRange, IntRange, register_search_space
-from pipelines.personalize.user_personalization import UserPersonalization, creation_times, impressions
+from pipelines.personalize.user_personalization import Exploration
 
 NETWORK_KNOBS = (
     "blocks", "heads", "dropout", "learning_rate", "weight_decay", "batch_size", "epochs", "patience",
@@ -287,7 +288,7 @@ class SequenceTransformer(Recipe):
         self._normalize()
 
 
-class UserPersonalizationV2(SequenceTransformer):
+class UserPersonalizationV2(Exploration, SequenceTransformer):
     """``exploration_weight`` is 0.1 by default, not user-personalization's 0.3: on MovieLens (158k events,
     split seed 42) 0.1 left NDCG@10 as it was (0.0933) and 0.3 cut it to 0.0631. A campaign or a
     request sets its own (``itemExplorationConfig``).
@@ -301,53 +302,14 @@ class UserPersonalizationV2(SequenceTransformer):
         self.exploration_weight = exploration_weight
         self.exploration_item_age_cut_off = exploration_item_age_cut_off
 
-    def _rules(self) -> list[tuple[str, bool]]:
-        return [
-            *super()._rules(),
-            ("exploration_weight", 0 <= self.exploration_weight <= 1),
-            ("exploration_item_age_cut_off", self.exploration_item_age_cut_off > 0),
-        ]
 
-    def _fit(self, data: InteractionData) -> None:
-        super()._fit(data)
-        self.created_ = creation_times(data)
-        self.exposures_ = np.maximum(
-            np.bincount(data.items, minlength=data.n_items).astype(np.float64), impressions(data)
-        )
-
-    # Exploration is user-personalization's own: its methods over this recipe's states and scores.
-    exploration = UserPersonalization.exploration
-    live_clock = UserPersonalization.live_clock
-    _bonus = UserPersonalization._bonus
-    _candidates = UserPersonalization._candidates
-    _observe = UserPersonalization._observe
-
-    def _grow(self, count: int) -> None:
-        super()._grow(count)
-        self.created_ = np.concatenate([self.created_, np.full(count, np.inf)])
-        self.exposures_ = np.concatenate([self.exposures_, np.zeros(count)])
-
-    def _describe(self, items: np.ndarray, metadata: list[Mapping[str, Any]]) -> None:
-        super()._describe(items, metadata)
-        UserPersonalization._describe(self, items, metadata)
-
-
-class PersonalizedRankingV2(SequenceTransformer):
+class PersonalizedRankingV2(ListRanking, SequenceTransformer):
     """Ranks a given list (up to 500 items) with the v2 network; scores are the softmax over the list."""
 
     name = "personalized-ranking-v2"
-    recipe_type = "PERSONALIZED_RANKING"
 
-    def _score_items(self, history: np.ndarray, times: np.ndarray, items: np.ndarray) -> np.ndarray:
-        state = self._serving_state(history, times)
-        if state is None:
-            return np.zeros(len(items))
-        return softmax(self.item_vectors_[items] @ state)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    scores = np.exp(logits.astype(np.float64) - logits.max())
-    return scores / scores.sum()
+    def _logits(self, state: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return self.item_vectors_[items] @ state
 
 
 def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float = 1e-5) -> np.ndarray:

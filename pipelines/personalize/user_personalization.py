@@ -28,9 +28,10 @@ trained hyperparameter.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,14 +57,15 @@ def item_exploration(weight: float | None = None, cut_off_days: float | None = N
         EXPLORATION.reset(token)
 
 
-class UserPersonalization(HrnnColdstart):
-    name = "user-personalization"
+class Exploration:
+    """Exploration over a recipe's exploitation scores, mixed in before the recipe (``Exploration, Recipe``).
 
-    @extends(HrnnColdstart.__init__)
-    def __init__(self, exploration_weight: float = 0.3, exploration_item_age_cut_off: float = 30.0, **hrnn):
-        super().__init__(**hrnn)
-        self.exploration_weight = exploration_weight
-        self.exploration_item_age_cut_off = exploration_item_age_cut_off
+    The recipe sets ``exploration_weight`` and ``exploration_item_age_cut_off`` in its constructor
+    (each recipe has its own default weight) and provides ``_serving_state`` and ``_scores``.
+    """
+
+    exploration_weight: float
+    exploration_item_age_cut_off: float
 
     def _rules(self) -> list[tuple[str, bool]]:
         return [
@@ -97,7 +99,7 @@ class UserPersonalization(HrnnColdstart):
         else:
             exploitation = self._scores(state)
             scores = (1 - weight) * exploitation / exploitation.max() + weight * bonus
-            scores /= scores.sum()
+            scores /= max(scores.sum(), np.finfo(np.float64).tiny)  # all 0 (pure exploration, none in scope): 0
         return top_n(scores, n)
 
     def _bonus(self, history_length: int, weight: float, cut_off_days: float) -> np.ndarray:
@@ -114,17 +116,29 @@ class UserPersonalization(HrnnColdstart):
         self.exposures_ = np.concatenate([self.exposures_, np.zeros(count)])
 
     def _observe(self, items: np.ndarray, times: np.ndarray) -> None:
+        super()._observe(items, times)
         np.add.at(self.exposures_, items, 1.0)
         if len(times):
             self.clock_ = max(self.live_clock(), float(times.max()))
             first_seen = np.isinf(self.created_[items])  # items new to the model: created at their first event
             np.minimum.at(self.created_, items[first_seen], times[first_seen].astype(np.float64))
 
-    def _describe(self, items: np.ndarray, metadata: list) -> None:
+    def _describe(self, items: np.ndarray, metadata: list[Mapping[str, Any]]) -> None:
+        super()._describe(items, metadata)
         for item, fields in zip(items.tolist(), metadata, strict=True):
             created = fields.get("CREATION_TIMESTAMP")
             if created is not None:
                 self.created_[item] = float(created)
+
+
+class UserPersonalization(Exploration, HrnnColdstart):
+    name = "user-personalization"
+
+    @extends(HrnnColdstart.__init__)
+    def __init__(self, exploration_weight: float = 0.3, exploration_item_age_cut_off: float = 30.0, **hrnn):
+        super().__init__(**hrnn)
+        self.exploration_weight = exploration_weight
+        self.exploration_item_age_cut_off = exploration_item_age_cut_off
 
 
 def creation_times(data: InteractionData) -> np.ndarray:
