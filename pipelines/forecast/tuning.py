@@ -28,7 +28,7 @@ from pipelines.tuning import Choice, FloatRange, IntRange, TuningResult, search
 from pipelines.tuning.space import SearchSpaces
 
 if TYPE_CHECKING:
-    import optuna
+    pass
 
 log = logging.getLogger(__name__)
 DEFAULT_METRIC = "AverageWeightedQuantileLoss"
@@ -118,24 +118,20 @@ def tune(
     algorithm: str,
     data: ForecastData,
     metric: str = DEFAULT_METRIC,
-    n_trials: int | None = 20,
-    timeout: float | None = None,
-    seed: int = 0,
     search_space: SearchSpace | None = None,
     fixed: Mapping[str, Any] | None = None,
     windows: int = 1,
     offset: int | None = None,
     forecast_types: Sequence[float | str] = DEFAULT_QUANTILES,
-    storage: str | None = None,
-    study_name: str | None = None,
-    pruner: optuna.pruners.BasePruner | None = None,
+    **study: Any,
 ) -> AlgorithmTuning:
     """Search ``algorithm``'s hyperparameters for the lowest backtest ``metric`` on ``data``.
 
     ``search_space`` replaces the registered one and ``fixed`` pins hyperparameters outside it
     (``seed`` among them: every trial fits with the same seed, so that trials differ only in
-    what is searched). Stops after ``n_trials`` (per worker, for a shared study) or ``timeout``
-    seconds, whichever comes first.
+    what is searched). ``study`` holds ``pipelines.tuning.search``'s options: ``n_trials`` (per
+    worker, for a shared study) and ``timeout`` seconds, whichever stops it first, ``seed``,
+    ``storage``, ``study_name`` and ``pruner``.
     """
     key = algorithm_key(algorithm)
     fixed = dict(fixed or {})
@@ -155,13 +151,8 @@ def tune(
         metric,
         hyperparameters=lambda best: get_algorithm(key, **fixed, **best).get_params(),
         direction="minimize",  # every Forecast accuracy metric is an error
-        n_trials=n_trials,
-        timeout=timeout,
-        seed=seed,
-        storage=storage,
-        study_name=study_name,
-        pruner=pruner,
         result=AlgorithmTuning,
+        **study,
     )
 
 
@@ -183,10 +174,5 @@ def _splits(data: ForecastData, windows: int, offset: int | None) -> list[tuple[
 
 
 def _space(key: str, given: SearchSpace | None, data: ForecastData) -> dict[str, FloatRange | IntRange | Choice]:
-    if given is None and key not in SEARCH_SPACES:
-        log.warning("algorithm %r declares no search space (register_search_space): evaluating its defaults", key)
-    space = dict(SEARCH_SPACES.get(key, {}) if given is None else given)
-    unknown = sorted(set(space) - set(get_algorithm(key).get_params()))
-    if unknown:
-        raise ValueError(f"algorithm {key!r} has no hyperparameters {unknown} to search")
+    space = SEARCH_SPACES.space(key, given, get_algorithm(key).get_params())
     return {name: d.resolve(data) if hasattr(d, "resolve") else d for name, d in space.items()}

@@ -93,10 +93,7 @@ def hpo_train(group: ForecastGroup, as_of=None, name: str = "", overrides: dict 
                 result = tuning.tune(
                     name,
                     history,
-                    metric=training.optimization_metric,
-                    n_trials=training.hpo_trials,
-                    timeout=training.hpo_timeout_seconds,
-                    seed=training.seed,
+                    **wf.study_options(training),
                     fixed={**params, "n_jobs": training.workers, "seed": training.seed},
                     windows=training.backtest_windows,
                     offset=training.backtest_offset,
@@ -258,39 +255,37 @@ def publish(
     group: ForecastGroup, as_of=None, selection: dict | None = None, forecasted: dict | None = None, overrides=None
 ) -> dict:
     """Publish the served forecast (CSV and Parquet), backtest export, metrics and plots; then gate."""
-    as_of = storage.resolve_as_of(as_of)
-    group, _ = wf.options(group, overrides)
-    folder = wf.run_dir(group, as_of)
+    return wf.finish(KIND, group, as_of, selection, forecasted["version"], write_published, overrides)
 
-    def write(target: Path, served: str) -> None:
-        source = folder / served
-        frame = pd.read_parquet(source / "forecast.parquet")
-        storage.write_parquet(frame, target / "forecast.parquet")
-        frame.to_csv(target / "forecast.csv", index=False, date_format=DATES)
-        export = pd.read_parquet(source / "backtest_export.parquet")
-        items = pd.read_parquet(source / "backtest_items.parquet")
-        storage.write_parquet(export, target / "backtest_export.parquet")
-        export.to_csv(target / "backtest_forecasts.csv", index=False)
-        items.to_csv(target / "backtest_accuracy_metrics.csv", index=False)
-        pd.read_parquet(source / "backtest_windows.parquet").to_csv(target / "backtest_windows.csv", index=False)
-        velocity = pd.read_parquet(source / "backtest_velocity.parquet")
-        velocity.to_csv(target / "backtest_accuracy_by_velocity.csv", index=False)  # high, medium, low movers
-        shutil.copy(source / "calibration.json", target / "calibration.json")
-        for part in [*sorted((source / "what_if").glob("*")), source / "explainability", folder / "monitoring"]:
-            if not part.is_dir():
-                continue
-            out = target / part.relative_to(source if part.parent != folder else folder)
-            out.mkdir(parents=True)
-            for file in sorted(part.glob("*.parquet")):
-                table = pd.read_parquet(file)
-                storage.write_parquet(table, out / file.name)
-                table.to_csv(out / f"{file.stem}.csv", index=False, date_format=DATES)
-            for file in sorted(part.glob("*.json")):
-                shutil.copy(file, out / file.name)
-        if (source / "plots").is_dir():
-            shutil.copytree(source / "plots", target / "plots")
 
-    return wf.finish(KIND, group, as_of, selection, forecasted["version"], write, overrides)
+def write_published(run: Path, served: str, target: Path) -> None:
+    """Fill the published folder from the run's ``served`` outputs (and the run's monitoring)."""
+    source = run / served
+    frame = pd.read_parquet(source / "forecast.parquet")
+    storage.write_parquet(frame, target / "forecast.parquet")
+    frame.to_csv(target / "forecast.csv", index=False, date_format=DATES)
+    export = pd.read_parquet(source / "backtest_export.parquet")
+    items = pd.read_parquet(source / "backtest_items.parquet")
+    storage.write_parquet(export, target / "backtest_export.parquet")
+    export.to_csv(target / "backtest_forecasts.csv", index=False)
+    items.to_csv(target / "backtest_accuracy_metrics.csv", index=False)
+    pd.read_parquet(source / "backtest_windows.parquet").to_csv(target / "backtest_windows.csv", index=False)
+    velocity = pd.read_parquet(source / "backtest_velocity.parquet")
+    velocity.to_csv(target / "backtest_accuracy_by_velocity.csv", index=False)  # high, medium, low movers
+    shutil.copy(source / "calibration.json", target / "calibration.json")
+    for part in [*sorted((source / "what_if").glob("*")), source / "explainability", run / "monitoring"]:
+        if not part.is_dir():
+            continue
+        out = target / part.relative_to(source if part.parent != run else run)
+        out.mkdir(parents=True)
+        for file in sorted(part.glob("*.parquet")):
+            table = pd.read_parquet(file)
+            storage.write_parquet(table, out / file.name)
+            table.to_csv(out / f"{file.stem}.csv", index=False, date_format=DATES)
+        for file in sorted(part.glob("*.json")):
+            shutil.copy(file, out / file.name)
+    if (source / "plots").is_dir():
+        shutil.copytree(source / "plots", target / "plots")
 
 
 def export_frame(predicted: pd.DataFrame) -> pd.DataFrame:

@@ -24,7 +24,7 @@ from pipelines.tuning import Choice, FloatRange, IntRange, TuningResult, search
 from pipelines.tuning.space import SearchSpaces
 
 if TYPE_CHECKING:
-    import optuna
+    pass
 
 log = logging.getLogger(__name__)
 DEFAULT_METRIC = "normalized_discounted_cumulative_gain_at_25"
@@ -68,29 +68,25 @@ def tune(
     recipe: str,
     data: InteractionData,
     metric: str = DEFAULT_METRIC,
-    n_trials: int | None = 20,
-    timeout: float | None = None,
-    seed: int = 0,
     search_space: SearchSpace | None = None,
     fixed: Mapping[str, Any] | None = None,
     evaluation_seeds: Sequence[int] = (42,),
     direction: str | None = None,
-    storage: str | None = None,
-    study_name: str | None = None,
-    pruner: optuna.pruners.BasePruner | None = None,
     evaluator: Evaluator | None = None,
+    **study: Any,
 ) -> RecipeTuning:
     """Search ``recipe``'s hyperparameters for the best ``metric`` on ``data``; see the module's docstring.
 
     ``search_space`` replaces the registered one and ``fixed`` pins hyperparameters outside it.
     ``evaluation_seeds`` are the seeds of Personalize's split; a trial's score is the mean over
     them. ``evaluator(recipe, data, seed) -> metrics`` replaces ``evaluate`` (for another
-    protocol). Stops after ``n_trials`` (per worker, for a shared study) or ``timeout`` seconds.
+    protocol). ``study`` holds ``pipelines.tuning.search``'s options (``n_trials``, ``timeout``,
+    ``seed``, ``storage``, ``study_name``, ``pruner``).
     """
     key = recipe_key(recipe)
     fixed = dict(fixed or {})
     get_recipe(key, **fixed)  # unknown recipe or fixed values fail here, before any trial
-    space = _space(key, search_space)
+    space = SEARCH_SPACES.space(key, search_space, RECIPES[key].hyperparameter_defaults())
     evaluator = evaluator or _personalize_metrics
     return search(
         key,
@@ -100,25 +96,10 @@ def tune(
         metric,
         hyperparameters=lambda best: {**RECIPES[key].hyperparameter_defaults(), **fixed, **best},
         direction=direction,
-        n_trials=n_trials,
-        timeout=timeout,
-        seed=seed,
-        storage=storage,
-        study_name=study_name,
-        pruner=pruner,
         result=RecipeTuning,
+        **study,
     )
 
 
 def _personalize_metrics(recipe: Recipe, data: InteractionData, seed: int) -> Mapping[str, float]:
     return evaluate(recipe, data, seed=seed)["metrics"]
-
-
-def _space(key: str, given: SearchSpace | None) -> dict[str, FloatRange | IntRange | Choice]:
-    if given is None and key not in SEARCH_SPACES:
-        log.warning("recipe %r declares no search space (register_search_space): evaluating its defaults", key)
-    space = dict(SEARCH_SPACES.get(key, {}) if given is None else given)
-    unknown = sorted(set(space) - set(RECIPES[key].hyperparameter_defaults()))
-    if unknown:
-        raise ValueError(f"recipe {key!r} has no hyperparameters {unknown} to search")
-    return space

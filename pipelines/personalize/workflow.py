@@ -56,15 +56,7 @@ def hpo_train(group: PersonalizeGroup, as_of=None, name: str = "", overrides: di
         try:
             params, trials = {}, None
             if training.hpo_trials and tuning.recipe_key(name) in tuning.SEARCH_SPACES:
-                result = tuning.tune(
-                    name,
-                    data,
-                    metric=training.optimization_metric,
-                    n_trials=training.hpo_trials,
-                    timeout=training.hpo_timeout_seconds,
-                    seed=training.seed,
-                    evaluation_seeds=(training.seed,),
-                )
+                result = tuning.tune(name, data, **wf.study_options(training), evaluation_seeds=(training.seed,))
                 params, trials = result.best_params, len(result.trials)
             config = {"name": name, "params": params}
             report = evaluate(recipe(config, training.exclude_seen_items), data, seed=training.seed)
@@ -127,17 +119,15 @@ def publish(
     group: PersonalizeGroup, as_of=None, selection: dict | None = None, recommended: dict | None = None, overrides=None
 ) -> dict:
     """Publish the served batch recommendations, metrics and the champion pointer; then gate."""
+    return wf.finish(KIND, group, as_of, selection, recommended["version"], copy_served, overrides)
+
+
+def copy_served(run: Path, served: str, target: Path) -> None:
+    """The published folder holds the run's ``served`` outputs as they are."""
     import shutil
 
-    as_of = storage.resolve_as_of(as_of)
-    group, _ = wf.options(group, overrides)
-    folder = wf.run_dir(group, as_of)
-
-    def write(target: Path, served: str) -> None:
-        for path in sorted((folder / served).iterdir()):
-            shutil.copy(path, target / path.name)
-
-    return wf.finish(KIND, group, as_of, selection, recommended["version"], write, overrides)
+    for path in sorted((run / served).iterdir()):
+        shutil.copy(path, target / path.name)
 
 
 def write_batch(model, data, folder: Path, num_results: int) -> dict:

@@ -39,6 +39,16 @@ log = logging.getLogger(__name__)
 AS_OF_TAG, STEP_TAG, GROUP_TAG = "airsight.as_of", "airsight.step", "airsight.group"
 
 
+def study_options(training: ForecastTraining | PersonalizeTraining) -> dict[str, Any]:
+    """What a candidate's tuning study takes from the training settings (both engines' ``tune``)."""
+    return {
+        "metric": training.optimization_metric,
+        "n_trials": training.hpo_trials,
+        "timeout": training.hpo_timeout_seconds,
+        "seed": training.seed,
+    }
+
+
 def run_dir(group: Group, as_of: pd.Timestamp) -> Path:
     return Path(group.storage_root) / "runs" / storage.as_of_key(as_of)
 
@@ -275,19 +285,21 @@ def decide(selection: dict, version: str, margin: float, model: str = "") -> reg
     )
 
 
-def finish(
-    kind: str, group: Group, as_of: pd.Timestamp, selection: dict, version: str, write, overrides: dict | None
-) -> dict:
+def finish(kind: str, group: Group, as_of, selection: dict, version: str, write, overrides: dict | None) -> dict:
     """Decide, publish what the decision serves (and the leaderboard), then record it in the registry.
 
-    ``write(folder, served)`` fills the published folder; ``served`` is "challenger" when the
-    new version is promoted and "champion" when the champion's configuration keeps serving.
+    ``write(run, served, folder)`` fills the published folder from the run's folder; ``served`` is
+    "challenger" when the new version is promoted and "champion" when the champion's
+    configuration keeps serving.
     All of it runs under the registered model's gate lock, against the champion read inside
     it: a run that finished meanwhile may have promoted another (ChampionChanged when this run
     cannot be decided against it). An MLflow error fails the run before anything moves.
     """
     from pipelines.training import publish as publishing
 
+    as_of = storage.resolve_as_of(as_of)
+    group, _ = options(group, overrides)
+    run = run_dir(group, as_of)
     training = group.training
     name = models.registered_name(kind, group.name)
     selection = {**selection, "force": bool((overrides or {}).get("force_promotion"))}
@@ -320,7 +332,7 @@ def finish(
         }
 
         def fill(folder: Path) -> dict:
-            write(folder, served)
+            write(run, served, folder)
             board = {"metric": decision.metric, "candidates": selection["leaderboard"]}
             storage.write_json(folder / "leaderboard.json", board)
             storage.write_json(folder / "decision.json", details)

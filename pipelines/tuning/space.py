@@ -6,12 +6,15 @@ in by the study that runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import optuna
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,3 +63,16 @@ class SearchSpaces(dict):
 
     def register(self, name: str, space: Mapping[str, Any]) -> None:
         self[self.key(name)] = dict(space)
+
+    def space(self, key: str, given: Mapping[str, Any] | None, hyperparameters: Iterable[str]) -> dict[str, Any]:
+        """The space a search of ``key`` samples: ``given``, else the registered one (none: its defaults).
+
+        Raises ValueError for a range over anything outside the candidate's ``hyperparameters``.
+        """
+        if given is None and key not in self:
+            log.warning("%r declares no search space (register_search_space): evaluating its defaults", key)
+        space = dict(self.get(key, {}) if given is None else given)
+        unknown = sorted(set(space) - set(hyperparameters))
+        if unknown:
+            raise ValueError(f"{key!r} has no hyperparameters {unknown} to search")
+        return space

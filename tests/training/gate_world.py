@@ -65,7 +65,7 @@ def selection(metric: str, winner: tuple[dict, float], champion: dict | None, sc
 def finish(group, as_of: str, chosen: dict, version: str, force: bool = False, pause: float = 0.0) -> dict:
     """The publish step: ``served.json`` says which role and version the published folder holds."""
 
-    def write(folder: Path, served: str) -> None:
+    def write(run: Path, served: str, folder: Path) -> None:
         time.sleep(pause)  # publishing takes time: widen the window a race would need
         served_version = version if served == "challenger" else chosen["champion"]["version"]
         (folder / "served.json").write_text(json.dumps({"served": served, "version": served_version}))
