@@ -11,6 +11,8 @@ describe it.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,34 @@ from typing import Any
 from pipelines.serving.store import Store
 
 log = logging.getLogger("airsight.serving")
+HEARTBEAT_SECONDS = 10.0
+STALE_SECONDS = 60.0  # six missed beats: the runner is gone
+OWNER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def fail_orphaned(store: Store) -> list[str]:
+    """Mark FAILED the jobs left IN_PROGRESS by a server that stopped (at start, and when one is described).
+
+    On this host, a job whose process no longer runs is orphaned at once; elsewhere, when its
+    heartbeat is older than ``STALE_SECONDS``.
+    """
+    orphaned = store.fail_orphaned_jobs(STALE_SECONDS, _dead_here)
+    for name in orphaned:
+        log.warning("batch inference job orphaned: marked FAILED", extra={"job": name})
+    return orphaned
+
+
+def _dead_here(owner: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # a live process of another user
+        return False
+    return False
 
 
 class BatchPathError(ValueError):
@@ -39,13 +69,26 @@ def confined(root: Path, relative: str, field: str) -> Path:
 
 def start_job(store: Store, name: str, group: str, version: str, data: Any, request: dict, source: Path,
               target: Path, filter_expression: Any) -> threading.Thread:  # fmt: skip
-    """Record the job and run it in a daemon thread; its outcome goes to the store."""
-    store.add_job(name, group, request)
+    """Record the job and run it in a daemon thread; its outcome goes to the store.
+
+    While it runs, the job's heartbeat is renewed every ``HEARTBEAT_SECONDS``, so that a server
+    that stops mid-job leaves a job any server can tell is orphaned (``fail_orphaned``).
+    """
+    store.add_job(name, group, request, owner=OWNER)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_SECONDS):
+            try:
+                store.beat_job(name)
+            except Exception:  # a missed beat is retried; STALE_SECONDS allows several
+                log.warning("batch job heartbeat failed", extra={"job": name}, exc_info=True)
 
     def work() -> None:
         from pipelines.personalize.batch import batch_infer
         from pipelines.training import pyfunc as models
 
+        threading.Thread(target=beat, name=f"batch-{name}-heartbeat", daemon=True).start()
         try:
             model = models.load_version("personalize", group, version)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -56,6 +99,8 @@ def start_job(store: Store, name: str, group: str, version: str, data: Any, requ
         except Exception as exc:  # a failed job is reported, never raised into the server
             log.exception("batch inference job failed", extra={"job": name})
             store.finish_job(name, None, f"{type(exc).__name__}: {exc}")
+        finally:
+            stop.set()
 
     thread = threading.Thread(target=work, name=f"batch-{name}", daemon=True)
     thread.start()

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.serving.auth import KeyChecker
+from pipelines.serving.batch_jobs import fail_orphaned
 from pipelines.serving.campaigns import CampaignConfigs
 from pipelines.serving.filter_registry import FilterRegistry
 from pipelines.serving.forecasts import ForecastHolder
@@ -59,6 +60,7 @@ class Runtime:
 
         self.settings = settings
         self.store = Store(settings.resolved_database_url())
+        fail_orphaned(self.store)  # jobs a stopped server left IN_PROGRESS
         self.keys = KeyChecker(self.store, settings.key_cache_seconds)
         self.metrics = Metrics()
         if settings.groups is not None:

@@ -20,7 +20,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,7 +60,8 @@ def _schema(serial: str, real: str) -> list[str]:
             created_at {real} NOT NULL)""",
         f"""CREATE TABLE IF NOT EXISTS airsight_batch_jobs (
             name TEXT PRIMARY KEY, dataset_group TEXT NOT NULL, status TEXT NOT NULL, request TEXT NOT NULL,
-            summary TEXT, failure TEXT, created_at {real} NOT NULL, finished_at {real})""",
+            summary TEXT, failure TEXT, created_at {real} NOT NULL, finished_at {real},
+            owner TEXT, heartbeat_at {real})""",
         f"""CREATE TABLE IF NOT EXISTS airsight_api_keys (
             key_id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, salt TEXT NOT NULL, digest TEXT NOT NULL,
             scopes TEXT NOT NULL, created_at {real} NOT NULL, revoked_at {real})""",
@@ -128,6 +129,18 @@ class Store:
         with self._cursor() as cur:
             for statement in _schema("BIGSERIAL" if self.postgres else "INTEGER", "DOUBLE PRECISION"):
                 cur.execute(statement)
+            self._add_columns(cur, "airsight_batch_jobs", {"owner": "TEXT", "heartbeat_at": "DOUBLE PRECISION"})
+
+    def _add_columns(self, cur, table: str, columns: dict[str, str]) -> None:
+        """Bring a table created by an earlier release up to date: add the columns it lacks."""
+        if self.postgres:
+            for name, kind in columns.items():
+                cur.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {kind}")
+            return
+        present = {row[1] for row in cur.execute(f"PRAGMA table_info({table})").fetchall()}
+        for name, kind in columns.items():
+            if name not in present:
+                cur.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     # Connections.
     def _connect(self):
@@ -399,13 +412,15 @@ class Store:
             return tx.execute("DELETE FROM airsight_filters WHERE name = ?", (name,)).rowcount > 0
 
     # Batch inference jobs.
-    def add_job(self, name: str, group: str, request: dict) -> None:
+    def add_job(self, name: str, group: str, request: dict, owner: str) -> None:
+        """Record a job IN_PROGRESS, run by ``owner`` (host:pid), which beats ``beat_job`` while it runs."""
+        now = time.time()
         try:
             with self._cursor() as tx:
                 tx.execute(
-                    "INSERT INTO airsight_batch_jobs (name, dataset_group, status, request, created_at) "
-                    "VALUES (?, ?, 'IN_PROGRESS', ?, ?)",
-                    (name, group, json.dumps(request), time.time()),
+                    "INSERT INTO airsight_batch_jobs (name, dataset_group, status, request, created_at, owner, "
+                    "heartbeat_at) VALUES (?, ?, 'IN_PROGRESS', ?, ?, ?, ?)",
+                    (name, group, json.dumps(request), now, owner, now),
                 )
         except Exception as exc:
             if _is_unique_violation(exc):
@@ -419,6 +434,35 @@ class Store:
                 ("FAILED" if failure else "ACTIVE", json.dumps(summary) if summary else None, failure, time.time(),
                  name),
             )  # fmt: skip
+
+    def beat_job(self, name: str) -> None:
+        with self._cursor() as tx:
+            tx.execute(
+                "UPDATE airsight_batch_jobs SET heartbeat_at = ? WHERE name = ? AND status = 'IN_PROGRESS'",
+                (time.time(), name),
+            )
+
+    def fail_orphaned_jobs(self, stale_after: float, dead: Callable[[str], bool]) -> list[str]:
+        """Mark FAILED the IN_PROGRESS jobs whose runner is gone; their names.
+
+        A runner is gone when ``dead(owner)`` says so (a process of this host that no longer
+        runs) or when its job's heartbeat is older than ``stale_after`` seconds (any host).
+        """
+        now = time.time()
+        rows = self._query(
+            "SELECT name, owner, COALESCE(heartbeat_at, created_at) FROM airsight_batch_jobs "
+            "WHERE status = 'IN_PROGRESS'"
+        )
+        orphaned = [name for name, owner, beat in rows if (owner and dead(owner)) or beat < now - stale_after]
+        with self._cursor() as tx:
+            for name in orphaned:
+                tx.execute(
+                    "UPDATE airsight_batch_jobs SET status = 'FAILED', failure = ?, finished_at = ? "
+                    "WHERE name = ? AND status = 'IN_PROGRESS'",
+                    ("orphaned: the server process that ran this job stopped before it finished; create it again",
+                     now, name),
+                )  # fmt: skip
+        return orphaned
 
     def get_job(self, name: str) -> dict | None:
         rows = self._query(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 import uuid
 
 import pytest
 from fastapi.testclient import TestClient
 
+from pipelines.serving import batch_jobs
 from pipelines.serving.app import create_app
 from pipelines.serving.auth import KeyChecker, create_key
 from pipelines.serving.store import DuplicateName, Store
@@ -114,3 +117,44 @@ def test_replay_takes_the_newest_events_when_there_are_too_many(store):
     newest = store.events_of_group("many", limit=2, newest=True)
     assert [e.id for e in newest] == ids[-2:]
     assert [e.id for e in store.events_of_group("many", limit=2)] == ids[:2]
+
+
+def test_another_hosts_job_fails_only_once_its_heartbeat_is_stale(store):
+    store.add_job("running", "shop", {"numResults": 5}, owner="worker-2:4242")
+    store.add_job("silent", "shop", {"numResults": 5}, owner="worker-3:4242")
+    with store._cursor() as tx:  # worker-3 has not beaten for two minutes
+        tx.execute("UPDATE airsight_batch_jobs SET heartbeat_at = ? WHERE name = 'silent'", (time.time() - 120,))
+    assert batch_jobs.fail_orphaned(store) == ["silent"]
+    assert store.get_job("running")["status"] == "IN_PROGRESS"
+    assert store.get_job("silent")["status"] == "FAILED"
+    store.beat_job("running")
+    assert batch_jobs.fail_orphaned(store) == []  # a job that beats is left to its server
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_store_from_an_earlier_release_gains_the_heartbeat_columns(backend, tmp_path, request):
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+        old = sqlite3.connect(tmp_path / "old.db")
+    else:
+        import psycopg2
+
+        url = request.getfixturevalue("pg_url")
+        old = psycopg2.connect(url)
+        old.cursor().execute("DROP TABLE IF EXISTS airsight_batch_jobs")
+    cursor = old.cursor()
+    cursor.execute(
+        "CREATE TABLE airsight_batch_jobs (name TEXT PRIMARY KEY, dataset_group TEXT NOT NULL, status TEXT NOT NULL,"
+        " request TEXT NOT NULL, summary TEXT, failure TEXT, created_at DOUBLE PRECISION NOT NULL,"
+        " finished_at DOUBLE PRECISION)"
+    )
+    cursor.execute(
+        "INSERT INTO airsight_batch_jobs VALUES ('before', 'shop', 'IN_PROGRESS', '{}', NULL, NULL, 0, NULL)"
+    )
+    old.commit()
+    old.close()
+    store = Store(url)
+    assert batch_jobs.fail_orphaned(store) == ["before"]  # no heartbeat: stale since it was created
+    store.add_job("after", "shop", {"numResults": 5}, owner=batch_jobs.OWNER)
+    assert store.get_job("after")["status"] == "IN_PROGRESS"
+    store.close()
