@@ -182,15 +182,22 @@ def build_dag(settings_file: str, kind: str):
     )
     def pipeline():
         where = {"settings_file": settings_file, "kind": kind}
-        candidates = plan(**where)
-        imported = import_data(**where, validated=validate_schema(**where))
+
+        def timed(step, task_id: str | None = None):
+            """The step as a task Airflow fails once it runs past the group's timeout for it."""
+            task_id = task_id or step.function.__name__
+            minutes = group.task_timeouts.minutes(task_id)
+            return step.override(task_id=task_id, execution_timeout=timedelta(minutes=minutes))
+
+        candidates = timed(plan)(**where)
+        imported = timed(import_data)(**where, validated=timed(validate_schema)(**where))
         candidates >> imported
-        trained = hpo_train.partial(**where).expand(name=candidates)
+        trained = timed(hpo_train).partial(**where).expand(name=candidates)
         imported >> trained
-        selection = backtest(**where, names=candidates)
+        selection = timed(backtest)(**where, names=candidates)
         trained >> selection
-        predicted = predict.override(task_id=domains.PREDICT_STEPS[kind])(**where, selection=selection)
-        publish(**where, selection=selection, predicted=predicted)
+        predicted = timed(predict, domains.PREDICT_STEPS[kind])(**where, selection=selection)
+        timed(publish)(**where, selection=selection, predicted=predicted)
 
     return pipeline()
 

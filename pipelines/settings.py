@@ -285,10 +285,36 @@ class PersonalizeTraining(TrainingBase):
     exclude_seen_items: bool = Field(False, title="Leave out items the user interacted with")
 
 
+WEEK_MINUTES = 7 * 24 * 60
+
+
+class TaskTimeouts(Strict):
+    """Minutes each DAG task may run before Airflow fails it (its ``execution_timeout``).
+
+    ``default`` holds for every task the group does not name; a task times out as any failure
+    does: red in the grid, retried where the task retries, nothing published by the run.
+    """
+
+    default: float = Field(360.0, gt=0, le=WEEK_MINUTES)
+    plan: float | None = Field(None, gt=0, le=WEEK_MINUTES)
+    validate_schema: float | None = Field(None, gt=0, le=WEEK_MINUTES)
+    import_data: float | None = Field(None, gt=0, le=WEEK_MINUTES)
+    hpo_train: float | None = Field(None, gt=0, le=WEEK_MINUTES)  # each mapped candidate
+    backtest: float | None = Field(None, gt=0, le=WEEK_MINUTES)
+    forecast: float | None = Field(None, gt=0, le=WEEK_MINUTES)  # Forecast's predict step
+    recommend: float | None = Field(None, gt=0, le=WEEK_MINUTES)  # Personalize's predict step
+    publish: float | None = Field(None, gt=0, le=WEEK_MINUTES)
+
+    def minutes(self, task_id: str) -> float:
+        given = getattr(self, task_id, None)
+        return self.default if given is None else given
+
+
 class GroupBase(Strict):
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
     schedule: str | None = None  # cron or an Airflow preset, for the DAG
+    task_timeouts: TaskTimeouts = Field(default_factory=TaskTimeouts)  # minutes per DAG task
     storage: str | None = None  # where snapshots go; default $AIRSIGHT_HOME/<name>
     source_file: str | None = Field(None, exclude=True)
 

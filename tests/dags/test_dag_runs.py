@@ -126,3 +126,19 @@ def test_bad_data_stops_at_validate_schema_and_publishes_nothing(airflow_home, e
     assert not (snapshot_dir(group.storage_root, pd.Timestamp("2024-06-01"))).exists()
     assert publish.latest(group.storage_root, "forecast") is None
     assert registry.current_champion(models.registered_name("forecast", group.name)) is None
+
+
+def test_a_task_past_its_timeout_fails_the_run_and_publishes_nothing(airflow_home, example_groups):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from pipelines.launch.demo import DAGS_FOLDER
+
+    settings = Path(example_groups["retail_demo"])
+    settings.write_text(settings.read_text() + "task_timeouts: {validate_schema: 0.0005}\n")  # 30 ms
+    dag = DagBag(dag_folder=str(DAGS_FOLDER)).dags["forecast__retail_demo"]
+    run = dag.test(run_conf={"as_of": "2024-06-01", **FAST})
+    assert str(run.state) == "failed"
+    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    assert states["validate_schema"] == "failed" and states["publish"] == "upstream_failed", states
+    group = load_group(settings)
+    assert publish.latest(group.storage_root, "forecast") is None

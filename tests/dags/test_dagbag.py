@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 
 from pipelines.launch.demo import DAGS_FOLDER
 
@@ -26,6 +27,7 @@ def test_dagbag_has_one_dag_per_group_and_no_import_errors(airflow_home, example
         assert dag.get_task("hpo_train").is_mapped
         assert dag.get_task("validate_schema").retries == 0  # bad data fails fast
         assert dag.get_task("import_data").retries == 2
+        assert {t.execution_timeout for t in dag.tasks} == {timedelta(hours=6)}  # the settings' default
     assert bag.dags["forecast__retail_demo"].schedule == "@weekly"  # from the settings file
     assert {"algorithms", "horizon", "forecast_types", "backtest_windows"} <= set(
         bag.dags["forecast__retail_demo"].params
@@ -68,3 +70,14 @@ def test_a_broken_settings_file_shows_as_an_import_error_naming_file_and_key(air
     bag = DagBag(dag_folder=str(DAGS_FOLDER))
     errors = "\n".join(bag.import_errors.values())
     assert "broken.yaml" in errors and "horizon_x: unknown key" in errors
+
+
+def test_each_task_times_out_after_the_groups_minutes_for_it(airflow_home, example_groups):
+    from airflow.dag_processing.dagbag import DagBag
+
+    settings = example_groups["retail_demo"]
+    settings.write_text(settings.read_text() + "task_timeouts: {default: 90, hpo_train: 30, forecast: 45.5}\n")
+    dag = DagBag(dag_folder=str(DAGS_FOLDER)).dags["forecast__retail_demo"]
+    minutes = {t.task_id: t.execution_timeout / timedelta(minutes=1) for t in dag.tasks}
+    assert minutes == {"plan": 90, "validate_schema": 90, "import_data": 90, "hpo_train": 30, "backtest": 90,
+                       "forecast": 45.5, "publish": 90}  # fmt: skip
