@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from datetime import datetime, timedelta
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
 
 from pipelines import domains
 from pipelines.settings import RUN_PARAMS, discover_groups, load_group, run_param_schemas
@@ -159,9 +159,61 @@ def predict(settings_file: str, kind: str, selection: dict) -> dict:
 
 @task
 def publish(settings_file: str, kind: str, selection: dict, predicted: dict) -> dict:
-    """Publish the served outputs, then record the gate's decision in the registry."""
+    """Publish the served outputs, then record the gate's decision in the registry.
+
+    A run the monitor's asset event triggered says so in the decision (``trigger``).
+    """
     group, as_of, overrides = resolved(settings_file, kind)
+    reasons = trigger_reasons()
+    if reasons:
+        overrides = {**overrides, "trigger": "; ".join(reasons)}
     return workflow(kind).publish(group, as_of, selection, predicted, overrides)
+
+
+@task(retries=0)
+def check_accuracy(settings_file: str, kind: str) -> dict:
+    """The monitor's check: skipped while the predictor holds up; on degradation, the asset event that retrains."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    group, as_of, _ = resolved(settings_file, kind)
+    summary = workflow(kind).check_accuracy(group, as_of)
+    if not summary["degraded"]:
+        raise AirflowSkipException(f"no retraining: {summary['reason']}")
+    extra = {"as_of": summary["as_of"], "reason": summary["reason"], "scored_forecast": summary["scored_forecast"]}
+    get_current_context()["outlet_events"][degraded_asset(group.name)].extra = extra
+    return summary
+
+
+def trigger_reasons() -> list[str]:
+    """Why the monitor retrained this run: the reasons of the asset events that triggered it (none: not so)."""
+    events = get_current_context().get("triggering_asset_events") or {}
+    return [str(e.extra["reason"]) for found in events.values() for e in found if (e.extra or {}).get("reason")]
+
+
+def degraded_asset(group_name: str) -> Asset:
+    """The event that a group's predictor degraded: the monitor DAG emits it, the group's DAG runs on it."""
+    return Asset(name=f"airsight_predictor_degraded__{group_name}", uri=f"airsight://{group_name}/predictor_degraded")
+
+
+def monitored(group) -> bool:
+    return group.kind == "forecast" and group.monitoring.max_wape_increase is not None
+
+
+def training_schedule(group):
+    """The group's schedule; a monitored group also runs when its predictor degraded (the asset event)."""
+    if not monitored(group):
+        return group.schedule
+    if group.schedule is None:
+        return [degraded_asset(group.name)]
+    timetable = CronTriggerTimetable(group.schedule, timezone="UTC")
+    return AssetOrTimeSchedule(timetable=timetable, assets=[degraded_asset(group.name)])
+
+
+def timed(group, step, task_id: str | None = None):
+    """The step as a task Airflow fails once it runs past the group's timeout for it."""
+    task_id = task_id or step.function.__name__
+    minutes = group.task_timeouts.minutes(task_id)
+    return step.override(task_id=task_id, execution_timeout=timedelta(minutes=minutes))
 
 
 def build_dag(settings_file: str, kind: str):
@@ -171,7 +223,7 @@ def build_dag(settings_file: str, kind: str):
     @dag(
         dag_id=f"{kind}__{group.name}",
         description=group.description or f"Airsight {kind} pipeline for dataset group {group.name}",
-        schedule=group.schedule,
+        schedule=training_schedule(group),
         start_date=datetime(2024, 1, 1),
         catchup=False,
         max_active_runs=1,
@@ -182,24 +234,46 @@ def build_dag(settings_file: str, kind: str):
     )
     def pipeline():
         where = {"settings_file": settings_file, "kind": kind}
-
-        def timed(step, task_id: str | None = None):
-            """The step as a task Airflow fails once it runs past the group's timeout for it."""
-            task_id = task_id or step.function.__name__
-            minutes = group.task_timeouts.minutes(task_id)
-            return step.override(task_id=task_id, execution_timeout=timedelta(minutes=minutes))
-
-        candidates = timed(plan)(**where)
-        imported = timed(import_data)(**where, validated=timed(validate_schema)(**where))
+        candidates = timed(group, plan)(**where)
+        imported = timed(group, import_data)(**where, validated=timed(group, validate_schema)(**where))
         candidates >> imported
-        trained = timed(hpo_train).partial(**where).expand(name=candidates)
+        trained = timed(group, hpo_train).partial(**where).expand(name=candidates)
         imported >> trained
-        selection = timed(backtest)(**where, names=candidates)
+        selection = timed(group, backtest)(**where, names=candidates)
         trained >> selection
-        predicted = timed(predict, domains.PREDICT_STEPS[kind])(**where, selection=selection)
-        timed(publish)(**where, selection=selection, predicted=predicted)
+        predicted = timed(group, predict, domains.PREDICT_STEPS[kind])(**where, selection=selection)
+        timed(group, publish)(**where, selection=selection, predicted=predicted)
 
     return pipeline()
+
+
+def build_monitor_dag(settings_file: str):
+    """A monitored forecast group's monitor: validate_schema >> import_data >> check_accuracy, on its schedule.
+
+    ``check_accuracy`` emits the group's degraded-predictor asset event when the live WAPE passed
+    ``monitoring.max_wape_increase``, and the group's DAG, scheduled on that asset too, retrains.
+    """
+    group = load_group(settings_file)
+
+    @dag(
+        dag_id=f"forecast_monitor__{group.name}",
+        description=f"Airsight predictor monitor for dataset group {group.name}: retrains it when accuracy degrades",
+        schedule=group.monitoring.schedule,
+        start_date=datetime(2024, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=["airsight", "forecast", "monitor", group.name],
+        params={key: value for key, value in form(group).items() if key in ("dataset_group", "as_of")},
+        doc_md=f"Predictor monitor of dataset group `{group.name}` from `{settings_file}`.",
+    )
+    def monitor():
+        where = {"settings_file": settings_file, "kind": "forecast"}
+        imported = timed(group, import_data)(**where, validated=timed(group, validate_schema)(**where))
+        check = timed(group, check_accuracy).override(outlets=[degraded_asset(group.name)])(**where)
+        imported >> check
+
+    return monitor()
 
 
 def trained_candidates(names: list[str]) -> list[dict]:
@@ -223,7 +297,8 @@ def build_all(kind: str) -> dict:
     """One DAG per settings file of this kind in the groups directory, by dag_id."""
     dags = {}
     for path in discover_groups():
-        if load_group(path).kind == kind:
-            built = build_dag(str(path), kind)
-            dags[built.dag_id] = built
+        group = load_group(path)
+        if group.kind == kind:
+            built = [build_dag(str(path), kind), *([build_monitor_dag(str(path))] if monitored(group) else [])]
+            dags.update({d.dag_id: d for d in built})
     return dags

@@ -304,6 +304,7 @@ class TaskTimeouts(Strict):
     forecast: float | None = Field(None, gt=0, le=WEEK_MINUTES)  # Forecast's predict step
     recommend: float | None = Field(None, gt=0, le=WEEK_MINUTES)  # Personalize's predict step
     publish: float | None = Field(None, gt=0, le=WEEK_MINUTES)
+    check_accuracy: float | None = Field(None, gt=0, le=WEEK_MINUTES)  # the monitor DAG's check
 
     def minutes(self, task_id: str) -> float:
         given = getattr(self, task_id, None)
@@ -326,6 +327,15 @@ class GroupBase(Strict):
         return str(Path(home) / "groups" / self.name)
 
 
+class Monitoring(Strict):
+    """Predictor monitoring (Forecast's CreateMonitor): each training run scores the last published
+    forecast; with ``max_wape_increase`` the monitor DAG also does, on ``schedule``, and retrains
+    the group (an Airflow asset event) once the live WAPE is that share above the backtest's."""
+
+    max_wape_increase: float | None = Field(None, gt=0, le=100)
+    schedule: str | None = "@daily"  # the monitor DAG's; None: only when triggered
+
+
 class ForecastGroup(GroupBase):
     kind: Literal["forecast"]
     domain: Literal[tuple(d.FORECAST_DOMAINS)]  # type: ignore[valid-type]
@@ -338,8 +348,8 @@ class ForecastGroup(GroupBase):
     what_if: list[Scenario] = Field(default_factory=list)
     # Impact scores of the served model (forecast/explainability.py): true for every item, or a list of items.
     explainability: bool | list[str] = False
-    # Predictor monitoring (forecast/monitoring.py): {max_wape_increase: 0.2} flags a degraded predictor.
-    monitoring: dict[Literal["max_wape_increase"], float] = Field(default_factory=dict)
+    # Predictor monitoring (forecast/monitoring.py); with a threshold, a monitor DAG retrains on degradation.
+    monitoring: Monitoring = Field(default_factory=lambda: Monitoring())
     datasets: ForecastDatasets
     training: ForecastTraining = Field(default_factory=ForecastTraining)
 

@@ -134,7 +134,7 @@ def report(group, as_of: pd.Timestamp, data: ForecastData, folder) -> dict | Non
     drift = input_drift(data, pd.Timestamp(previous["date"].min()) - pd.Timedelta(1, "ns"))
     windows = earlier / "backtest_windows.csv"
     backtest_wape = float(pd.read_csv(windows)["WAPE"].mean()) if windows.is_file() else None
-    limit = (group.monitoring or {}).get("max_wape_increase")
+    limit = group.monitoring.max_wape_increase
     flagged, reason = degraded(overall["WAPE"], backtest_wape, limit)
     summary = {
         "as_of": storage.as_of_key(as_of),

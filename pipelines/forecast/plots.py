@@ -190,6 +190,50 @@ class _View:
                 )
 
 
+def plot_what_if(baseline: pd.DataFrame, scenario: pd.DataFrame, keys: Sequence[str], path: str | Path,
+                 title: str, top: int = 12) -> Path:  # fmt: skip
+    """A what-if scenario against its baseline on one PNG: the total over every item per date (P50
+    and the widest band of each) and the ``top`` items whose total P50 over the horizon moved most.
+
+    Both frames are in the forecast export's layout (keys, ``date``, one column per forecast type).
+    """
+    point = "p50" if "p50" in baseline.columns else "mean"
+    levels = sorted(c for c in baseline.columns if c[0] == "p" and c[1:].isdigit())
+    figure = _figure(12.0, 4.2)
+    over_time, by_item = figure.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    for label, frame, color in (("baseline", baseline, LINE), ("scenario", scenario, BACKTEST)):
+        totals = frame.groupby("date", sort=True)[list(dict.fromkeys([point, *levels]))].sum()
+        dates = pd.DatetimeIndex(totals.index)
+        if len(levels) >= 2:
+            over_time.fill_between(dates, totals[levels[0]], totals[levels[-1]], color=color, alpha=0.15, lw=0)
+        over_time.plot(dates, totals[point], color=color, lw=1.6, label=f"{label} {point.upper()}")
+    over_time.set_title(_text(f"what-if {title}: total over all items"), fontsize=10)
+    over_time.tick_params(axis="x", labelrotation=30, labelsize=8)
+    over_time.legend(loc="upper left", fontsize=8, frameon=False)
+    keys = list(keys)
+    change = scenario.groupby(keys, observed=True)[point].sum() - baseline.groupby(keys, observed=True)[point].sum()
+    change = change[change.abs() > 1e-9]  # the items the scenario moved
+    moved = change.reindex(change.abs().sort_values(ascending=False).index[:top])[::-1]
+    labels = item_labels(moved.index.to_frame(index=False)) if len(moved) else []
+    by_item.barh(range(len(moved)), moved.to_numpy(), color=[BACKTEST if v >= 0 else LINE for v in moved])
+    by_item.set_yticks(range(len(moved)), [_text(label) for label in labels], fontsize=7)
+    by_item.axvline(0, color=ACTUAL, lw=0.8)
+    by_item.set_title(f"change of total {point.upper()} over the horizon ({len(change)} items moved)", fontsize=10)
+    return _save(figure, Path(path))
+
+
+def plot_impact_scores(overall: pd.DataFrame, path: str | Path) -> Path:
+    """Forecast's global impact scores as bars: each attribute's share of what moves the forecast."""
+    ordered = overall.sort_values("impact_score", kind="stable")
+    figure = _figure(7.0, 0.6 + 0.35 * max(len(ordered), 1))
+    axes = figure.add_subplot()
+    axes.barh(range(len(ordered)), ordered["impact_score"].to_numpy(dtype=float), color=LINE)
+    axes.set_yticks(range(len(ordered)), [_text(str(a)) for a in ordered["attribute"]], fontsize=8)
+    axes.set_xlabel("normalized impact score", fontsize=8)
+    axes.set_title("impact scores (all items)", fontsize=10)
+    return _save(figure, Path(path))
+
+
 def _figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

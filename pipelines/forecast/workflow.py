@@ -200,6 +200,7 @@ def forecast(group: ForecastGroup, as_of=None, selection: dict | None = None, ov
                 storage.write_parquet(changed, tmp / "what_if" / name / "forecast.parquet")
                 table = what_if.comparison(baseline, changed, data.series_keys)
                 storage.write_parquet(table, tmp / "what_if" / name / "comparison.parquet")
+                plots.plot_what_if(baseline, changed, data.series_keys, tmp / "what_if" / name / "comparison.png", name)
             if group.explainability and role == served:
                 write_impact_scores(model, data, group.explainability, tmp / "explainability")
             for name in BACKTEST_FILES:
@@ -225,9 +226,26 @@ def forecast(group: ForecastGroup, as_of=None, selection: dict | None = None, ov
     return {"version": version, "outputs": sorted(outputs), "items": int(data.n_series), "monitoring": watched}
 
 
+def check_accuracy(group: ForecastGroup, as_of=None) -> dict:
+    """The monitor DAG's check: the last published forecast against the actuals imported for ``as_of``.
+
+    Writes ``monitor/<as_of>/`` (accuracy by step, drift, history, summary) beside the group's
+    runs and returns the summary; ``degraded`` says whether the group should retrain, ``reason``
+    why. With nothing published before ``as_of`` there is nothing to score: not degraded.
+    """
+    from pipelines.forecast import monitoring
+
+    as_of = storage.resolve_as_of(as_of)
+    folder = Path(group.storage_root) / "monitor" / storage.as_of_key(as_of)
+    summary = monitoring.report(group, as_of, load_data(group, as_of), folder)
+    if summary is None:
+        return {"as_of": storage.as_of_key(as_of), "degraded": False, "reason": "no forecast published before"}
+    return summary
+
+
 def write_impact_scores(model, data, items, folder: Path) -> None:
     """Forecast's explainability export: impact scores per item, per item and time point, and overall."""
-    from pipelines.forecast import explainability
+    from pipelines.forecast import explainability, plots
 
     by_item, by_time, overall = explainability.impact_scores(model, data)
     if isinstance(items, list):  # a list of items: only theirs (the overall scores cover every series)
@@ -240,6 +258,7 @@ def write_impact_scores(model, data, items, folder: Path) -> None:
         ("impact_scores_global", overall),
     ):
         storage.write_parquet(frame.reset_index(drop=True), folder / f"{name}.parquet")
+    plots.plot_impact_scores(overall, folder / "impact_scores.png")
 
 
 def scenario_forecast(model, data, scenario, training, found: dict) -> pd.DataFrame:
@@ -282,7 +301,7 @@ def write_published(run: Path, served: str, target: Path) -> None:
             table = pd.read_parquet(file)
             storage.write_parquet(table, out / file.name)
             table.to_csv(out / f"{file.stem}.csv", index=False, date_format=DATES)
-        for file in sorted(part.glob("*.json")):
+        for file in [*sorted(part.glob("*.json")), *sorted(part.glob("*.png"))]:
             shutil.copy(file, out / file.name)
     if (source / "plots").is_dir():
         shutil.copytree(source / "plots", target / "plots")

@@ -330,6 +330,8 @@ def finish(kind: str, group: Group, as_of, selection: dict, version: str, write,
             "challenger_score": decision.challenger_score,
             "champion_score": decision.champion_score,
         }
+        if (overrides or {}).get("trigger"):  # why the run ran off schedule (the monitor's asset event)
+            details["trigger"] = str(overrides["trigger"])
 
         def fill(folder: Path) -> dict:
             write(run, served, folder)

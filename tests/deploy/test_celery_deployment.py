@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from pipelines.launch import airflow_local, deploy
+from tests.dags.scheduler import query
 
 POSTGRES = os.environ.get("AIRSIGHT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")  # a server, no database
 REDIS = os.environ.get("AIRSIGHT_TEST_REDIS", "redis://127.0.0.1:6379")  # a server, no database number
@@ -56,18 +57,6 @@ def _redis_database():
         if client.dbsize() == 0 and client.set("airsight-test:broker-claim", claim, nx=True):
             return client, number
     pytest.fail(f"every Redis database 1-15 at {REDIS} holds keys: none is free for the broker")
-
-
-def query(url: str, sql: str, *args) -> list[tuple]:
-    import psycopg2
-
-    conn = psycopg2.connect(url.replace("+psycopg2", ""))
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(sql, args)
-            return cursor.fetchall()
-    finally:
-        conn.close()
 
 
 @dataclass

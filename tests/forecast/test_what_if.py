@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -163,6 +164,13 @@ def test_the_dag_steps_publish_each_scenario_and_the_impact_scores_beside_the_ba
     assert overall["attribute"].iloc[0] in {"price", "promotion"}  # what the data's demand follows
     assert (overall.set_index("attribute").loc[["category", "brand"], "impact_score"] == 0).all()  # ARIMA reads none
     assert len(pd.read_csv(f"{out}/explainability/impact_scores_by_time.csv")) == len(scores) * 14  # per day
+    for png in (
+        "what_if/promo_category/comparison.png",
+        "what_if/new_prices/comparison.png",
+        "explainability/impact_scores.png",
+    ):  # readable without a server
+        picture = Path(out, png).read_bytes()
+        assert picture.startswith(b"\x89PNG\r\n\x1a\n") and len(picture) > 5000, png
     raw["what_if"] = [{"name": "bad", "transformations": [{"action": {**promote["action"], "attribute": "colour"}}]}]
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(SettingsError, match=r"what_if bad.transformations.0.action.attribute: 'colour' is not"):
