@@ -8,6 +8,7 @@ b_ users b_ items) with item metadata (GENRE a or b, PRICE) in an imported snaps
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -184,3 +185,29 @@ def recommend(client, world, user: str = "a_u000", who: str = "reader", **body) 
                          headers=world.headers(who))  # fmt: skip
     assert answer.status_code == 200, answer.text
     return answer.json()
+
+
+@pytest.fixture(scope="module")
+def live_url(world):
+    """The world's app served over real HTTP by uvicorn in a thread, for the clients; its base URL."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(world.settings()), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the live server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(30)
