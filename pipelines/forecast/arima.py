@@ -479,10 +479,28 @@ class ARIMA(WithRegressors, ForecastAlgorithm):
         self.seasonal_order = seasonal_order
 
     def with_data(self, data):
-        """ARIMA forecasts while it fits: a scenario refits on the same history (so the same
-        estimates, whatever the horizon's regressors) and forecasts with the new future regressors."""
-        super().with_data(data)  # not fitted: the same error as every model
-        return self.clone().fit(data)
+        """The fitted model forecasting with ``data``'s future regressors (a what-if scenario): each
+        series keeps its order, coefficients and variance, estimated on the history, and only the
+        regression part of its forecast follows the new future values (the bands keep their width).
+        Nothing is searched or estimated again: a scenario costs a forecast, not a fit."""
+        other = super().with_data(data)
+        other.states_ = [state for part in other._map("_reforecast_chunk", other.states_) for state in part]
+        return other
+
+    def _reforecast_chunk(self, chunk, states):
+        return [state if state is None or "fit" not in state else self._reforecast_one(y, state, chunk, j)
+                for j, (y, state) in enumerate(zip(chunk.series, states, strict=True))]  # fmt: skip
+
+    def _reforecast_one(self, raw: np.ndarray, state: dict, chunk, j: int) -> dict:
+        first = int(np.argmax(~np.isnan(raw)))
+        y = fill_gaps(raw)
+        d, D, m = state["d"], state["D"], state["m"]
+        X = self._regressors(y, chunk, j, first, m, fourier=state["fourier"])
+        w = difference(y, d, D, m)
+        Xd = difference(X, d, D, m)
+        Xw, Xf = Xd[: len(w)][:, state["varies"]], Xd[len(w) :][:, state["varies"]]
+        w_future = self._forecast_differences(w, Xw, Xf, state["fit"], chunk.horizon)
+        return {**state, "mean": integrate(y, w_future, d, D, state["fit"].order.m)}
 
     # -- per series ------------------------------------------------------------------------
 
@@ -533,7 +551,8 @@ class ARIMA(WithRegressors, ForecastAlgorithm):
         mean = integrate(y, w_future, d, D, best.order.m)
         sd = np.sqrt(best.sigma2 * np.cumsum(psi_weights(best.coefs, best.order, h) ** 2))
         state = {"order": best.order, "coefs": best.coefs, "sigma2": best.sigma2, "method": best.method}
-        return {**state, "mean": mean, "sd": sd}
+        design = {"fit": best, "d": d, "D": D, "m": m, "fourier": not seasonal, "varies": varies}  # for with_data
+        return {**state, **design, "mean": mean, "sd": sd}
 
     def _regressors(self, y: np.ndarray, chunk, j: int, first: int, m: int, fourier: bool) -> np.ndarray:
         """Related features (if any, and if used) and Fourier terms for a long season: (n + h, k)."""
