@@ -37,7 +37,7 @@ SAMPLED_PERMUTATIONS = 64
 class Attribute:
     name: str
     kind: str  # "related" or "item_metadata"
-    index: int  # the related feature's column, or the metadata field's position
+    index: int  # the related feature's column, or the metadata field's position among the model's
 
 
 def attributes(model, data: ForecastData) -> tuple[list[Attribute], dict[str, str]]:
@@ -50,8 +50,7 @@ def attributes(model, data: ForecastData) -> tuple[list[Attribute], dict[str, st
             found.append(Attribute(name, "related", j))
         else:
             unused[name] = f"{model.name} does not use related time series"
-    meta = getattr(model, "metadata_", None)
-    fields = list(meta.fields) if meta is not None else []
+    fields = _metadata_fields(model)
     if data.item_metadata is not None:
         for name in data.item_metadata.columns:
             if name in data.series_keys:
@@ -61,6 +60,14 @@ def attributes(model, data: ForecastData) -> tuple[list[Attribute], dict[str, st
             elif name not in unused:
                 unused[name] = f"{model.name} does not use this item metadata field"
     return found, unused
+
+
+def _metadata_fields(model) -> list[str]:
+    """The item metadata fields the model reads: a global model's own, the AutoPredictor's candidates'."""
+    if hasattr(model, "models_"):
+        return list(dict.fromkeys(f for m in model.models_.values() for f in _metadata_fields(m)))
+    meta = getattr(model, "metadata_", None)
+    return list(meta.fields) if meta is not None else []
 
 
 def _reads_related(model) -> bool:
@@ -148,7 +155,7 @@ def _shapley(model, data: ForecastData, found: list[Attribute]) -> dict[str, np.
 def _forecast_mean(model, data: ForecastData, found: list[Attribute], kept: frozenset) -> np.ndarray:
     """The mean forecast (series with history, horizon) with the attributes outside ``kept`` at reference."""
     related = [a.index for i, a in enumerate(found) if a.kind == "related" and i not in kept]
-    masked = [a.index for i, a in enumerate(found) if a.kind == "item_metadata" and i not in kept]
+    masked = [a.name for i, a in enumerate(found) if a.kind == "item_metadata" and i not in kept]
     view = model.with_data(_reference_related(data, related)) if related or masked else model
     if masked:
         view = _mask_metadata(view, masked)
@@ -173,11 +180,18 @@ def _reference_related(data: ForecastData, columns: list[int]) -> ForecastData:
     return dataclasses.replace(data, related=dataclasses.replace(related, values=values))
 
 
-def _mask_metadata(model, fields: list[int]):
-    """A global model whose metadata ``fields`` read as unknown for every item."""
+def _mask_metadata(model, names: list[str]):
+    """The model with the metadata fields ``names`` read as unknown for every item: a global model's
+    own codes, or each of the AutoPredictor's candidates that reads them."""
     import copy
 
     view = copy.copy(model)
+    if hasattr(model, "models_"):
+        view.models_ = {key: _mask_metadata(candidate, names) for key, candidate in model.models_.items()}
+        return view
+    fields = [i for i, name in enumerate(_metadata_fields(model)) if name in names]
+    if not fields:
+        return model
     codes = model.design_.codes.copy()
     codes[:, fields] = 0
     view.design_ = dataclasses.replace(model.design_, codes=codes)

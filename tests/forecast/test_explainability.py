@@ -13,6 +13,9 @@ from pipelines.forecast.base import get_algorithm
 from pipelines.forecast.data import ForecastData
 
 
+CNN_QR = {"epochs": 25, "context_length": 14, "channels": 16, "num_batches_per_epoch": 20}
+
+
 def promotions_and_noise() -> ForecastData:
     """Sales +30 on promotion days; a noise series moves nothing; promotions in the horizon on day 2-4."""
     rng = np.random.default_rng(4)
@@ -36,7 +39,11 @@ def promotions_and_noise() -> ForecastData:
 
 @pytest.mark.parametrize(
     ("name", "params"),
-    [("ARIMA", {}), ("CNN-QR", {"epochs": 25, "context_length": 14, "channels": 16, "num_batches_per_epoch": 20})],
+    [
+        ("ARIMA", {}),
+        ("CNN-QR", CNN_QR),
+        ("AutoPredictor", {"candidates": ["SeasonalNaive", "CNN-QR"], "candidate_params": {"CNN-QR": CNN_QR}}),
+    ],
 )
 def test_a_strong_related_series_outranks_noise_and_the_scores_add_up(name, params):
     data = promotions_and_noise()
@@ -58,8 +65,9 @@ def test_a_strong_related_series_outranks_noise_and_the_scores_add_up(name, para
     if name == "ARIMA":  # it reads no metadata: a zero score, and why
         assert (scores["colour"] == 0).all()
         assert "does not use" in by_item.loc[by_item.attribute == "colour", "note"].iloc[0]
-    else:
+    else:  # CNN-QR reads it, and so does the AutoPredictor through CNN-QR
         assert "colour" in {a.name for a in attributes}
+        assert not by_item.loc[by_item.attribute == "colour", "note"].str.len().any()
 
 
 def test_models_without_regressors_score_zero_and_say_so():
