@@ -12,7 +12,6 @@ from pipelines.forecast import explainability
 from pipelines.forecast.base import get_algorithm
 from pipelines.forecast.data import ForecastData
 
-
 CNN_QR = {"epochs": 25, "context_length": 14, "channels": 16, "num_batches_per_epoch": 20}
 
 
