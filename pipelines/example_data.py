@@ -41,6 +41,20 @@ horizon: {horizon}
 forecast_dimensions: [store_id]
 holidays_country: US
 schedule: "@weekly"
+# The AutoPredictor over three quick statistical candidates and CNN-QR (which reads the price,
+# the promotions, the holidays and the item metadata; trained briefly, to keep the demo quick),
+# its impact scores and a promotion scenario.
+training:
+  algorithms: [AutoPredictor]
+  algorithm_params:
+    AutoPredictor: {{candidates: [SeasonalNaive, Theta, NPTS, CNN-QR]}}
+    CNN-QR: {{epochs: 10, num_batches_per_epoch: 20}}
+explainability: true
+what_if:
+  - name: promo_electronics
+    transformations:
+      - action: {{attribute: promotion, operation: ADD, value: 1}}
+        conditions: [{{attribute: category, value: electronics, condition: EQUALS}}]
 datasets:
   TARGET_TIME_SERIES:
     path: ../retail_demo/target.csv

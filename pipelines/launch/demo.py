@@ -91,6 +91,12 @@ def run_demo() -> int:
                 f"    backtest export: {folder / 'backtest_forecasts.csv'}, {folder / 'backtest_accuracy_metrics.csv'}"
             )
             print(f"    plots: {folder / 'plots' / 'summary.png'} and one PNG per item")
+            for scenario in sorted((folder / "what_if").glob("*")):
+                print(f"    what-if {scenario.name}: {scenario / 'forecast.csv'}, comparison.csv and .png beside it")
+            if (folder / "explainability").is_dir():
+                print(
+                    f"    impact scores: {folder / 'explainability' / 'impact_scores_global.csv'} (and .png, per item)"
+                )
         else:
             print(f"    batch recommendations: {folder / 'batch_recommendations.jsonl'}")
         manifest = json.loads((folder.parents[2] / "snapshots" / folder.name / "manifest.json").read_text())

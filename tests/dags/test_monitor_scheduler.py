@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from pipelines.launch import airflow_local
 from pipelines.training import publish
@@ -20,10 +21,10 @@ RUNS = "SELECT run_id, state, run_type FROM dag_run WHERE dag_id = %s ORDER BY i
 
 def monitored(text: str) -> str:
     """Runs only when triggered, on two quick algorithms, retrained once WAPE is 50 % worse than backtested."""
-    text = text.replace('schedule: "@weekly"', "schedule: null")
-    return (
-        text + "monitoring: {max_wape_increase: 0.5, schedule: null}\ntraining: {algorithms: [SeasonalNaive, Theta]}\n"
-    )
+    raw = yaml.safe_load(text)
+    raw.update(schedule=None, monitoring={"max_wape_increase": 0.5, "schedule": None})
+    raw["training"] = {"algorithms": ["SeasonalNaive", "Theta"]}
+    return yaml.safe_dump(raw, sort_keys=False)
 
 
 @pytest.fixture
