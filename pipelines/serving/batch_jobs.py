@@ -25,13 +25,14 @@ STALE_SECONDS = 60.0  # six missed beats: the runner is gone
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
 
 
-def fail_orphaned(store: Store) -> list[str]:
-    """Mark FAILED the jobs left IN_PROGRESS by a server that stopped (at start, and when one is described).
+def fail_orphaned(store: Store, name: str | None = None) -> list[str]:
+    """Mark FAILED the jobs (or job ``name``) left IN_PROGRESS by a server that stopped: every job
+    at server start, the described one at each DescribeBatchInferenceJob.
 
     On this host, a job whose process no longer runs is orphaned at once; elsewhere, when its
     heartbeat is older than ``STALE_SECONDS``.
     """
-    orphaned = store.fail_orphaned_jobs(STALE_SECONDS, _dead_here)
+    orphaned = store.fail_orphaned_jobs(STALE_SECONDS, _dead_here, name)
     for name in orphaned:
         log.warning("batch inference job orphaned: marked FAILED", extra={"job": name})
     return orphaned

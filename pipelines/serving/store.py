@@ -442,25 +442,24 @@ class Store:
                 (time.time(), name),
             )
 
-    def fail_orphaned_jobs(self, stale_after: float, dead: Callable[[str], bool]) -> list[str]:
-        """Mark FAILED the IN_PROGRESS jobs whose runner is gone; their names.
+    def fail_orphaned_jobs(self, stale_after: float, dead: Callable[[str], bool], name: str | None = None) -> list[str]:
+        """Mark FAILED the IN_PROGRESS jobs (or job ``name``) whose runner is gone; their names.
 
         A runner is gone when ``dead(owner)`` says so (a process of this host that no longer
         runs) or when its job's heartbeat is older than ``stale_after`` seconds (any host).
         """
         now = time.time()
-        rows = self._query(
-            "SELECT name, owner, COALESCE(heartbeat_at, created_at) FROM airsight_batch_jobs "
-            "WHERE status = 'IN_PROGRESS'"
-        )
-        orphaned = [name for name, owner, beat in rows if (owner and dead(owner)) or beat < now - stale_after]
+        query = "SELECT name, owner, COALESCE(heartbeat_at, created_at) FROM airsight_batch_jobs "
+        query += "WHERE status = 'IN_PROGRESS'" + (" AND name = ?" if name is not None else "")
+        rows = self._query(query, [] if name is None else [name])
+        orphaned = [job for job, owner, beat in rows if (owner and dead(owner)) or beat < now - stale_after]
         with self._cursor() as tx:
-            for name in orphaned:
+            for job in orphaned:
                 tx.execute(
                     "UPDATE airsight_batch_jobs SET status = 'FAILED', failure = ?, finished_at = ? "
                     "WHERE name = ? AND status = 'IN_PROGRESS'",
                     ("orphaned: the server process that ran this job stopped before it finished; create it again",
-                     now, name),
+                     now, job),
                 )  # fmt: skip
         return orphaned
 

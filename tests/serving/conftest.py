@@ -190,14 +190,13 @@ def recommend(client, world, user: str = "a_u000", who: str = "reader", **body) 
 @pytest.fixture(scope="module")
 def live_url(world):
     """The world's app served over real HTTP by uvicorn in a thread, for the clients; its base URL."""
-    import socket
     import threading
 
     import uvicorn
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    from pipelines.launch.airflow_local import free_port
+
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(world.settings()), host="127.0.0.1", port=port, log_level="warning")
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
+from pipelines.launch.airflow_local import free_port
 from pipelines.serving.app import create_app
 from pipelines.serving.auth import create_key
 from pipelines.serving.store import Store
@@ -151,12 +151,6 @@ def test_every_route_and_scope_mounted_under_a_prefix(world, scope_keys):
     app.state.runtime.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def airflow_api_server(world, tmp_path_factory):
     """``airflow api-server`` in a subprocess with a fresh AIRFLOW_HOME and this repository's plugins folder."""
@@ -178,7 +172,7 @@ def airflow_api_server(world, tmp_path_factory):
     airflow = str(Path(sys.executable).with_name("airflow"))
     migrated = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
     assert migrated.returncode == 0, migrated.stdout[-2000:] + migrated.stderr[-2000:]
-    port, log = _free_port(), home / "api-server.log"
+    port, log = free_port(), home / "api-server.log"
     with open(log, "w") as out:
         server = subprocess.Popen([airflow, "api-server", "--port", str(port), "--workers", "1"], env=env,
                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip

@@ -52,7 +52,7 @@ def describe_batch_inference_job(name: str, runtime: RuntimeDep) -> dict:
     """DescribeBatchInferenceJob: IN_PROGRESS, ACTIVE (done, with its summary) or FAILED (with the reason)."""
     from pipelines.serving.batch_jobs import fail_orphaned
 
-    fail_orphaned(runtime.store)
+    fail_orphaned(runtime.store, name)
     job = runtime.store.get_job(name)
     if job is None:
         raise ApiError(404, f"no batch inference job {name!r}", "name")
