@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipelines.forecast.base import ForecastAlgorithm, fill_gaps, from_normal, register
+from pipelines.forecast.hyperparameters import ARIMAParams
 from pipelines.forecast.regressors import WithRegressors, usable_regressors
 
 KPSS_CRITICAL = {0.1: 0.347, 0.05: 0.463, 0.025: 0.574, 0.01: 0.739}  # level-stationarity ("mu") table
@@ -414,6 +415,14 @@ def stepwise(fit, limits: Limits, start: tuple[int, int, int, int], constant: bo
 # -- the algorithm ---------------------------------------------------------------------------
 
 
+class ARIMALimits(ARIMAParams):
+    """The settings' hyperparameters and two that settings files leave alone: ``exact_state_limit``
+    (the largest state for the exact likelihood) and ``allow_constant``."""
+
+    exact_state_limit: int = 30
+    allow_constant: bool = True
+
+
 @register
 class ARIMA(WithRegressors, ForecastAlgorithm):
     """Automatic seasonal ARIMA per series, related features as regressors; normal quantiles.
@@ -431,52 +440,7 @@ class ARIMA(WithRegressors, ForecastAlgorithm):
         "scipy.stats",
     )
 
-    def __init__(
-        self,
-        season_length: int | None = None,
-        seasonal: bool = True,
-        max_season_length: int = 24,
-        fourier_terms: int = 3,
-        max_p: int = 5,
-        max_q: int = 5,
-        max_P: int = 2,
-        max_Q: int = 2,
-        max_order: int = 5,
-        max_d: int = 2,
-        max_D: int = 1,
-        max_models: int = 94,
-        information_criterion: str = "aicc",
-        method: str = "CSS-ML",
-        exact_state_limit: int = 30,
-        allow_constant: bool = True,
-        use_related: bool = True,
-        order: tuple[int, int, int] | None = None,
-        seasonal_order: tuple[int, int, int] | None = None,
-        *,
-        n_jobs=1,
-        chunk_size=64,
-        seed=0,
-    ):
-        super().__init__(n_jobs=n_jobs, chunk_size=chunk_size, seed=seed)
-        if method not in ("CSS-ML", "ML", "CSS"):
-            raise ValueError(f"ARIMA method {method!r}: use 'CSS-ML', 'ML' or 'CSS'")
-        if information_criterion not in ("aicc", "aic", "bic"):
-            raise ValueError(f"information_criterion {information_criterion!r}: use 'aicc', 'aic' or 'bic'")
-        self.season_length = season_length
-        self.seasonal = seasonal
-        self.max_season_length = max_season_length
-        self.fourier_terms = fourier_terms
-        self.max_p, self.max_q, self.max_P, self.max_Q = max_p, max_q, max_P, max_Q
-        self.max_order = max_order
-        self.max_d, self.max_D = max_d, max_D
-        self.max_models = max_models
-        self.information_criterion = information_criterion
-        self.method = method
-        self.exact_state_limit = exact_state_limit
-        self.allow_constant = allow_constant
-        self.use_related = use_related
-        self.order = order
-        self.seasonal_order = seasonal_order
+    hyperparameter_model = ARIMALimits
 
     def with_data(self, data):
         """The fitted model forecasting with ``data``'s future regressors (a what-if scenario): each

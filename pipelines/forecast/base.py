@@ -22,11 +22,14 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
 from pipelines.forecast.data import ForecastData
+from pipelines.forecast.hyperparameters import Hyperparameters
 
 DEFAULT_QUANTILES = (0.1, 0.5, 0.9)
 
@@ -56,13 +59,6 @@ def forecast_types(types: Iterable[float | str]) -> list[float | str]:
     return out
 
 
-def check_ranges(algorithm: str, checks: dict[str, bool]) -> None:
-    """ValueError naming every hyperparameter whose check failed."""
-    bad = [name for name, ok in checks.items() if not ok]
-    if bad:
-        raise ValueError(f"{algorithm} hyperparameters out of range: {bad}")
-
-
 def column_name(forecast_type: float | str) -> str:
     """Forecast's export column for a forecast type: 0.1 -> p10, 0.05 -> p5, mean -> mean."""
     return "mean" if forecast_type == "mean" else f"p{round(float(forecast_type) * 100)}"
@@ -88,11 +84,57 @@ class ForecastAlgorithm:
     fits_per_series = True  # False for models with nothing to learn before forecasting (NPTS)
     # Heavy modules the per-series code imports: loaded up front, once, not in each worker.
     worker_imports: tuple[str, ...] = ()
+    # The pydantic model (hyperparameters.py) that declares the hyperparameters, their defaults and
+    # the algorithm's limits, where one does: the constructor then takes its fields by keyword,
+    # validated by it, and sets them as attributes (see __init_subclass__).
+    hyperparameter_model: ClassVar[type[Hyperparameters] | None] = None
 
-    def __init__(self, *, n_jobs: int = 1, chunk_size: int = 64, seed: int = 0):
+    def __init__(self, *, n_jobs: int = 1, chunk_size: int = 64, seed: int = 0, **hyperparameters):
         self.n_jobs = n_jobs
         self.chunk_size = chunk_size
         self.seed = seed
+        model = self.hyperparameter_model
+        if model is None:
+            if hyperparameters:
+                raise TypeError(f"{type(self).__name__} takes no hyperparameters {sorted(hyperparameters)}")
+            return
+        unknown = sorted(set(hyperparameters) - set(model.model_fields))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}() got unexpected keyword arguments {unknown}")
+        try:
+            values = model.model_validate(hyperparameters)
+        except ValidationError as error:
+            bad = [f"{'.'.join(map(str, e['loc']))}={e['input']!r} ({e['msg']})" for e in error.errors()]
+            raise ValueError(f"{self.name} hyperparameters out of range: {'; '.join(bad)}") from None
+        for key in model.model_fields:
+            setattr(self, key, getattr(values, key))
+
+    def __init_subclass__(cls, **kwargs):
+        """A class that declares ``hyperparameter_model`` gets a constructor whose signature lists the
+        model's fields (keyword-only, with their defaults) before its own settings, for get_params,
+        the registry and tuning to read."""
+        super().__init_subclass__(**kwargs)
+        model = vars(cls).get("hyperparameter_model")
+        if model is None:
+            return
+        init = cls.__init__
+
+        def __init__(self, **kwargs):
+            init(self, **kwargs)
+
+        fields = [
+            inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=field.default, annotation=field.annotation)
+            for key, field in model.model_fields.items()
+        ]
+        settings = [
+            p
+            for p in inspect.signature(init).parameters.values()
+            if p.kind == p.KEYWORD_ONLY and p.name not in model.model_fields
+        ]
+        self_ = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        __init__.__signature__ = inspect.Signature([self_, *fields, *settings])
+        __init__.__doc__, __init__.__qualname__ = init.__doc__, f"{cls.__qualname__}.__init__"
+        cls.__init__ = __init__
 
     # -- scikit-learn conventions ----------------------------------------------------------
 

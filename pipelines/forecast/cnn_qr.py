@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.forecast.base import ForecastAlgorithm, check_ranges, register
+from pipelines.forecast.base import ForecastAlgorithm, register
 from pipelines.forecast.data import ForecastData
 from pipelines.forecast.global_model import Design, GlobalModel
+from pipelines.forecast.hyperparameters import CNNQRLimits
 
-USE_RELATED_DATA = ("ALL", "NONE", "HISTORICAL", "FORWARD_LOOKING")
-USE_ITEM_METADATA = ("ALL", "NONE")
 TRAINING_LEVELS = np.array([0.01, *np.round(np.arange(0.05, 0.951, 0.05), 2), 0.99])
 
 
@@ -41,46 +40,10 @@ class CNNQR(GlobalModel, ForecastAlgorithm):
 
     name = "CNN-QR"
 
-    def __init__(
-        self,
-        context_length: int | None = None,
-        use_related_data: str = "ALL",
-        use_item_metadata: str = "ALL",
-        epochs: int = 100,
-        learning_rate: float = 1e-3,
-        batch_size: int = 64,
-        num_batches_per_epoch: int = 50,
-        channels: int = 32,
-        dropout_rate: float = 0.1,
-        *,
-        n_jobs=1,
-        chunk_size=1024,
-        seed=0,
-    ):
-        super().__init__(n_jobs=n_jobs, chunk_size=chunk_size, seed=seed)
-        if use_related_data not in USE_RELATED_DATA:
-            raise ValueError(f"use_related_data {use_related_data!r}: CNN-QR takes {', '.join(USE_RELATED_DATA)}")
-        if use_item_metadata not in USE_ITEM_METADATA:
-            raise ValueError(f"use_item_metadata {use_item_metadata!r}: CNN-QR takes ALL or NONE")
-        checks = {
-            "context_length": context_length is None or 1 <= context_length <= 500,
-            "epochs": 1 <= epochs <= 1000,
-            "learning_rate": 0 < learning_rate < 1,
-            "batch_size": batch_size >= 1,
-            "num_batches_per_epoch": num_batches_per_epoch >= 1,
-            "channels": channels >= 1,
-            "dropout_rate": 0 <= dropout_rate < 1,
-        }
-        check_ranges("CNN-QR", checks)
-        self.context_length = context_length
-        self.use_related_data = use_related_data
-        self.use_item_metadata = use_item_metadata
-        self.epochs = epochs
-        self.learning_rate = learning_rate
-        self.batch_size = batch_size
-        self.num_batches_per_epoch = num_batches_per_epoch
-        self.channels = channels
-        self.dropout_rate = dropout_rate
+    hyperparameter_model = CNNQRLimits
+
+    def __init__(self, *, n_jobs=1, chunk_size=1024, seed=0, **hyperparameters):
+        super().__init__(n_jobs=n_jobs, chunk_size=chunk_size, seed=seed, **hyperparameters)
 
     def fit(self, data: ForecastData) -> CNNQR:
         from pipelines.forecast import cnn_qr_network as nn

@@ -29,12 +29,11 @@ import math
 
 import numpy as np
 
-from pipelines.forecast.base import ALGORITHMS, ForecastAlgorithm, check_ranges, register
+from pipelines.forecast.base import ALGORITHMS, ForecastAlgorithm, register
 from pipelines.forecast.data import ForecastData
 from pipelines.forecast.deepar_features import lags_for
 from pipelines.forecast.global_model import Design, GlobalModel
-
-LIKELIHOODS = ("student-t", "gaussian", "negative-binomial")
+from pipelines.forecast.hyperparameters import DeepARLimits
 
 
 @register
@@ -48,59 +47,10 @@ class DeepARPlus(GlobalModel, ForecastAlgorithm):
 
     name = "DeepAR+"
 
-    def __init__(
-        self,
-        context_length: int | None = None,
-        epochs: int = 100,
-        learning_rate: float = 1e-3,
-        learning_rate_decay: float = 0.5,
-        max_learning_rate_decays: int = 0,
-        num_layers: int = 2,
-        num_cells: int = 40,
-        likelihood: str = "student-t",
-        dropout_rate: float = 0.1,
-        batch_size: int = 64,
-        num_batches_per_epoch: int = 50,
-        num_samples: int = 100,
-        num_averaged_models: int = 1,
-        use_related_data: bool = True,
-        use_item_metadata: bool = True,
-        *,
-        n_jobs=1,
-        chunk_size=256,
-        seed=0,
-    ):
-        super().__init__(n_jobs=n_jobs, chunk_size=chunk_size, seed=seed)
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood {likelihood!r}: DeepAR+ takes {', '.join(LIKELIHOODS)}")
-        checks = {
-            "context_length": context_length is None or context_length >= 1,
-            "epochs": epochs >= 1,
-            "learning_rate": 0 < learning_rate < 1,
-            "num_layers": num_layers >= 1,
-            "num_cells": num_cells >= 1,
-            "batch_size": batch_size >= 1,
-            "num_batches_per_epoch": num_batches_per_epoch >= 1,
-            "num_samples": num_samples >= 1,
-            "num_averaged_models": 1 <= num_averaged_models <= 5,
-            "dropout_rate": 0 <= dropout_rate < 1,
-        }
-        check_ranges("DeepAR+", checks)
-        self.context_length = context_length
-        self.epochs = epochs
-        self.learning_rate = learning_rate
-        self.learning_rate_decay = learning_rate_decay
-        self.max_learning_rate_decays = max_learning_rate_decays
-        self.num_layers = num_layers
-        self.num_cells = num_cells
-        self.likelihood = likelihood
-        self.dropout_rate = dropout_rate
-        self.batch_size = batch_size
-        self.num_batches_per_epoch = num_batches_per_epoch
-        self.num_samples = num_samples
-        self.num_averaged_models = num_averaged_models
-        self.use_related_data = use_related_data
-        self.use_item_metadata = use_item_metadata
+    hyperparameter_model = DeepARLimits
+
+    def __init__(self, *, n_jobs=1, chunk_size=256, seed=0, **hyperparameters):
+        super().__init__(n_jobs=n_jobs, chunk_size=chunk_size, seed=seed, **hyperparameters)
 
     # -- fitting ---------------------------------------------------------------------------
 

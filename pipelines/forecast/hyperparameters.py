@@ -8,14 +8,20 @@ it documents one (DeepAR+'s epochs 1-1000, num_cells 30-200, num_layers 1-9, con
 500; NPTS's kernels), and the algorithm's own limits elsewhere. The run's workers, seed, metric,
 forecast types and backtest windows come from the training settings, not from here.
 
+These models are also where the algorithms declare their hyperparameters: a constructor takes the
+fields of its ``hyperparameter_model`` (base.ForecastAlgorithm), validated by it. Where an
+algorithm takes more than settings files may ask for (DeepAR+ trains with fewer cells than
+Forecast's 30), its model holds its own limits (``DeepARLimits``) and ``narrowed`` derives the
+settings' model from it, so each hyperparameter's type and default are declared once.
+
 Only pydantic is imported: settings (and so DAG files, at parse time) load this module.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from pipelines import domains as d
 
@@ -67,12 +73,14 @@ class ARIMAParams(Hyperparameters):
     seasonal_order: tuple[int, int, int] | None = None
 
 
-class NPTSParams(Hyperparameters):
+class NPTSLimits(Hyperparameters):
+    """What NPTS forecasts with; settings files cap num_samples (NPTSParams)."""
+
     context_length: int | None = Field(None, ge=1, le=100_000)
     kernel_type: Literal["exponential", "uniform"] = "exponential"
     exp_kernel_weights: float = Field(1.0, gt=0, le=100.0)
     use_seasonal_model: bool = True
-    num_samples: int = Field(100, ge=1, le=10_000)
+    num_samples: int = Field(100, ge=1)
     feature_scale: float = Field(1000.0, gt=0)
 
 
@@ -91,34 +99,74 @@ class ProphetParams(Hyperparameters):
     use_related: bool = True
 
 
-class DeepARParams(Hyperparameters):
-    context_length: int | None = Field(None, ge=1, le=500)
-    epochs: int = Field(100, ge=1, le=1000)
-    learning_rate: float = Field(1e-3, ge=1e-5, le=0.2)
+class DeepARLimits(Hyperparameters):
+    """What DeepAR+ trains with; settings files take Forecast's narrower ranges (DeepARParams)."""
+
+    context_length: int | None = Field(None, ge=1)
+    epochs: int = Field(100, ge=1)
+    learning_rate: float = Field(1e-3, gt=0, lt=1)
     learning_rate_decay: float = Field(0.5, gt=0, le=1.0)
-    max_learning_rate_decays: int = Field(0, ge=0, le=100)
-    num_layers: int = Field(2, ge=1, le=9)
-    num_cells: int = Field(40, ge=30, le=200)
+    max_learning_rate_decays: int = Field(0, ge=0)
+    num_layers: int = Field(2, ge=1)
+    num_cells: int = Field(40, ge=1)
     likelihood: Literal["student-t", "gaussian", "negative-binomial"] = "student-t"
     dropout_rate: float = Field(0.1, ge=0.0, lt=1.0)
-    batch_size: int = Field(64, ge=1, le=4096)
-    num_batches_per_epoch: int = Field(50, ge=1, le=10_000)
-    num_samples: int = Field(100, ge=1, le=10_000)
+    batch_size: int = Field(64, ge=1)
+    num_batches_per_epoch: int = Field(50, ge=1)
+    num_samples: int = Field(100, ge=1)
     num_averaged_models: int = Field(1, ge=1, le=5)
     use_related_data: bool = True
     use_item_metadata: bool = True
 
 
-class CNNQRParams(Hyperparameters):
+class CNNQRLimits(Hyperparameters):
+    """What CNN-QR trains with; settings files take narrower ranges (CNNQRParams)."""
+
     context_length: int | None = Field(None, ge=1, le=500)
     use_related_data: Literal["ALL", "NONE", "HISTORICAL", "FORWARD_LOOKING"] = "ALL"
     use_item_metadata: Literal["ALL", "NONE"] = "ALL"
     epochs: int = Field(100, ge=1, le=1000)
-    learning_rate: float = Field(1e-3, ge=1e-5, le=0.2)
-    batch_size: int = Field(64, ge=1, le=4096)
-    num_batches_per_epoch: int = Field(50, ge=1, le=10_000)
-    channels: int = Field(32, ge=4, le=256)
+    learning_rate: float = Field(1e-3, gt=0, lt=1)
+    batch_size: int = Field(64, ge=1)
+    num_batches_per_epoch: int = Field(50, ge=1)
+    channels: int = Field(32, ge=1)
     dropout_rate: float = Field(0.1, ge=0.0, lt=1.0)
+
+
+def narrowed(model: type[Hyperparameters], **ranges: tuple[float | None, float | None]) -> type[Hyperparameters]:
+    """``model`` for settings files: each named field also takes its range ``(low, high)``, both
+    inclusive (None: the model's own bound), on top of the model's; types and defaults stay."""
+    fields = {}
+    for name, (low, high) in ranges.items():
+        field = model.model_fields[name]
+        annotation = Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
+        fields[name] = (annotation, Field(field.default, ge=low, le=high))
+    name = model.__name__.removesuffix("Limits") + "Params"
+    return create_model(name, __base__=model, __module__=__name__, **fields)
+
+
+# Forecast's documented ranges, and caps on what one run may cost; the algorithms take more (the
+# tests train DeepAR+ with 4 to 16 cells, NPTS with 20,000 samples).
+DeepARParams = narrowed(
+    DeepARLimits,
+    context_length=(None, 500),
+    epochs=(None, 1000),
+    learning_rate=(1e-5, 0.2),
+    max_learning_rate_decays=(None, 100),
+    num_layers=(None, 9),
+    num_cells=(30, 200),
+    batch_size=(None, 4096),
+    num_batches_per_epoch=(None, 10_000),
+    num_samples=(None, 10_000),
+)
+CNNQRParams = narrowed(
+    CNNQRLimits,
+    learning_rate=(1e-5, 0.2),
+    batch_size=(None, 4096),
+    num_batches_per_epoch=(None, 10_000),
+    channels=(4, 256),
+)
+NPTSParams = narrowed(NPTSLimits, num_samples=(None, 10_000))
 
 
 SINGLE_ALGORITHMS = tuple(a for a in d.FORECAST_ALGORITHMS if a != "AutoPredictor")

@@ -21,6 +21,7 @@ import pandas as pd
 
 from pipelines.forecast.base import ForecastAlgorithm, from_samples, register
 from pipelines.forecast.data import ForecastData
+from pipelines.forecast.hyperparameters import NPTSLimits
 from pipelines.preparation.importing import calendar
 
 DEFAULT_CONTEXT = 1100  # GluonTS's cap on the history looked at when none is given
@@ -48,30 +49,7 @@ class NPTS(ForecastAlgorithm):
     name = "NPTS"
     fits_per_series = False
 
-    def __init__(
-        self,
-        context_length: int | None = None,
-        kernel_type: str = "exponential",
-        exp_kernel_weights: float = 1.0,
-        use_seasonal_model: bool = True,
-        num_samples: int = 100,
-        feature_scale: float = 1000.0,
-        *,
-        n_jobs=1,
-        chunk_size=64,
-        seed=0,
-    ):
-        super().__init__(n_jobs=n_jobs, chunk_size=chunk_size, seed=seed)
-        if kernel_type not in ("exponential", "uniform"):
-            raise ValueError(f"kernel_type {kernel_type!r}: use 'exponential' or 'uniform'")
-        if exp_kernel_weights <= 0:
-            raise ValueError("exp_kernel_weights must be positive")
-        self.context_length = context_length
-        self.kernel_type = kernel_type
-        self.exp_kernel_weights = exp_kernel_weights
-        self.use_seasonal_model = use_seasonal_model
-        self.num_samples = num_samples
-        self.feature_scale = feature_scale
+    hyperparameter_model = NPTSLimits
 
     def _grid_features(self, data: ForecastData) -> np.ndarray | None:
         if not self.use_seasonal_model:

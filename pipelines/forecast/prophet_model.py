@@ -29,6 +29,7 @@ import pandas as pd
 from pipelines.forecast.base import ForecastAlgorithm, from_normal, from_samples, register
 from pipelines.forecast.data import ForecastData
 from pipelines.forecast.holidays import holiday_dates, holiday_indicator
+from pipelines.forecast.hyperparameters import ProphetParams
 from pipelines.forecast.regressors import WithRegressors, usable_regressors
 from pipelines.frequency import Frequency
 
@@ -78,42 +79,7 @@ class Prophet(WithRegressors, ForecastAlgorithm):
 
     name = "Prophet"
 
-    def __init__(
-        self,
-        country: str | None = None,
-        changepoint_prior_scale: float = 0.05,
-        seasonality_prior_scale: float = 10.0,
-        holidays_prior_scale: float = 10.0,
-        seasonality_mode: str = "additive",
-        changepoint_range: float = 0.8,
-        n_changepoints: int = 25,
-        yearly_seasonality: bool | int | str = "auto",
-        weekly_seasonality: bool | int | str = "auto",
-        daily_seasonality: bool | int | str = "auto",
-        num_samples: int = 1000,
-        use_related: bool = True,
-        *,
-        n_jobs=1,
-        chunk_size=64,
-        seed=0,
-    ):
-        super().__init__(n_jobs=n_jobs, chunk_size=chunk_size, seed=seed)
-        if seasonality_mode not in ("additive", "multiplicative"):
-            raise ValueError(f"seasonality_mode {seasonality_mode!r}: use 'additive' or 'multiplicative'")
-        if num_samples < 1:
-            raise ValueError("num_samples must be at least 1")
-        self.country = country
-        self.changepoint_prior_scale = changepoint_prior_scale
-        self.seasonality_prior_scale = seasonality_prior_scale
-        self.holidays_prior_scale = holidays_prior_scale
-        self.seasonality_mode = seasonality_mode
-        self.changepoint_range = changepoint_range
-        self.n_changepoints = n_changepoints
-        self.yearly_seasonality = yearly_seasonality
-        self.weekly_seasonality = weekly_seasonality
-        self.daily_seasonality = daily_seasonality
-        self.num_samples = num_samples
-        self.use_related = use_related
+    hyperparameter_model = ProphetParams
 
     def fit(self, data: ForecastData) -> Prophet:
         load_prophet()  # once here, before worker processes fork, and quiet from the start
