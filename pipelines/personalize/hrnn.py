@@ -25,10 +25,11 @@ import inspect
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipelines.personalize.base import EMPTY, Recipe, _id
 from pipelines.personalize.data import InteractionData
@@ -53,6 +54,49 @@ class UserState:
     last_time: int = 0
 
 
+class HrnnHyperparameters(BaseModel):
+    """Personalize's HRNN hyperparameters, defaults and ranges (the first five), then the training
+    knobs it keeps to itself. The two percentiles also need min <= max (Hrnn._rules)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hidden_dimension: int = Field(43, ge=32, le=256)
+    bptt: int = Field(32, ge=2, le=32)
+    recency_mask: bool = True
+    min_user_history_length_percentile: float = Field(0.0, ge=0)
+    max_user_history_length_percentile: float = Field(0.99, le=1)
+    variant: Literal[VARIANTS] = "init"  # type: ignore[valid-type]
+    session_gap_minutes: float = Field(30.0, gt=0)
+    session_chunk_length: int = Field(20, ge=2)
+    epochs: int = Field(10, ge=1)
+    learning_rate: float = Field(0.05, gt=0)
+    batch_size: int = Field(64, ge=1)
+    loss: Literal[LOSSES] = "cross-entropy"  # type: ignore[valid-type]
+    negative_samples: int = Field(128, ge=0)
+    sample_alpha: float = Field(0.75, ge=0, le=1)
+    bpreg: float = Field(1.0, ge=0)
+    logq: float = Field(1.0, ge=0, le=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    seed: int = 42
+
+
+def extends_model(model: type[BaseModel]) -> Callable:
+    """Give ``__init__(self, **hyperparameters)`` the signature of ``model``'s fields (keyword-only,
+    with their defaults), so the registry, get_params and ``extends`` see every hyperparameter."""
+
+    def decorate(init: Callable) -> Callable:
+        fields = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=field.default, annotation=field.annotation)
+            for name, field in model.model_fields.items()
+        ]
+        init.__signature__ = inspect.Signature(
+            [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), *fields]
+        )
+        return init
+
+    return decorate
+
+
 def extends(base_init: Callable) -> Callable:
     """Give ``__init__(self, own..., **inherited)`` the full signature, so the registry sees every hyperparameter."""
 
@@ -71,7 +115,7 @@ def extends(base_init: Callable) -> Callable:
 
 
 class Hrnn(Recipe):
-    """Personalize's HRNN hyperparameters and defaults, plus the training knobs it keeps to itself.
+    """Personalize's HRNN, with the hyperparameters of HrnnHyperparameters.
 
     ``variant`` picks HRNN-Init or HRNN-All; ``loss`` is cross-entropy (with ``logq``'s sampling
     correction) or BPR-max over the in-batch and ``negative_samples`` sampled items. With
@@ -86,65 +130,27 @@ class Hrnn(Recipe):
     name = "hrnn"
     uses_metadata: ClassVar[bool] = False
 
-    def __init__(
-        self,
-        hidden_dimension: int = 43,
-        bptt: int = 32,
-        recency_mask: bool = True,
-        min_user_history_length_percentile: float = 0.0,
-        max_user_history_length_percentile: float = 0.99,
-        variant: str = "init",
-        session_gap_minutes: float = 30.0,
-        session_chunk_length: int = 20,
-        epochs: int = 10,
-        learning_rate: float = 0.05,
-        batch_size: int = 64,
-        loss: str = "cross-entropy",
-        negative_samples: int = 128,
-        sample_alpha: float = 0.75,
-        bpreg: float = 1.0,
-        logq: float = 1.0,
-        dropout: float = 0.0,
-        seed: int = 42,
-    ):
-        self.hidden_dimension = hidden_dimension
-        self.bptt = bptt
-        self.recency_mask = recency_mask
-        self.min_user_history_length_percentile = min_user_history_length_percentile
-        self.max_user_history_length_percentile = max_user_history_length_percentile
-        self.variant = variant
-        self.session_gap_minutes = session_gap_minutes
-        self.session_chunk_length = session_chunk_length
-        self.epochs = epochs
-        self.learning_rate = learning_rate
-        self.batch_size = batch_size
-        self.loss = loss
-        self.negative_samples = negative_samples
-        self.sample_alpha = sample_alpha
-        self.bpreg = bpreg
-        self.logq = logq
-        self.dropout = dropout
-        self.seed = seed
+    @extends_model(HrnnHyperparameters)
+    def __init__(self, **hyperparameters):
+        unknown = sorted(set(hyperparameters) - set(HrnnHyperparameters.model_fields))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}() got unexpected keyword arguments {unknown}")
+        for name, field in HrnnHyperparameters.model_fields.items():  # checked by validate, as Recipe's are
+            setattr(self, name, hyperparameters.get(name, field.default))
 
     def _rules(self) -> list[tuple[str, bool]]:
+        values = {name: getattr(self, name) for name in HrnnHyperparameters.model_fields}
+        try:
+            HrnnHyperparameters.model_validate(values)
+            bad = set()
+        except ValidationError as error:
+            bad = {e["loc"][0] for e in error.errors()}
         low, high = self.min_user_history_length_percentile, self.max_user_history_length_percentile
+        rules = [(name, name not in bad) for name in values]
         return [
-            ("hidden_dimension", 32 <= self.hidden_dimension <= 256),
-            ("bptt", 2 <= self.bptt <= 32),
-            ("min_user_history_length_percentile", 0 <= low <= high),
-            ("max_user_history_length_percentile", low <= high <= 1),
-            ("variant", self.variant in VARIANTS),
-            ("session_gap_minutes", self.session_gap_minutes > 0),
-            ("session_chunk_length", self.session_chunk_length >= 2),
-            ("epochs", self.epochs >= 1),
-            ("learning_rate", self.learning_rate > 0),
-            ("batch_size", self.batch_size >= 1),
-            ("loss", self.loss in LOSSES),
-            ("negative_samples", self.negative_samples >= 0),
-            ("sample_alpha", 0 <= self.sample_alpha <= 1),
-            ("bpreg", self.bpreg >= 0),
-            ("logq", 0 <= self.logq <= 1),
-            ("dropout", 0 <= self.dropout < 1),
+            *rules,
+            ("min_user_history_length_percentile", low <= high),
+            ("max_user_history_length_percentile", low <= high),
         ]
 
     def validate(self) -> None:
