@@ -8,6 +8,10 @@ of mounted FastAPI apps; a host that does not gets the poll thread (champion mod
 forecasts) started on the first request instead. Settings come from the same environment as
 ``airsight serve`` (AIRSIGHT_HOME, AIRSIGHT_GROUPS_DIR, AIRSIGHT_SERVING_DB, …).
 
+The plugin also puts Airsight's views (forecast explorer, campaign test page, data and models) in
+Airflow's navigation (``external_views``); the app serves them under ``/airsight/ui`` to logged-in
+Airflow users only (``pipelines.serving.views``).
+
 Every Airflow process loads plugins (each task, the scheduler, the DAG processor), and only the
 API server serves them: the app is built on first use, not at import (``LazyServingApp``).
 """
@@ -58,7 +62,7 @@ class LazyServingApp:
                 return self._factory()
             from pipelines.serving.app import create_app
 
-            return create_app()
+            return create_app(views=True)
         except Exception as exc:  # a broken serving set-up must not take Airflow's API server down
             log.exception("the Airsight serving API could not be built")
             return _unavailable(f"the Airsight serving API could not be built: {type(exc).__name__}: {exc}")
@@ -89,6 +93,22 @@ def _apps() -> list[dict]:
     return [{"app": LazyServingApp(), "url_prefix": URL_PREFIX, "name": "Airsight serving API"}]
 
 
+def _views() -> list[dict]:
+    """Airsight's pages in Airflow's navigation (category Airsight), each shown in a frame of Airflow's page.
+
+    ``url_route`` gives each its address in the UI (``/plugin/<url_route>``); the pages are the
+    serving app's ``/ui`` routes (``pipelines.serving.views``).
+    """
+    views = [
+        ("Forecasts", "forecasts", "airsight-forecasts"),
+        ("Recommendations", "recommendations", "airsight-recommendations"),
+        ("Data and models", "status", "airsight-status"),
+    ]
+    return [{"name": name, "href": f"{URL_PREFIX}/ui/{page}", "url_route": route, "category": "Airsight",
+             "destination": "nav"} for name, page, route in views]  # fmt: skip
+
+
 class AirsightServingPlugin(AirflowPlugin):
     name = "airsight_serving"
     fastapi_apps = _apps()
+    external_views = _views()

@@ -116,6 +116,10 @@ def environment(
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url,
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+        # the serving API at /airsight and the views in the UI (plugins/airsight_serving.py)
+        "AIRFLOW__CORE__PLUGINS_FOLDER": os.environ.get(
+            "AIRSIGHT_PLUGINS_FOLDER", str(Path(DAGS_FOLDER).parent / "plugins")
+        ),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAG_IGNORE_FILE_SYNTAX": "glob",
         "AIRFLOW__CORE__PARALLELISM": os.environ.get("AIRFLOW__CORE__PARALLELISM", "4"),

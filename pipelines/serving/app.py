@@ -41,8 +41,12 @@ def lifespan_of(runtime: Runtime):
     return lifespan
 
 
-def create_app(settings: ServingSettings | None = None, runtime: Runtime | None = None) -> FastAPI:
-    """The serving app; ``runtime`` is built from ``settings`` (default: the environment) unless given."""
+def create_app(settings: ServingSettings | None = None, runtime: Runtime | None = None, views: bool = False) -> FastAPI:
+    """The serving app; ``runtime`` is built from ``settings`` (default: the environment) unless given.
+
+    With ``views`` (the Airflow plugin), the app also serves Airsight's views in Airflow's UI under
+    ``/ui``, guarded by Airflow's login instead of API keys (``views``).
+    """
     runtime = runtime or Runtime(settings or ServingSettings.from_env())
     if not logging.getLogger("airsight").handlers:
         from pipelines.serving.observability import configure_logging
@@ -60,6 +64,11 @@ def create_app(settings: ServingSettings | None = None, runtime: Runtime | None 
         app.add_exception_handler(exception, handler)
     for router in ROUTERS:
         app.include_router(router)
+    if views:
+        from pipelines.serving.views import ROUTERS as VIEWS
+
+        for router in VIEWS:
+            app.include_router(router)
     app.add_middleware(BodyLimit, limit=runtime.settings.max_body_bytes)
     # Before the body is read (no key, no 413 or 422); scopes by the route that will answer.
     app.add_middleware(ApiKeyGuard, runtime=runtime, routes=app.router.routes)

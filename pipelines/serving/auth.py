@@ -105,6 +105,7 @@ class KeyChecker:
 
 
 OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+VIEWS = "/ui/"  # the views in Airflow's UI: Airflow's login guards them (``views.login``), not API keys
 ROUTE_SCOPES = {
     ("POST", "/events"): "write",
     ("POST", "/items"): "write",
@@ -119,9 +120,10 @@ ROUTE_SCOPES = {
 def required_scope(method: str, route: str) -> str | None:
     """The scope a request to ``route`` (a route's path template, as the app declares it) needs; None: open.
 
-    Anything not listed, unmatched paths included, needs ``read``: a 404 costs a valid key too.
+    Anything not listed, unmatched paths included, needs ``read``: a 404 costs a valid key too. The
+    views' routes (only the plugin's app has them) need no key: they need an Airflow login instead.
     """
-    if method in ("GET", "HEAD") and route in OPEN_PATHS:
+    if (method in ("GET", "HEAD") and route in OPEN_PATHS) or route.startswith(VIEWS):
         return None
     return ROUTE_SCOPES.get((method, route), "read")
 

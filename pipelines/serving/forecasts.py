@@ -66,7 +66,8 @@ class ForecastExport:
         if not types:
             raise ValueError(f"{folder}: no forecast type columns (p10, p50, …) after date")
         frame = frame.copy()
-        frame[keys] = frame[keys].astype(str)
+        # a cold-start item has no value for a dimension its metadata lacks: "" (as the CSV export writes it)
+        frame[keys] = frame[keys].astype(object).where(frame[keys].notna(), "").astype(str)
         frame = frame.sort_values([*keys, "date"], kind="stable").reset_index(drop=True)
         codes = frame.groupby(keys, sort=False, observed=True).ngroup().to_numpy()
         starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
