@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 export AIRSIGHT_HOME ?= $(CURDIR)/.airsight
 EXAMPLES := $(AIRSIGHT_HOME)/examples
 
-.PHONY: install demo test bench bench-import bench-forecast bench-personalize bench-serving airflow lint format clean
+.PHONY: install chromium demo test bench bench-import bench-forecast bench-personalize bench-serving airflow lint format clean
 
 install: $(VENV)/.installed
 
@@ -42,6 +42,14 @@ airflow: install
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# Debian's chromium for the browser test (tests/ui), installed when run as root (CI is); elsewhere the test skips.
+chromium:
+	@command -v chromium >/dev/null 2>&1 && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
+	else echo "chromium is not installed (apt-get install chromium, as root): tests/ui will skip"; fi
 
 bench: bench-import bench-forecast bench-personalize bench-serving
 

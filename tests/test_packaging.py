@@ -59,6 +59,13 @@ def test_wheel_carries_a_suite_for_every_dataset_type(wheel):
     assert not [n for n in names if n.startswith(("tests/", "dags/", "expectations/"))]
 
 
+def test_wheel_carries_the_views_pages_scripts_and_styles(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    static = ROOT / "pipelines" / "serving" / "views" / "static"
+    expected = {f"pipelines/serving/views/static/{p.name}" for p in static.iterdir() if p.is_file()}
+    assert len(expected) >= 9 and expected <= names, sorted(expected - names)
+
+
 def test_installed_wheel_validates_and_imports_both_example_groups(installed, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
@@ -77,6 +84,9 @@ for name, settings in example_data.write_examples("examples").items():
     results["groups"][name] = {"validated": validated, "imported": imported}
 results["modules"] = sorted({m.__file__ for n, m in sys.modules.items()
                              if n.split(".")[0] == "pipelines" and getattr(m, "__file__", None)})
+from pipelines.serving.views import routes
+results["views"] = {name: routes.document(name) for name in routes.PAGES}
+results["chart"] = len(routes._static("chart.js") or b"")
 print(json.dumps(results, default=str))
 """
     site_packages = sysconfig.get_paths()["purelib"]
@@ -92,6 +102,9 @@ print(json.dumps(results, default=str))
     assert Path(results["suites"]) == installed / "pipelines" / "expectations"
     assert results["modules"] and all(Path(m).is_relative_to(installed) for m in results["modules"])
     assert set(results["groups"]) == {"retail_demo", "interactions_demo"}
+    for name, page in results["views"].items():  # the views' pages come from the installed package
+        assert f'src="static/{name}.js"' in page and "<h1>" in page
+    assert results["chart"] > 1000
     for name, outcome in results["groups"].items():
         validated, imported = outcome["validated"], outcome["imported"]
         assert validated["group"] == imported["group"] == name

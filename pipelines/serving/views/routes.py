@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 from importlib import resources
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
@@ -16,7 +17,7 @@ from pipelines.serving import schemas as s
 from pipelines.serving.errors import ApiError
 from pipelines.serving.routes.dependencies import RuntimeDep
 from pipelines.serving.views import campaigns, forecasts, status
-from pipelines.serving.views.login import airflow_user
+from pipelines.serving.views.login import airflow_user, page_user
 
 PREFIX = "/ui"
 PAGES = {"forecasts": "Forecasts", "recommendations": "Recommendations", "status": "Data and models"}
@@ -41,30 +42,43 @@ def _login_url(request: Request) -> str:
         return "/auth/login"
 
 
-async def _page(request: Request, name: str) -> Response:
-    try:
-        await airflow_user(request)
-    except ApiError as exc:
+def _page(request: Request, name: str, user) -> Response:
+    if isinstance(user, ApiError):
+        exc = user
         login = html.escape(_login_url(request), quote=True)
         body = f"<!doctype html><title>Sign in</title><p>{html.escape(exc.message)}</p><p><a href='{login}' " \
                "target='_top'>Sign in to Airflow</a></p>"  # fmt: skip
         return HTMLResponse(body, status_code=exc.status)
-    return HTMLResponse(_static(f"{name}.html"), headers={"Cache-Control": "no-store"})
+    return HTMLResponse(document(name), headers={"Cache-Control": "no-store"})
 
 
-@pages.get("/forecasts", response_class=HTMLResponse)
-async def forecasts_page(request: Request) -> Response:
-    return await _page(request, "forecasts")
+def document(name: str) -> str:
+    """A view's page: the shared head (styles, the view's module script) around its body from ``static/``."""
+    body = _static(f"{name}.html").decode()
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Airsight · {html.escape(PAGES[name])}</title>
+<link rel="stylesheet" href="static/airsight.css">
+<script type="module" src="static/{name}.js"></script>
+</head>
+<body>
+{body}</body>
+</html>
+"""
 
 
-@pages.get("/recommendations", response_class=HTMLResponse)
-async def recommendations_page(request: Request) -> Response:
-    return await _page(request, "recommendations")
+def _page_route(name: str):
+    async def view(request: Request, user: Annotated[Any, Depends(page_user)]) -> Response:
+        return _page(request, name, user)
+
+    view.__name__ = f"{name}_page"
+    return view
 
 
-@pages.get("/status", response_class=HTMLResponse)
-async def status_page(request: Request) -> Response:
-    return await _page(request, "status")
+for _name in PAGES:
+    pages.add_api_route(f"/{_name}", _page_route(_name), methods=["GET"], response_class=HTMLResponse)
 
 
 @router.get("/static/{name}")

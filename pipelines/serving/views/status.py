@@ -70,7 +70,7 @@ def snapshot(group) -> dict | None:
     manifest = json.loads((folder / "manifest.json").read_text())
     keep = ("rows", "rows_read", "rows_rejected", "series", "users", "items", "start", "end", "filled",
             "cold_start_items", "event_types", "duplicate_events_dropped", "items_without_history")  # fmt: skip
-    datasets = {name: {k: found[k] for k in keep if k in found} for name, found in manifest["datasets"].items()}
+    datasets = {name: {k: found[k] for k in keep if k in found} for name, found in manifest.get("datasets", {}).items()}
     return {"asOf": manifest.get("as_of"), "createdAt": manifest.get("created_at"), "folder": folder.name,
             "datasets": datasets}  # fmt: skip
 
