@@ -4,8 +4,8 @@ Only airflow.sdk, the standard library and ``pipelines.settings`` (pydantic and 
 Airflow loads anyway) are imported at parse time; pandas, Great Expectations and the rest load
 inside the tasks. The params form comes from the settings models (``settings.run_param_schemas``):
 bounds and choices live there, once. Both kinds run the same steps through the same surface of
-their workflow module (``pipelines.<kind>.workflow``: candidates, hpo_train, backtest, predict,
-publish).
+their workflow module (``pipelines.<kind>.workflow``: candidates, partition, hpo_train, backtest,
+predict, publish).
 """
 
 from __future__ import annotations
@@ -106,6 +106,14 @@ def import_data(settings_file: str, kind: str, validated: dict) -> dict:
 
     group, as_of, _ = resolved(settings_file, kind)
     return steps.import_data(group, as_of, validated=validated)
+
+
+@task(retries=0)
+def partition(settings_file: str, kind: str, names: list[str], imported: dict) -> list[str]:
+    """The mapped hpo_train entries: the candidates, a local Forecast algorithm cut into shards of series
+    when the group sets ``training.series_per_shard`` (known once the snapshot is imported)."""
+    group, as_of, overrides = resolved(settings_file, kind)
+    return workflow(kind).partition(group, as_of, list(names), overrides)
 
 
 @task(map_index_template="{{ task.op_kwargs['name'] }}")
@@ -217,7 +225,8 @@ def timed(group, step, task_id: str | None = None):
 
 
 def build_dag(settings_file: str, kind: str):
-    """The group's DAG: plan >> validate_schema >> import_data >> hpo_train[*] >> backtest >> predict >> publish."""
+    """The group's DAG: plan >> validate_schema >> import_data >> partition >> hpo_train[*] >> backtest >> predict
+    >> publish."""
     group = load_group(settings_file)
 
     @dag(
@@ -237,9 +246,9 @@ def build_dag(settings_file: str, kind: str):
         candidates = timed(group, plan)(**where)
         imported = timed(group, import_data)(**where, validated=timed(group, validate_schema)(**where))
         candidates >> imported
-        trained = timed(group, hpo_train).partial(**where).expand(name=candidates)
-        imported >> trained
-        selection = timed(group, backtest)(**where, names=candidates)
+        entries = timed(group, partition)(**where, names=candidates, imported=imported)
+        trained = timed(group, hpo_train).partial(**where).expand(name=entries)
+        selection = timed(group, backtest)(**where, names=entries)
         trained >> selection
         predicted = timed(group, predict, domains.PREDICT_STEPS[kind])(**where, selection=selection)
         timed(group, publish)(**where, selection=selection, predicted=predicted)

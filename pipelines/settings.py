@@ -233,6 +233,9 @@ class ForecastTraining(TrainingBase):
         "AverageWeightedQuantileLoss", title="Optimization metric"
     )
     workers: int = Field(1, ge=1, le=64)  # processes for per-series fitting
+    # Series per shard: a local algorithm's backtest in hpo_train is mapped over shards of this many
+    # series (tasks Airflow spreads over its workers), merged before the candidates are compared.
+    series_per_shard: int | None = Field(None, ge=1, le=10_000_000)
     plots: int = Field(12, ge=0, le=500)  # items drawn in the published plots
     # Published quantiles stretched or shrunk to their levels from the backtest (forecast/calibration.py).
     calibrate_intervals: bool = True
@@ -299,7 +302,8 @@ class TaskTimeouts(Strict):
     plan: float | None = Field(None, gt=0, le=WEEK_MINUTES)
     validate_schema: float | None = Field(None, gt=0, le=WEEK_MINUTES)
     import_data: float | None = Field(None, gt=0, le=WEEK_MINUTES)
-    hpo_train: float | None = Field(None, gt=0, le=WEEK_MINUTES)  # each mapped candidate
+    partition: float | None = Field(None, gt=0, le=WEEK_MINUTES)
+    hpo_train: float | None = Field(None, gt=0, le=WEEK_MINUTES)  # each mapped candidate (or shard)
     backtest: float | None = Field(None, gt=0, le=WEEK_MINUTES)
     forecast: float | None = Field(None, gt=0, le=WEEK_MINUTES)  # Forecast's predict step
     recommend: float | None = Field(None, gt=0, le=WEEK_MINUTES)  # Personalize's predict step
@@ -454,12 +458,61 @@ class TrainingFilter(Strict):
     event_value_threshold: float | None = None
 
 
+class BatchSegments(Strict):
+    """User segments each run publishes beside its batch recommendations (``batch_segments.jsonl``), as a
+    batch segment job writes them (``pipelines.personalize.segments``): Personalize's queries, given here
+    (``{itemId: …}`` or ``{itemAttributes: 'ITEMS.GENRES = "Comedy"'}``) or in a JSON Lines file.
+
+    ``batch_segments:`` may also be the list of queries itself, or the file's path.
+    """
+
+    queries: list[dict[str, str | int]] = Field(default_factory=list, max_length=1000)
+    path: str | None = None  # JSON Lines queries, relative to the settings file (or a URL)
+    num_results: int = Field(25, ge=1, le=100_000, title="Users per segment")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return {"queries": value}
+        return {"path": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BatchSegments:
+        if bool(self.queries) == bool(self.path):
+            raise ValueError("give the queries or the path of a JSON Lines file of them, one of the two")
+        for k, query in enumerate(self.queries):
+            if len(query) != 1 or next(iter(query)) not in ("itemId", "itemAttributes"):
+                raise ValueError(f"queries[{k}]: one key, itemId or itemAttributes; got {sorted(query)}")
+        return self
+
+
 class PersonalizeGroup(GroupBase):
     kind: Literal["personalize"]
     domain: Literal["CUSTOM", "ECOMMERCE", "VIDEO_ON_DEMAND"] = "CUSTOM"
     datasets: PersonalizeDatasets
     training_filter: TrainingFilter = Field(default_factory=TrainingFilter)
     training: PersonalizeTraining = Field(default_factory=PersonalizeTraining)
+    batch_segments: BatchSegments | None = None
+
+    @model_validator(mode="after")
+    def _segment_fields(self) -> PersonalizeGroup:
+        """The fields itemAttributes queries name are ITEMS fields (the full check runs with the job: DAG
+        files parse settings and may not import the engine)."""
+        if self.batch_segments is None:
+            return self
+        fields = self.datasets.ITEMS.field_names if self.datasets.ITEMS is not None else None
+        for k, query in enumerate(self.batch_segments.queries):
+            if "itemAttributes" not in query:
+                continue
+            where = f"batch_segments.queries[{k}].itemAttributes"
+            if fields is None:
+                raise ValueError(f"{where}: the group has no ITEMS dataset to take attributes from")
+            named = re.findall(r"\bITEMS\s*\.\s*([A-Za-z_]\w*)", str(query["itemAttributes"]), re.I)
+            unknown = [n for n in named if n.upper() not in {f.upper() for f in fields}]
+            if unknown:
+                raise ValueError(f"{where}: ITEMS has no field {unknown[0]!r}; its fields: {', '.join(fields)}")
+        return self
 
     def dataset(self, kind: str) -> DatasetSettings | None:
         return getattr(self.datasets, kind)
@@ -593,6 +646,8 @@ def load_group(path: str | os.PathLike) -> Group:
             scenario.replacement.path = resolve_path(path.parent, scenario.replacement.path)
     if group.storage:
         group.storage = resolve_path(path.parent, group.storage)
+    if getattr(group, "batch_segments", None) is not None and group.batch_segments.path:
+        group.batch_segments.path = resolve_path(path.parent, group.batch_segments.path)
     return group
 
 

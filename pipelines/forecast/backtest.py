@@ -98,6 +98,46 @@ def window_starts(n_periods: int, horizon: int, windows: int = 1, offset: int | 
     return [n_periods - k * offset for k in range(windows, 0, -1)]
 
 
+@dataclass
+class WindowForecast:
+    """One backtest window's forecasts: the series (ids into the data) and their mean and quantiles."""
+
+    number: int
+    start: int  # the grid position the window's forecast starts at
+    ids: np.ndarray
+    mean: np.ndarray  # (n, h)
+    quant: np.ndarray  # (n, h, levels), ascending levels
+    seconds: float = 0.0
+
+    @classmethod
+    def merged(cls, parts: Sequence[WindowForecast]) -> WindowForecast:
+        """The window's forecasts of every shard together, in series order (what one fit of all gives)."""
+        ids = np.concatenate([p.ids for p in parts])
+        order = np.argsort(ids, kind="stable")
+        return cls(parts[0].number, parts[0].start, ids[order], np.concatenate([p.mean for p in parts])[order],
+                   np.concatenate([p.quant for p in parts])[order], max(p.seconds for p in parts))  # fmt: skip
+
+
+def predict_windows(
+    algorithm: ForecastAlgorithm,
+    data: ForecastData,
+    windows: int = 1,
+    offset: int | None = None,
+    quantiles: Sequence[float | str] = DEFAULT_QUANTILES,
+    series: np.ndarray | None = None,
+) -> list[WindowForecast]:
+    """Fit a fresh copy of ``algorithm`` per window (on ``series`` alone, if given) and forecast it."""
+    types = forecast_types(quantiles)
+    found = []
+    for number, start in enumerate(window_starts(data.end, data.horizon, windows, offset), 1):
+        began = time.perf_counter()
+        model = algorithm.clone()
+        model = model.fit(data.until(start)) if series is None else model.fit(data.until(start), series)
+        ids, mean, quant, _ = model.predict_arrays(types)
+        found.append(WindowForecast(number, start, ids, mean, quant, round(time.perf_counter() - began, 3)))
+    return found
+
+
 def backtest(
     algorithm: ForecastAlgorithm,
     data: ForecastData,
@@ -107,16 +147,25 @@ def backtest(
     velocity_quantiles: Sequence[float] = DEFAULT_VELOCITY_QUANTILES,
 ) -> BacktestResult:
     """Fit a fresh copy of ``algorithm`` per window and score its forecasts against the actuals."""
-    types = forecast_types(quantiles)
     velocity_buckets([], velocity_quantiles)  # bad cut-points fail before any model is fitted
+    predicted = predict_windows(algorithm, data, windows, offset, quantiles)
+    return score(data, predicted, quantiles, offset, velocity_quantiles)
+
+
+def score(
+    data: ForecastData,
+    predicted: Sequence[WindowForecast],
+    quantiles: Sequence[float | str] = DEFAULT_QUANTILES,
+    offset: int | None = None,
+    velocity_quantiles: Sequence[float] = DEFAULT_VELOCITY_QUANTILES,
+) -> BacktestResult:
+    """The backtest's metrics, per window, item and velocity bucket, and Forecast's export, from the
+    windows' forecasts (of one fit, or of every shard merged) against the actuals in ``data``."""
+    types = forecast_types(quantiles)
     parts = {"windows": [], "items": [], "export": [], "velocity": [], "item_velocity": []}
-    timings = {}
-    for number, start in enumerate(window_starts(data.end, data.horizon, windows, offset), 1):
-        began = time.perf_counter()
-        model = algorithm.clone().fit(data.until(start))
-        ids, mean, quant, _ = model.predict_arrays(types)
-        timings[number] = round(time.perf_counter() - began, 3)
-        for name, rows in _score_window(data, number, start, ids, mean, quant, types, velocity_quantiles).items():
+    for w in predicted:
+        for name, rows in _score_window(data, w.number, w.start, w.ids, w.mean, w.quant, types,
+                                        velocity_quantiles).items():  # fmt: skip
             parts[name].extend(rows)
     windows_frame = pd.DataFrame(parts["windows"])
     skip = ("backtest_window", "TestWindowStart", "TestWindowEnd", "ItemCount")
@@ -124,7 +173,7 @@ def backtest(
     summary = {name: float(windows_frame[name].mean()) for name in metric_names}
     summary.update(
         ForecastType="mean",
-        NumberOfBacktestWindows=windows,
+        NumberOfBacktestWindows=len(predicted),
         BackTestWindowOffset=data.horizon if offset is None else offset,
     )
     return BacktestResult(
@@ -132,7 +181,7 @@ def backtest(
         windows=windows_frame,
         items=pd.concat(parts["items"], ignore_index=True),
         export=pd.concat(parts["export"], ignore_index=True),
-        timings=timings,
+        timings={w.number: w.seconds for w in predicted},
         velocity=pd.DataFrame(parts["velocity"]),
         item_velocity=pd.concat(parts["item_velocity"], ignore_index=True),
     )

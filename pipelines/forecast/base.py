@@ -158,10 +158,17 @@ class ForecastAlgorithm:
 
     # -- the interface ---------------------------------------------------------------------
 
-    def fit(self, data: ForecastData) -> ForecastAlgorithm:
-        """Learn each series' model from ``data`` (every series with at least one visible period)."""
+    def fit(self, data: ForecastData, series: np.ndarray | None = None) -> ForecastAlgorithm:
+        """Learn each series' model from ``data`` (every series with at least one visible period).
+
+        ``series`` (ids into ``data``) restricts the fit, and so the forecasts, to those series: a
+        shard of a run mapped over workers. Ids stay those of ``data``, so each series draws the
+        same random numbers as in a fit of every series (its generator is seeded by its id).
+        """
         self.data_ = data
         self.active_ = np.flatnonzero(data.lengths > 0)
+        if series is not None:
+            self.active_ = np.intersect1d(self.active_, np.asarray(series, dtype="int64"))
         self.states_ = [None] * len(self.active_)
         if self.fits_per_series:
             self.states_ = [s for part in self._map("_fit_chunk", self.states_) for s in part]

@@ -81,11 +81,11 @@ class Prophet(WithRegressors, ForecastAlgorithm):
 
     hyperparameter_model = ProphetParams
 
-    def fit(self, data: ForecastData) -> Prophet:
+    def fit(self, data: ForecastData, series=None) -> Prophet:
         load_prophet()  # once here, before worker processes fork, and quiet from the start
         if self.country:
             holiday_dates(self.country, data.periods[0], data.periods[0])  # a bad country code fails now
-        return super().fit(data)
+        return super().fit(data, series)
 
     def _grid_regressors(self, data, grid):
         if not self.country or daily_holidays(data.freq) or data.freq.unit == "Y":

@@ -9,6 +9,7 @@ reads what the step before wrote under the run folder, and returns a small manif
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -72,16 +73,41 @@ def tuning_data(data, training):
     return earlier
 
 
+def partition(group: ForecastGroup, as_of=None, names: list[str] | None = None, overrides=None) -> list[str]:
+    """The mapped hpo_train entries: the candidates, a local one cut into shards of series when the
+    group asks (``training.series_per_shard``; see sharding)."""
+    from pipelines.forecast import sharding, tuning
+
+    as_of = storage.resolve_as_of(as_of)
+    group, training = wf.options(group, overrides)
+    manifest = json.loads((wf.snapshot(group, as_of) / "manifest.json").read_text())
+    series = int(manifest["datasets"]["TARGET_TIME_SERIES"]["series"])
+
+    def tuned(name: str) -> bool:
+        return bool(training.hpo_trials) and tuning.algorithm_key(name) in tuning.SEARCH_SPACES
+
+    return sharding.partition(list(names or []), series, training.series_per_shard, tuned)
+
+
 def hpo_train(group: ForecastGroup, as_of=None, name: str = "", overrides: dict | None = None) -> dict:
-    """Tune (when trials are asked for) and backtest one candidate; a failure is recorded, not raised."""
-    from pipelines.forecast import tuning
+    """Tune (when trials are asked for) and backtest one candidate, or one shard of its series (an
+    entry ``name#k/n``); a failure is recorded, not raised."""
+    from pipelines.forecast import sharding, tuning
     from pipelines.forecast.backtest import backtest
 
     as_of = storage.resolve_as_of(as_of)
     group, training = wf.options(group, overrides)
+    name, shard, shards = sharding.parse(entry := name)
     folder = wf.run_dir(group, as_of) / "candidates" / wf.config_key({"name": name})
     data = load_data(group, as_of)
     began = time.perf_counter()
+    if shard is not None:
+        config = {"name": name, "params": dict(training.algorithm_params.get(name, {}))}
+        try:
+            done = sharding.run_shard(data, algorithm(config, training), training, shard, shards, folder)
+        except Exception as exc:
+            raise wf.failed_candidate(entry, exc) from exc
+        return {"name": entry, "config": config, "folder": str(folder), **done}
     with wf.mlflow_run(group, as_of, "hpo_train", f"hpo_train {name}"):
         import mlflow
 
@@ -120,15 +146,21 @@ def hpo_train(group: ForecastGroup, as_of=None, name: str = "", overrides: dict 
         wf.log_metrics("", result.summary)
         for row in result.windows.to_dict("records"):
             wf.log_metrics("window.", row, step=int(row["backtest_window"]))
-    score = result.summary[training.optimization_metric]
+    seconds = round(time.perf_counter() - began, 3)
+    return candidate_record(name, config, result, training, folder, seconds, trials, tuned_on)
+
+
+def candidate_record(name: str, config: dict, result, training, folder: Path, seconds: float, trials=None,
+                     tuned_on=None) -> dict:  # fmt: skip
+    """A candidate's leaderboard entry for the backtest step."""
     return {
         "name": name,
         "config": config,
-        "score": score,
+        "score": result.summary[training.optimization_metric],
         "trials": trials,
         "tuned_until": tuned_on,
         "path": str(folder),
-        "seconds": round(time.perf_counter() - began, 3),
+        "seconds": seconds,
         "metrics": {k: v for k, v in result.summary.items() if isinstance(v, float)},
     }
 
@@ -145,7 +177,9 @@ def write_backtest(result, folder: Path) -> None:
 
 
 def backtest(group: ForecastGroup, as_of=None, candidates: list[dict] | None = None, overrides=None) -> dict:
-    """Pick the best candidate and score the champion's configuration on the same windows."""
+    """Merge each sharded candidate's shards, pick the best candidate and score the champion's
+    configuration on the same windows."""
+    from pipelines.forecast import sharding
     from pipelines.forecast.backtest import backtest as run_backtest
 
     as_of = storage.resolve_as_of(as_of)
@@ -159,7 +193,12 @@ def backtest(group: ForecastGroup, as_of=None, candidates: list[dict] | None = N
             write_backtest(result, tmp)
         return {"score": result.summary[training.optimization_metric], "path": str(path)}
 
-    return wf.compare(KIND, group, as_of, list(candidates or []), overrides, score_champion)
+    found = sharding.merged_candidates(list(candidates or []))
+    if any("shards" in c and not c.get("error") for c in found):
+        data = load_data(group, as_of)
+        found = [sharding.score_shards(group, as_of, data, c, training) if "shards" in c and not c.get("error")
+                 else c for c in found]  # fmt: skip
+    return wf.compare(KIND, group, as_of, found, overrides, score_champion)
 
 
 def forecast(group: ForecastGroup, as_of=None, selection: dict | None = None, overrides=None) -> dict:

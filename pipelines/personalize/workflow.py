@@ -3,8 +3,9 @@
 Personalize's recipe workflow after the import: create a solution version for each candidate
 recipe (tuned by Optuna when the run asks for trials) and compute its offline metrics the way
 Personalize does (90 % of users train; the rest are split by time); pick the best on the
-group's metric; train it on every interaction and write batch recommendations for every user
-and related items for every item; publish them with the champion pointer the serving API reads.
+group's metric; train it on every interaction and write batch recommendations for every user,
+related items for every item and the user segments the group asks for; publish them with the
+champion pointer the serving API reads.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ KIND = "personalize"
 def candidates(training) -> list[str]:
     """The run's candidates: its recipes."""
     return list(training.recipes)
+
+
+def partition(group: PersonalizeGroup, as_of=None, names: list[str] | None = None, overrides=None) -> list[str]:
+    """The mapped hpo_train entries: one per recipe (a recipe learns across users; nothing to shard)."""
+    return list(names or [])
 
 
 def load_data(group: PersonalizeGroup, as_of: pd.Timestamp):
@@ -109,6 +115,8 @@ def recommend(group: PersonalizeGroup, as_of=None, selection: dict | None = None
     for role, native in served.items():
         with storage.atomic_dir(folder / role) as tmp:
             write_batch(native, data, tmp, training.num_results)
+            if group.batch_segments is not None:
+                write_segments(native, data, tmp, group)
     params = {"recipe": winner["name"], "num_results": training.num_results}
     example = pd.DataFrame({"userId": [str(data.user_ids[0])], "itemId": [""]})
     version = wf.register_winner(group, as_of, selection, params, model, example)
@@ -147,6 +155,18 @@ def write_batch(model, data, folder: Path, num_results: int) -> dict:
         model, data.item_ids, folder / "related_items.jsonl", num_results=num_results, progress=False
     )
     return written
+
+
+def write_segments(model, data, folder: Path, group: PersonalizeGroup) -> dict:
+    """``batch_segments.jsonl``: the users of each of the group's ``batch_segments`` queries, as a batch segment
+    job writes them (a bad query gets its error line; a file without queries fails the run)."""
+    from pipelines.personalize import segments
+
+    asked = group.batch_segments
+    target, size = folder / "batch_segments.jsonl", asked.num_results
+    if asked.path:
+        return segments.batch_segment(model, asked.path, target, size, data, group, progress=False)
+    return segments.segments_for(model, asked.queries, target, size, data, group)
 
 
 predict = recommend  # the step every workflow module names alike (the DAG's recommend task)

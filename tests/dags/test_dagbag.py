@@ -21,7 +21,8 @@ def test_dagbag_has_one_dag_per_group_and_no_import_errors(airflow_home, example
     assert sorted(bag.dags) == ["forecast__retail_demo", "personalize__interactions_demo"]
     steps = {"forecast": "forecast", "personalize": "recommend"}
     for dag_id, dag in bag.dags.items():
-        order = ["plan", "validate_schema", "import_data", "hpo_train", "backtest", steps[dag_id.split("__")[0]]]
+        first = ["plan", "validate_schema", "import_data", "partition", "hpo_train", "backtest"]
+        order = [*first, steps[dag_id.split("__")[0]]]
         assert [t.task_id for t in dag.topological_sort()] == [*order, "publish"]
         assert {"dataset_group", "as_of", "hpo_trials", "force_promotion", "optimization_metric"} <= set(dag.params)
         assert dag.get_task("hpo_train").is_mapped
@@ -79,5 +80,6 @@ def test_each_task_times_out_after_the_groups_minutes_for_it(airflow_home, examp
     settings.write_text(settings.read_text() + "task_timeouts: {default: 90, hpo_train: 30, forecast: 45.5}\n")
     dag = DagBag(dag_folder=str(DAGS_FOLDER)).dags["forecast__retail_demo"]
     minutes = {t.task_id: t.execution_timeout / timedelta(minutes=1) for t in dag.tasks}
-    assert minutes == {"plan": 90, "validate_schema": 90, "import_data": 90, "hpo_train": 30, "backtest": 90,
+    assert minutes == {"plan": 90, "validate_schema": 90, "import_data": 90, "partition": 90, "hpo_train": 30,
+                       "backtest": 90,
                        "forecast": 45.5, "publish": 90}  # fmt: skip
