@@ -9,12 +9,20 @@ as events arrive instead of staying as young as they were at training. An item's
 ITEMS' CREATION_TIMESTAMP (or what ``add_items`` says, as PutItems does); without one, its
 first event, including one first seen in ``update``. In scope, an item's bonus is upper-confidence
 style, 1 / sqrt(1 + exposures), where exposures are its impressions when interactions carry
-an IMPRESSION column (an event counts as one too) and its events otherwise: the less an item
-has been shown, the more it is worth showing.
+an IMPRESSION column (an event counts as one too) and its events otherwise, and grow with every
+live impression (``observe_impressions``: PutEvents' ``impression``, or the items of the answer
+its ``recommendationId`` names): the less an item has been shown, the more it is worth showing,
+and an item shown many times without interactions loses its bonus.
+
+Impressions also speak for one user. An item shown to a user k times since the user last
+interacted with it (counted from the training IMPRESSION lists, then live) has that user's score
+divided by sqrt(1 + k): as in Personalize, items a user was shown and let pass are less likely to
+come back to that user, while others still explore them.
 
 The score blends ``(1 - w) * exploitation + w * bonus`` with ``w = exploration_weight``:
 exploitation is the HRNN probability over the best item's, 0 is pure exploitation (the same
-list as hrnn-coldstart) and 1 ranks only by the bonus. Each bonus is scaled by a random
+list as hrnn-coldstart, for a user with no impressions let pass) and 1 ranks only by the bonus.
+Each bonus is scaled by a random
 factor in [0.5, 1], seeded by ``seed``, the user and the length of the user's history: a
 request is reproducible, while different users, and the same user after new events, are
 shown different new items instead of all the same few.
@@ -28,7 +36,7 @@ trained hyperparameter.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -79,6 +87,7 @@ class Exploration:
         self.created_ = creation_times(data)
         events = np.bincount(data.items, minlength=data.n_items).astype(np.float64)
         self.exposures_ = np.maximum(events, impressions(data))
+        self.ignored_ = ignored_impressions(data)
 
     def exploration(self) -> tuple[float, float]:
         """explorationWeight and explorationItemAgeCutOff (days) in force: ``item_exploration``'s, else the model's."""
@@ -100,6 +109,10 @@ class Exploration:
             exploitation = self._scores(state)
             scores = (1 - weight) * exploitation / exploitation.max() + weight * bonus
             scores /= max(scores.sum(), np.finfo(np.float64).tiny)  # all 0 (pure exploration, none in scope): 0
+        ignored = getattr(self, "ignored_", {}).get(REQUEST_USER.get() or "")
+        if ignored:  # shown to this user without an interaction since: less likely to be wanted now
+            shown = np.fromiter(ignored, np.int64, len(ignored))
+            scores[shown] /= np.sqrt(1 + np.fromiter(ignored.values(), np.float64, len(ignored)))
         return top_n(scores, n)
 
     def _bonus(self, history_length: int, weight: float, cut_off_days: float) -> np.ndarray:
@@ -109,6 +122,26 @@ class Exploration:
         user = zlib.crc32((REQUEST_USER.get() or "").encode())
         rng = np.random.default_rng([self.seed, user, history_length])
         return in_scope / np.sqrt(1 + self.exposures_) * rng.uniform(0.5, 1.0, len(self.exposures_))
+
+    def observe_impressions(self, user_id: str, impressions: Iterable[tuple[Sequence[str], str | None]]) -> None:
+        """The user's live events as ``(impression, item_id)``, oldest first, after ``update`` took their items.
+
+        Each item shown beside the one interacted with (or shown with none) is one more exposure,
+        and one more impression the user let pass; an interaction clears the user's count of its
+        item. Items the model does not know are left out.
+        """
+        ignored = self.__dict__.setdefault("ignored_", {})  # absent from models pickled before it was kept
+        mine = ignored.get(user_id, {})
+        for shown, chosen in impressions:
+            item = self.item_index_.get(chosen) if chosen else None
+            mine.pop(item, None)
+            for other in {self.item_index_[i] for i in shown if i in self.item_index_} - {item}:
+                mine[other] = mine.get(other, 0) + 1
+                self.exposures_[other] += 1
+        if mine:
+            ignored[user_id] = mine
+        else:
+            ignored.pop(user_id, None)
 
     def _grow(self, count: int) -> None:
         super()._grow(count)
@@ -157,12 +190,33 @@ def creation_times(data: InteractionData) -> np.ndarray:
 def impressions(data: InteractionData) -> np.ndarray:
     """How often each item was shown, from the IMPRESSION lists of the interactions (0 without them)."""
     shown = np.zeros(data.n_items)
+    np.add.at(shown, _shown(data)["item"].to_numpy(), 1.0)
+    return shown
+
+
+def ignored_impressions(data: InteractionData) -> dict[str, dict[int, int]]:
+    """Per user, each item's impressions since the user last interacted with it (IMPRESSION lists), if any."""
+    shown = _shown(data)
+    if shown.empty:
+        return {}
+    shown["user"], shown["time"] = data.users[shown["row"]], data.timestamps[shown["row"]]
+    last = pd.DataFrame({"user": data.users, "item": data.items, "last": data.timestamps})
+    shown = shown.join(last.groupby(["user", "item"])["last"].max(), on=["user", "item"])
+    counts = shown[~(shown["time"] <= shown["last"])].groupby(["user", "item"]).size()  # the row's own item: not
+    ignored: dict[str, dict[int, int]] = {}
+    for (user, item), count in counts.items():
+        ignored.setdefault(str(data.user_ids[user]), {})[int(item)] = int(count)
+    return ignored
+
+
+def _shown(data: InteractionData) -> pd.DataFrame:
+    """One row per (interaction, item code) its IMPRESSION list shows; items outside the catalog left out."""
     if data.context is None or "IMPRESSION" not in data.context:
-        return shown
+        return pd.DataFrame({"row": np.zeros(0, np.int64), "item": np.zeros(0, np.int64)})
     ids = pd.Series(data.context["IMPRESSION"].tolist()).map(_impression_list).explode().dropna()
     codes = pd.Index(data.item_ids).get_indexer(ids.astype(str))
-    np.add.at(shown, codes[codes >= 0], 1.0)
-    return shown
+    keep = codes >= 0
+    return pd.DataFrame({"row": ids.index.to_numpy()[keep].astype(np.int64), "item": codes[keep].astype(np.int64)})
 
 
 def _impression_list(cell) -> list:

@@ -9,7 +9,8 @@ version that fails to load leaves the previous model serving and is reported in 
 ``EventTail`` is how events reach models. PutEvents writes to the store, then asks the tail to
 catch up; requests ask too. The tail reads events by id past its watermark from the store and
 gives each to its group's model (``Recipe.update``, with its event type; only events that pass
-the group's training filter, as at import) and to the state's per-user live events that
+the group's training filter, as at import; with the items it was shown beside, to recipes that
+learn from impressions, ``observe_impressions``) and to the state's per-user live events that
 Interactions filters read (every event), so every server process (uvicorn workers, the Airflow
 plugin) applies every event, its own and the others', in the order stored. Ids
 that are skipped (a PostgreSQL transaction that commits late) are asked for again for a while.
@@ -76,26 +77,32 @@ class ModelState:
             self.records_applied += len(records)
 
     def apply(self, events: list[StoredEvent]) -> None:
+        """Events, oldest first: the model learns those that pass the training filter, impressions included."""
         per_user: dict[str, list[StoredEvent]] = defaultdict(list)
         for event in events:
-            if event.item_id:
+            if event.item_id or event.impression:
                 per_user[event.user_id].append(event)
         with self.lock:
             if self.data is not None:  # items first seen here join the catalog filters read
                 index = self.data.item_index
-                unseen = {e.item_id: None for mine in per_user.values() for e in mine if e.item_id not in index}
-                if unseen:
+                new = {e.item_id: None for mine in per_user.values() for e in mine if e.item_id not in index}
+                new.pop(None, None)  # impressions without an item
+                if new:
                     from pipelines.serving.catalog import grow
 
-                    self.data = grow(self.data, unseen, {})
+                    self.data = grow(self.data, new, {})
+            impressions = getattr(self.model, "observe_impressions", None)  # recipes that learn from impressions
             for user, mine in per_user.items():
                 learned = mine if self.trains_on is None else [e for e in mine if self.trains_on(e)]
-                if learned:
-                    self.model.update(user, [(e.item_id, int(e.sent_at), e.event_type) for e in learned])
+                interactions = [(e.item_id, int(e.sent_at), e.event_type) for e in learned if e.item_id]
+                if interactions:
+                    self.model.update(user, interactions)
+                if impressions is not None and learned:
+                    impressions(user, [(e.impression, e.item_id) for e in learned])
                 kept = self.live.get(user)
                 if kept is None:
                     kept = self.live[user] = deque(maxlen=LIVE_EVENTS_PER_USER)
-                kept.extend((e.item_id, e.event_type, e.sent_at) for e in mine)
+                kept.extend((e.item_id, e.event_type, e.sent_at) for e in mine if e.item_id)
             self.events_applied += len(events)
 
     def live_events(self, user_id: str | None) -> list[tuple[str, str, float]] | None:

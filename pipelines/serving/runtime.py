@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from pipelines.serving.answers import RecentAnswers
 from pipelines.serving.auth import KeyChecker
 from pipelines.serving.batch_jobs import fail_orphaned
 from pipelines.serving.campaigns import CampaignConfigs
@@ -83,6 +84,7 @@ class Runtime:
         self.filters = FilterRegistry(self.store, {g.name: g for g in groups if g.kind == "personalize"})
         self.tail = EventTail(self.store, self.models)
         self.campaigns = CampaignConfigs(self.store)
+        self.answers = RecentAnswers(self.store, settings.recommendation_id_seconds)  # recommendationId -> items
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -120,6 +122,7 @@ class Runtime:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self.answers.close()
         self.store.close()
 
     def health(self) -> dict:

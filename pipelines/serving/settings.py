@@ -37,6 +37,7 @@ class ServingSettings:
     load_models: bool = True  # False: forecasts, filters and events only (no MLflow)
     sync_reads: bool = True  # read requests first apply events other processes stored
     batch_dir: str | None = None  # batch jobs read and write only under it; None: $AIRSIGHT_HOME/batch
+    recommendation_id_seconds: float = 3600.0  # how long PutEvents can name an answer's recommendationId
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -50,6 +51,7 @@ class ServingSettings:
             max_body_bytes=int(_float("AIRSIGHT_SERVING_MAX_BODY_BYTES", 256 * 1024)),
             key_cache_seconds=_float("AIRSIGHT_SERVING_KEY_CACHE_SECONDS", 10.0),
             batch_dir=os.environ.get("AIRSIGHT_SERVING_BATCH_DIR") or None,
+            recommendation_id_seconds=_float("AIRSIGHT_SERVING_RECOMMENDATION_ID_SECONDS", 3600.0),
             sync_reads=os.environ.get("AIRSIGHT_SERVING_SYNC_READS", "1") not in ("0", "false", "no"),
         )
 

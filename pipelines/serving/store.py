@@ -8,6 +8,8 @@ PutEvents is acknowledged only after its transaction commits: SQLite runs in WAL
 follows the events the others wrote (``events_after``) and how exports resume. PutItems and
 PutUsers append records to a log of their own (``airsight_records``: one row per item or user
 record, the newest of an id wins), acknowledged the same way and followed the same way.
+``airsight_answers`` keeps each recommendation answer's item list for a while, so that an event
+naming its recommendationId takes those items as its impression (``pipelines.serving.answers``).
 
 Each thread has its own connection: SQLite connections are not shared between threads, and a
 PostgreSQL connection runs one statement at a time.
@@ -53,6 +55,10 @@ def _schema(serial: str, real: str) -> list[str]:
             id {serial} PRIMARY KEY, dataset_group TEXT NOT NULL, dataset_type TEXT NOT NULL,
             record_id TEXT NOT NULL, properties TEXT NOT NULL, received_at {real} NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS airsight_records_group_id ON airsight_records (dataset_group, id)",
+        f"""CREATE TABLE IF NOT EXISTS airsight_answers (
+            recommendation_id TEXT PRIMARY KEY, dataset_group TEXT NOT NULL, item_ids TEXT NOT NULL,
+            created_at {real} NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS airsight_answers_created ON airsight_answers (created_at)",
         f"""CREATE TABLE IF NOT EXISTS airsight_campaigns (
             name TEXT PRIMARY KEY, config TEXT NOT NULL, updated_at {real} NOT NULL)""",
         f"""CREATE TABLE IF NOT EXISTS airsight_filters (
@@ -81,6 +87,12 @@ class StoredEvent:
     sent_at: float
     event_type: str
     event_value: float | None
+    impression: tuple[str, ...] = ()  # the items shown with it: explicit, or the answer its recommendationId names
+
+
+def _stored_event(row: tuple) -> StoredEvent:
+    *fields, impression = row
+    return StoredEvent(*fields, tuple(json.loads(impression)) if impression else ())
 
 
 @dataclass(frozen=True)
@@ -270,7 +282,7 @@ class Store:
             for pending in batch:
                 pending.done = True
 
-    _EVENT_FIELDS = "id, dataset_group, user_id, item_id, sent_at, event_type, event_value"
+    _EVENT_FIELDS = "id, dataset_group, user_id, item_id, sent_at, event_type, event_value, impression"
 
     def events_after(self, after_id: int, also: Iterable[int] = (), limit: int = 10_000) -> list[StoredEvent]:
         """Events with id > ``after_id`` (and the ids in ``also``), by id."""
@@ -278,7 +290,7 @@ class Store:
         where = "id > ?" + (f" OR id IN ({', '.join('?' * len(also))})" if also else "")
         rows = self._query(f"SELECT {self._EVENT_FIELDS} FROM airsight_events WHERE {where} ORDER BY id LIMIT ?",
                            [after_id, *also, limit])  # fmt: skip
-        return [StoredEvent(*r) for r in rows]
+        return [_stored_event(r) for r in rows]
 
     def events_of_group(
         self,
@@ -297,7 +309,7 @@ class Store:
         order = "DESC" if newest else "ASC"  # newest: the last ``limit`` events, still returned oldest first
         statement = f"SELECT {self._EVENT_FIELDS} FROM airsight_events WHERE {where} ORDER BY id {order} LIMIT ?"
         rows = self._query(statement, [*params, limit])
-        return [StoredEvent(*r) for r in (reversed(rows) if newest else rows)]
+        return [_stored_event(r) for r in (reversed(rows) if newest else rows)]
 
     def event_rows(self, group: str, after_id: int = 0, batch: int = 10_000) -> Iterator[tuple]:
         """Every column of a group's events after ``after_id``, by id, in batches (for exports)."""
@@ -363,6 +375,39 @@ class Store:
 
     def max_record_id(self) -> int:
         return int(self._query("SELECT COALESCE(MAX(id), 0) FROM airsight_records")[0][0])
+
+    # Answers: each recommendationId's item list, kept a while so that PutEvents can name it (RecentAnswers).
+    def put_answers(self, rows: list[tuple[str, str, list[str], float]]) -> None:
+        """Store ``(recommendation_id, group, item_ids, created_at)`` rows in one transaction.
+
+        Committed without waiting for the disk (SQLite ``synchronous=NORMAL`` for this commit only,
+        PostgreSQL ``synchronous_commit = off``): an answer lost in a power cut only loses the
+        impressions a later event would have taken from it, and no fsync competes with PutEvents'.
+        """
+        insert = "INSERT INTO airsight_answers (recommendation_id, dataset_group, item_ids, created_at) "
+        insert += "VALUES (?, ?, ?, ?)"
+        conn = None if self.postgres else self._conn()
+        if conn is not None:
+            conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with self._cursor() as tx:
+                if self.postgres:
+                    tx.execute("SET LOCAL synchronous_commit TO OFF")
+                for rid, group, items, created in rows:
+                    tx.execute(insert, (rid, group, json.dumps(items), created))
+        finally:
+            if conn is not None:
+                conn.execute("PRAGMA synchronous=FULL")  # this thread's connection may commit events next
+
+    def get_answer(self, recommendation_id: str) -> tuple[str, list[str], float] | None:
+        """``(group, item_ids, created_at)`` of a stored answer, or None."""
+        rows = self._query("SELECT dataset_group, item_ids, created_at FROM airsight_answers "
+                           "WHERE recommendation_id = ?", [recommendation_id])  # fmt: skip
+        return (rows[0][0], json.loads(rows[0][1]), rows[0][2]) if rows else None
+
+    def expire_answers(self, before: float) -> int:
+        with self._cursor() as tx:
+            return tx.execute("DELETE FROM airsight_answers WHERE created_at < ?", (before,)).rowcount
 
     # Campaigns (their campaignConfig).
     def put_campaign(self, name: str, config: dict) -> float:

@@ -10,7 +10,12 @@ import pytest
 
 from pipelines.personalize import InteractionData, get_recipe
 from pipelines.personalize.hrnn_metadata import HrnnColdstart
-from pipelines.personalize.user_personalization import UserPersonalization, creation_times, impressions
+from pipelines.personalize.user_personalization import (
+    UserPersonalization,
+    creation_times,
+    ignored_impressions,
+    impressions,
+)
 from tests.personalize import chain_data
 from tests.personalize.chain_data import chain_items, chains
 from tests.personalize.conftest import DAY
@@ -94,3 +99,38 @@ def test_exposures_count_impressions_where_given():
     data = InteractionData.from_frames(frame, items=items)
     assert impressions(data).tolist() == [2, 1, 2, 0]
     assert creation_times(data).tolist() == [5, 20, np.inf, np.inf]  # metadata, else the first event, else new
+
+
+def test_training_impressions_let_pass_count_per_user_until_the_user_interacts():
+    frame = pd.DataFrame(
+        {
+            "USER_ID": ["u1", "u2", "u1", "u1"],
+            "ITEM_ID": ["a", "b", "b", "a"],
+            "TIMESTAMP": [10, 20, 30, 40],
+            "IMPRESSION": ["a|b|c", ["a", "c", "zz"], None, "a|c"],  # zz: not in the catalog
+        }
+    )
+    data = InteractionData.from_frames(frame, items=pd.DataFrame({"ITEM_ID": ["a", "b", "c"]}))
+    code = data.item_index
+    # u1 let b and c pass at 10, then took b at 30 (its count clears) and let c pass again at 40
+    assert ignored_impressions(data) == {"u1": {code["c"]: 2}, "u2": {code["a"]: 1, code["c"]: 1}}
+    assert ignored_impressions(InteractionData.from_frames(frame.drop(columns="IMPRESSION"))) == {}
+
+
+def test_live_impressions_take_exploration_from_an_item_and_demote_it_for_the_user(exploring):
+    live = copy.deepcopy(exploring)
+    live.exploration_weight, live.exploration_item_age_cut_off = 1.0, 30.0
+    fresh = live.item_index_["fresh0"]
+    user, other = "g0_u000", "g1_u001"
+    before = dict(live.recommend(user, n=len(FRESH)))
+    other_before = dict(live.recommend(other, n=len(FRESH)))
+    live.observe_impressions(user, [(["fresh0", "fresh1", "unknown"], "fresh1"), (["fresh0"], None)])
+    assert live.exposures_[fresh] == exploring.exposures_[fresh] + 2  # fresh1 was counted by its event
+    assert live.ignored_[user] == {fresh: 2}  # shown twice, taken never; unknown items left out
+    after, other_after = dict(live.recommend(user, n=len(FRESH))), dict(live.recommend(other, n=len(FRESH)))
+    assert after["fresh0"] < before["fresh0"] and other_after["fresh0"] < other_before["fresh0"]  # fewer to explore
+    ratio = (after["fresh0"] / after["fresh2"]) / (before["fresh0"] / before["fresh2"])
+    other_ratio = (other_after["fresh0"] / other_after["fresh2"]) / (other_before["fresh0"] / other_before["fresh2"])
+    assert ratio == pytest.approx(other_ratio / np.sqrt(3))  # and for the user who let it pass twice, /sqrt(1 + 2)
+    live.observe_impressions(user, [([], "fresh0")])  # the user takes it: the user's count clears
+    assert user not in live.ignored_

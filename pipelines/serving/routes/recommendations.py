@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import uuid
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from pipelines.serving import schemas as s
+from pipelines.serving.answers import new_recommendation_id
 from pipelines.serving.errors import ApiError
 from pipelines.serving.routes.dependencies import (
     RuntimeDep,
@@ -83,9 +83,11 @@ def with_promotions(result: list[dict], promoted: list[tuple[str, float]], name:
     return result
 
 
-def answer(items_key: str, items: list[dict], state) -> JSONResponse:
-    return JSONResponse({items_key: items, "recommendationId": f"RID-{uuid.uuid4().hex}",
-                         "modelVersion": state.version})  # fmt: skip
+def answer(runtime: Runtime, group: str, items_key: str, items: list[dict], state) -> JSONResponse:
+    """The answer, remembered by its recommendationId: a PutEvents naming it takes these items as its impression."""
+    recommendation_id = new_recommendation_id()
+    runtime.answers.remember(recommendation_id, group, [entry["itemId"] for entry in items])
+    return JSONResponse({items_key: items, "recommendationId": recommendation_id, "modelVersion": state.version})
 
 
 @router.post("/recommendations", response_model=s.RecommendationsResponse)
@@ -122,7 +124,7 @@ async def get_recommendations(body: s.RecommendationsRequest, runtime: RuntimeDe
     result = scored(items)
     if promoted:
         result = with_promotions(result, promoted, promotion.name)
-    return answer("itemList", result, state)
+    return answer(runtime, group, "itemList", result, state)
 
 
 @router.post("/personalize-ranking", response_model=s.RankingResponse)
@@ -138,4 +140,4 @@ async def get_personalized_ranking(body: s.RankingRequest, runtime: RuntimeDep) 
         data = state.data
         mask = bound.item_mask(data, data.user_index.get(body.userId), live=live)
         ranking = [(i, v) for i, v in ranking if (k := data.item_index.get(i)) is not None and mask[k]]
-    return answer("personalizedRanking", scored(ranking), state)
+    return answer(runtime, group, "personalizedRanking", scored(ranking), state)
