@@ -182,6 +182,36 @@ class Recipe:
         order = np.lexsort((np.arange(len(items)), -self.popularity_[items], -scores))
         return [(known[k], float(scores[k])) for k in order] + unknown
 
+    def users_for_items(self, item_ids: Sequence[str], n: int = 25) -> list[tuple[str, float]]:
+        """The ``n`` users most likely to interact with ``item_ids``, best first (user segments).
+
+        Personalize's item-affinity takes one item; item-attribute-affinity the items an attribute
+        query matches. Every user the model knows (trained on, or with events from ``update``) is
+        scored against the items by the recipe's own user x item score (what ``rank`` orders by),
+        averaged over the items; ties go to the user with more events. Items unknown to the model
+        are ignored; ValueError when none is known.
+        """
+        self._check_fitted()
+        if not int(n) >= 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        items = np.array([self.item_index_[i] for i in map(_id, item_ids) if i in self.item_index_], dtype=np.int64)
+        if not len(items):
+            raise ValueError("none of the items is known to the model")
+        users = [*self.user_index_, *(u for u in self.recent_events_ if u not in self.user_index_)]
+        scores, events = self._user_scores(users, np.unique(items))
+        order = np.lexsort((np.arange(len(users)), -events, -scores))[: int(n)]
+        return [(users[k], float(scores[k])) for k in order.tolist()]
+
+    def _user_scores(self, user_ids: Sequence[str], items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each user's mean score of ``items`` and number of events (one ``_score_items`` per user)."""
+        scores, events = np.zeros(len(user_ids)), np.zeros(len(user_ids))
+        with self._request(None, exclude_seen=False):
+            for k, user in enumerate(user_ids):
+                history, times = self._history(user)
+                scores[k] = float(np.mean(np.asarray(self._score_items(history, times, items), dtype=np.float64)))
+                events[k] = len(history)
+        return np.nan_to_num(scores, nan=0.0), events
+
     def update(self, user_id: str, events: Iterable[Any]) -> None:
         """Take a user's new events, as Personalize's PutEvents does, without retraining.
 

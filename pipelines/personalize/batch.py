@@ -75,7 +75,15 @@ class BatchSummary:
 
 
 class BatchJob:
-    """Answers requests with a trained model (a ``Recipe``), an optional filter and the data it reads."""
+    """Answers requests with a trained model (a ``Recipe``), an optional filter and the data it reads.
+
+    What ``_run`` asks of a job (``pipelines.personalize.segments.SegmentJob`` answers it too):
+    ``check`` a decoded line into a request, ``answer`` it, name its ``kind``, start a ``summary``,
+    and ``empty_ok``: whether an input without requests is a finished job or a failed one.
+    """
+
+    empty_ok = True
+    label = "batch inference"
 
     def __init__(
         self,
@@ -94,6 +102,15 @@ class BatchJob:
             raise ValueError(f"numResults must be an integer between 1 and {MAX_RESULTS}, got {num_results!r}")
         self.model, self.num_results, self.data = model, count, data
         self.filter = _parse_filter(filter_expression, data)
+
+    def summary(self, source: str, output: str) -> BatchSummary:
+        return BatchSummary(source, output, self.num_results, getattr(self.filter, "expression", None))
+
+    def check(self, request: Any) -> dict:
+        return _check(request)
+
+    def kind(self, request: dict) -> str:
+        return _kind(request)
 
     def answer(self, request: Mapping[str, Any]) -> dict:
         """The ``output`` object for a checked request; ValueError and friends say why it cannot be served."""
@@ -166,9 +183,13 @@ def batch_infer(
     such input, a malformed filter, numResults out of range) raise before anything is written;
     problems with a line become that line's error entry.
     """
+    return run_file(BatchJob(model, num_results, filter_expression, data), input_path, output_path, progress)
+
+
+def run_file(job: BatchJob, input_path: str | os.PathLike, output_path: str | os.PathLike, progress: bool) -> dict:
+    """Answer every line of a JSON Lines file with ``job`` (a BatchJob or a SegmentJob) into another."""
     import fsspec
 
-    job = BatchJob(model, num_results, filter_expression, data)
     source = str(input_path)
     fs, path = fsspec.core.url_to_fs(source)
     if not fs.isfile(path):
@@ -177,6 +198,13 @@ def batch_infer(
     total = None if compressed else fs.size(path)
     with fsspec.open(source, "rb", compression="infer") as handle:
         return _run(job, _file_requests(handle), output_path, source, total, progress, unit="B")
+
+
+def run_each(job: BatchJob, requests: Iterable[dict], output_path: str | os.PathLike, source: str, progress: bool,
+             unit: str = "request", total: int | None = None) -> dict:  # fmt: skip
+    """Answer requests given as dicts (not read from a file) with ``job`` into a JSON Lines file."""
+    total = len(requests) if total is None and hasattr(requests, "__len__") else total
+    return _run(job, _generated(requests), output_path, source, total, progress, unit=unit)
 
 
 def for_each(
@@ -195,7 +223,7 @@ def for_each(
     requests = ({key: _text(i)} for i in ids)
     total = len(ids) if hasattr(ids, "__len__") else None
     job = BatchJob(model, num_results, filter_expression, data)
-    return _run(job, _generated(requests), output_path, f"<every {unit}>", total, progress, unit=unit)
+    return run_each(job, requests, output_path, f"<every {unit}>", progress, unit=unit, total=total)
 
 
 # Recommendations for each user id (e.g. ``data.user_ids``); related items for each item id.
@@ -216,13 +244,13 @@ def _run(
     """Write one output line per request (``(line number, size, raw line or dict)``) and rename into place."""
     from tqdm import tqdm
 
-    summary = BatchSummary(source, str(output_path), job.num_results, getattr(job.filter, "expression", None))
+    summary = job.summary(source, str(output_path))
     start = time.perf_counter()
     bar = tqdm(
         total=total,
         unit=unit,
         unit_scale=unit == "B",
-        desc="batch inference",
+        desc=job.label,
         file=sys.stderr,
         disable=not progress or None,  # None: off where stderr is not a terminal
         mininterval=0.5,
@@ -237,6 +265,8 @@ def _run(
                 out.write(json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n")
                 if summary.lines % 1000 == 0:
                     bar.set_postfix(lines=summary.lines, errors=summary.failed, refresh=False)
+            if not summary.lines and not job.empty_ok:  # raised inside: the temporary output goes
+                raise ValueError(f"{source} holds nothing to answer (an empty file, or only blank lines)")
     finally:
         bar.close()
     summary.seconds = round(time.perf_counter() - start, 3)
@@ -252,7 +282,7 @@ def _entry(job: BatchJob, number: int, raw: Any, summary: BatchSummary) -> dict 
     request: Any = raw.decode("utf-8", "replace").rstrip("\r\n") if isinstance(raw, bytes) else raw
     try:
         request = _decode(raw)  # echoed as given; answered in its checked form
-        output = job.answer(_check(request))
+        output = job.answer(job.check(request))
     except Exception as exc:  # a bad line never stops the job; its entry says what is wrong
         summary.failed += 1
         message = f"line {number}: {_reason(exc)}"
@@ -261,7 +291,7 @@ def _entry(job: BatchJob, number: int, raw: Any, summary: BatchSummary) -> dict 
         return {"input": request, "output": None, "error": message}
     summary.succeeded += 1
     summary.fallbacks += "fallback" in output
-    summary.requests[_kind(request)] += 1  # the shape was checked above
+    summary.requests[job.kind(request)] += 1  # the shape was checked above
     return {"input": request, "output": output, "error": None}
 
 
