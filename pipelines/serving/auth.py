@@ -8,7 +8,7 @@ how long a revoked key may keep working in a server that has just seen it.
 
 Scopes: ``read`` (recommendations, rankings, forecasts, listing filters and jobs, metrics),
 ``write`` (PutEvents, PutItems, PutUsers), ``admin`` (creating and deleting filters, updating campaigns,
-starting batch inference jobs).
+starting batch inference and batch segment jobs).
 A key holds each scope it may use; ``admin`` does not imply the others.
 
 ``ApiKeyGuard`` is the middleware that asks for them: the scope comes from ``ROUTE_SCOPES``, keyed
@@ -114,6 +114,7 @@ ROUTE_SCOPES = {
     ("POST", "/filters"): "admin",
     ("DELETE", "/filters/{name}"): "admin",
     ("POST", "/batch-inference-jobs"): "admin",
+    ("POST", "/batch-segment-jobs"): "admin",
 }
 
 

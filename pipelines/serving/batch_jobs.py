@@ -1,6 +1,7 @@
-"""Batch inference jobs through the API (CreateBatchInferenceJob, DescribeBatchInferenceJob).
+"""Batch jobs through the API: CreateBatchInferenceJob and CreateBatchSegmentJob, and their Describe calls.
 
-A job runs ``pipelines.personalize.batch.batch_infer`` in a background thread on its own copy of
+A batch inference job runs ``pipelines.personalize.batch.batch_infer``, a batch segment job
+``pipelines.personalize.segments.batch_segment``, in a background thread on its own copy of
 the group's serving model version (loaded from the registry, so the live model keeps serving
 and its real-time updates do not leak into the job). Input and output paths are relative to
 the server's batch folder and may not leave it: a key holder cannot make the server read or
@@ -14,6 +15,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ def fail_orphaned(store: Store, name: str | None = None) -> list[str]:
     """
     orphaned = store.fail_orphaned_jobs(STALE_SECONDS, _dead_here, name)
     for name in orphaned:
-        log.warning("batch inference job orphaned: marked FAILED", extra={"job": name})
+        log.warning("batch job orphaned: marked FAILED", extra={"job": name})
     return orphaned
 
 
@@ -70,12 +72,37 @@ def confined(root: Path, relative: str, field: str) -> Path:
 
 def start_job(store: Store, name: str, group: str, version: str, data: Any, request: dict, source: Path,
               target: Path, filter_expression: Any) -> threading.Thread:  # fmt: skip
-    """Record the job and run it in a daemon thread; its outcome goes to the store.
+    """CreateBatchInferenceJob: ``batch_infer`` over ``source`` into ``target`` (see ``run_in_background``)."""
+
+    def infer(model: Any) -> dict:
+        from pipelines.personalize.batch import batch_infer
+
+        return batch_infer(model, source, target, request["numResults"], filter_expression, progress=False, data=data)
+
+    return run_in_background(store, name, group, version, request, "inference", infer)
+
+
+def start_segment_job(store: Store, name: str, group: str, version: str, data: Any, schema: Any, request: dict,
+                      source: Path, target: Path) -> threading.Thread:  # fmt: skip
+    """CreateBatchSegmentJob: ``batch_segment`` over ``source`` into ``target`` (see ``run_in_background``)."""
+
+    def segment(model: Any) -> dict:
+        from pipelines.personalize.segments import batch_segment
+
+        return batch_segment(model, source, target, request["numResults"], data, schema, progress=False)
+
+    return run_in_background(store, name, group, version, request, "segment", segment)
+
+
+def run_in_background(store: Store, name: str, group: str, version: str, request: dict, kind: str,
+                      run: Callable[[Any], dict]) -> threading.Thread:  # fmt: skip
+    """Record the job, then ``run`` it on the group's model ``version`` in a daemon thread; the outcome goes
+    to the store (its summary, or the failure as its reason).
 
     While it runs, the job's heartbeat is renewed every ``HEARTBEAT_SECONDS``, so that a server
     that stops mid-job leaves a job any server can tell is orphaned (``fail_orphaned``).
     """
-    store.add_job(name, group, request, owner=OWNER)
+    store.add_job(name, group, request, owner=OWNER, kind=kind)
     stop = threading.Event()
 
     def beat() -> None:
@@ -86,19 +113,16 @@ def start_job(store: Store, name: str, group: str, version: str, data: Any, requ
                 log.warning("batch job heartbeat failed", extra={"job": name}, exc_info=True)
 
     def work() -> None:
-        from pipelines.personalize.batch import batch_infer
         from pipelines.training import pyfunc as models
 
         threading.Thread(target=beat, name=f"batch-{name}-heartbeat", daemon=True).start()
         try:
             model = models.load_version("personalize", group, version)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            summary = batch_infer(model, source, target, request["numResults"], filter_expression, progress=False,
-                                  data=data)  # fmt: skip
+            summary = run(model)
             summary["modelVersion"] = version
             store.finish_job(name, summary, None)
         except Exception as exc:  # a failed job is reported, never raised into the server
-            log.exception("batch inference job failed", extra={"job": name})
+            log.exception("batch job failed", extra={"job": name, "kind": kind})
             store.finish_job(name, None, f"{type(exc).__name__}: {exc}")
         finally:
             stop.set()

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipelines.personalize.base import MAX_RESULTS
+from pipelines.personalize.segments import MAX_USERS as MAX_SEGMENT_USERS
 
 Id = Annotated[str, Field(min_length=1, max_length=256)]
 MAX_EVENTS = 10  # Personalize's PutEvents limit
@@ -240,10 +241,22 @@ class BatchPath(Body):
     path: Annotated[str, Field(min_length=1, max_length=1024, description="relative to the server's batch folder")]
 
 
-class BatchJobRequest(Body):
+class BatchJobFiles(Body):
+    """What every batch job names: itself, its dataset group, its JSON Lines input and output."""
+
     jobName: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
     datasetGroup: Annotated[str, Field(min_length=1, max_length=256)]
     jobInput: BatchPath
     jobOutput: BatchPath
+
+
+class BatchJobRequest(BatchJobFiles):
     numResults: Annotated[int, Field(ge=1, le=MAX_RESULTS)] = 25
     filterArn: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+
+
+class BatchSegmentJobRequest(BatchJobFiles):
+    """CreateBatchSegmentJob: item-affinity ({"itemId": …}) and item-attribute-affinity ({"itemAttributes": …})
+    queries, one a line, in; each query's ``usersList`` out."""
+
+    numResults: Annotated[int, Field(ge=1, le=MAX_SEGMENT_USERS, description="users per query")] = 25

@@ -67,7 +67,7 @@ def _schema(serial: str, real: str) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS airsight_batch_jobs (
             name TEXT PRIMARY KEY, dataset_group TEXT NOT NULL, status TEXT NOT NULL, request TEXT NOT NULL,
             summary TEXT, failure TEXT, created_at {real} NOT NULL, finished_at {real},
-            owner TEXT, heartbeat_at {real})""",
+            owner TEXT, heartbeat_at {real}, kind TEXT)""",
         f"""CREATE TABLE IF NOT EXISTS airsight_api_keys (
             key_id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, salt TEXT NOT NULL, digest TEXT NOT NULL,
             scopes TEXT NOT NULL, created_at {real} NOT NULL, revoked_at {real})""",
@@ -141,7 +141,8 @@ class Store:
         with self._cursor() as cur:
             for statement in _schema("BIGSERIAL" if self.postgres else "INTEGER", "DOUBLE PRECISION"):
                 cur.execute(statement)
-            self._add_columns(cur, "airsight_batch_jobs", {"owner": "TEXT", "heartbeat_at": "DOUBLE PRECISION"})
+            self._add_columns(cur, "airsight_batch_jobs",
+                              {"owner": "TEXT", "heartbeat_at": "DOUBLE PRECISION", "kind": "TEXT"})  # fmt: skip
 
     def _add_columns(self, cur, table: str, columns: dict[str, str]) -> None:
         """Bring a table created by an earlier release up to date: add the columns it lacks."""
@@ -456,20 +457,22 @@ class Store:
         with self._cursor() as tx:
             return tx.execute("DELETE FROM airsight_filters WHERE name = ?", (name,)).rowcount > 0
 
-    # Batch inference jobs.
-    def add_job(self, name: str, group: str, request: dict, owner: str) -> None:
+    # Batch jobs: batch inference jobs (kind ``inference``; NULL in rows of earlier releases) and batch
+    # segment jobs (``segment``), in one table and one namespace of names.
+    def add_job(self, name: str, group: str, request: dict, owner: str, kind: str = "inference") -> None:
         """Record a job IN_PROGRESS, run by ``owner`` (host:pid), which beats ``beat_job`` while it runs."""
         now = time.time()
         try:
             with self._cursor() as tx:
                 tx.execute(
                     "INSERT INTO airsight_batch_jobs (name, dataset_group, status, request, created_at, owner, "
-                    "heartbeat_at) VALUES (?, ?, 'IN_PROGRESS', ?, ?, ?, ?)",
-                    (name, group, json.dumps(request), now, owner, now),
+                    "heartbeat_at, kind) VALUES (?, ?, 'IN_PROGRESS', ?, ?, ?, ?, ?)",
+                    (name, group, json.dumps(request), now, owner, now, kind),
                 )
         except Exception as exc:
             if _is_unique_violation(exc):
-                raise DuplicateName(f"a batch inference job named {name!r} exists") from exc
+                raise DuplicateName(f"a batch job named {name!r} exists (batch inference and segment jobs "
+                                    "share names)") from exc  # fmt: skip
             raise
 
     def finish_job(self, name: str, summary: dict | None, failure: str | None) -> None:
@@ -508,11 +511,11 @@ class Store:
                 )  # fmt: skip
         return orphaned
 
-    def get_job(self, name: str) -> dict | None:
+    def get_job(self, name: str, kind: str = "inference") -> dict | None:
         rows = self._query(
             "SELECT name, dataset_group, status, request, summary, failure, created_at, finished_at "
-            "FROM airsight_batch_jobs WHERE name = ?",
-            [name],
+            "FROM airsight_batch_jobs WHERE name = ? AND COALESCE(kind, 'inference') = ?",
+            [name, kind],
         )
         if not rows:
             return None

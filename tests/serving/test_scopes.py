@@ -84,6 +84,10 @@ CASES = [
          lambda tag: {"jobName": f"job-{tag}", "datasetGroup": GROUP, "jobInput": {"path": "missing.jsonl"},
                       "jobOutput": {"path": f"out-{tag}.jsonl"}}),
     Case("GET", "/batch-inference-jobs/{name}", "/batch-inference-jobs/no-such-job", "read", 404),
+    Case("POST", "/batch-segment-jobs", "/batch-segment-jobs", "admin", 404,
+         lambda tag: {"jobName": f"seg-{tag}", "datasetGroup": GROUP, "jobInput": {"path": "missing.jsonl"},
+                      "jobOutput": {"path": f"seg-{tag}.jsonl"}}),
+    Case("GET", "/batch-segment-jobs/{name}", "/batch-segment-jobs/no-such-job", "read", 404),
     Case("GET", None, "/no-such-route", "read", 404),
 ]  # fmt: skip
 

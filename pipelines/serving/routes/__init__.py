@@ -21,5 +21,5 @@ ROUTERS = (
     campaigns.router,  # /campaigns/{name}
     filters.router,  # /filters[/{name}]
     forecasts.router,  # /forecasts/query, /forecasts/{group}/items
-    batch_jobs.router,  # /batch-inference-jobs[/{name}]
+    batch_jobs.router,  # /batch-inference-jobs[/{name}], /batch-segment-jobs[/{name}]
 )
