@@ -15,6 +15,11 @@ Interactions filters read (every event), so every server process (uvicorn worker
 plugin) applies every event, its own and the others', in the order stored. Ids
 that are skipped (a PostgreSQL transaction that commits late) are asked for again for a while.
 
+A newly loaded model (a server start, a swap to a new champion) replays the stored events it
+has not seen (``unseen``): all but those its own training history holds (same user, item and
+second, which is how an exported event comes back through an import), whatever their sentAt, so
+a late, back-dated event stays in effect after a restart or a swap, in every process.
+
 PutItems and PutUsers records travel the same way, in a log of their own: the tail gives each
 to its group's state, which tells the model about new items (``Recipe.add_items``) and grows the
 data filters read (``catalog.grow``), so Items and CurrentUser conditions see a new item or user,
@@ -131,6 +136,35 @@ def training_filter(event_types: Iterable[str] = (), event_value_threshold: floa
     return passes
 
 
+def unseen(model: Any, events: list[StoredEvent]) -> list[StoredEvent]:
+    """The stored events ``model`` did not train on, whenever they were sent: what a loaded model replays.
+
+    A model has seen an event when its training history of the event's user holds the event's item
+    at the event's second: the event was exported (``export_events``) before the import that built
+    the model's snapshot, and sent by that snapshot's as_of. Every other stored event is replayed,
+    whatever its sentAt: one stored after the snapshot was cut, a late (back-dated) one, one never
+    exported, one the import's training filter left out (the model skips it again, filters read it).
+    """
+    indptr = getattr(model, "history_indptr_", None)
+    users, items = getattr(model, "user_index_", {}), getattr(model, "item_index_", {})
+    latest = int(getattr(model, "latest_timestamp_", 0) or 0)
+    check = [k for k, e in enumerate(events)
+             if e.item_id in items and e.user_id in users and int(e.sent_at) <= latest]  # fmt: skip
+    if indptr is None or not check:
+        return events
+    import numpy as np
+    import pandas as pd
+
+    asked = pd.MultiIndex.from_arrays([[users[events[k].user_id] for k in check],
+                                       [items[events[k].item_id] for k in check],
+                                       [int(events[k].sent_at) for k in check]])  # fmt: skip
+    owner = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))  # each training-history row's user
+    rows = np.isin(owner, asked.get_level_values(0).unique())
+    trained = pd.MultiIndex.from_arrays([owner[rows], model.history_items_[rows], model.history_times_[rows]])
+    seen = {check[k] for k in np.flatnonzero(asked.isin(trained))}
+    return [e for k, e in enumerate(events) if k not in seen]
+
+
 class ModelHolder:
     """The serving model of one Personalize group."""
 
@@ -175,10 +209,8 @@ class ModelHolder:
             state = ModelState(version, model, data, trains_on=self.trains_on)
             mark, records_mark = tail.watermark, tail.records_watermark
             state.apply_records(self.store.records_of_group(self.group, up_to_id=records_mark))
-            since = float(getattr(model, "latest_timestamp_", 0) or 0)
-            replay = self.store.events_of_group(self.group, up_to_id=mark, sent_after=since, limit=REPLAY_LIMIT,
-                                                newest=True)  # fmt: skip
-            state.apply(replay)
+            replay = self.store.events_of_group(self.group, up_to_id=mark, limit=REPLAY_LIMIT, newest=True)
+            state.apply(unseen(model, replay))
         except Exception as exc:
             self.error = f"version {version} failed to load: {type(exc).__name__}: {exc}"
             self.failed_version, self._failed_at = version, time.monotonic()
