@@ -146,3 +146,20 @@ def test_every_algorithm_has_a_hyperparameter_model_matching_its_constructor():
     for name, model in hyperparameters.MODELS.items():
         taken = set(inspect.signature(algorithm_class(name).__init__).parameters)
         assert set(model.model_fields) <= taken, (name, set(model.model_fields) - taken)
+
+
+def test_batch_segments_take_queries_or_a_file_and_name_unknown_item_fields(groups):
+    schema = [{"name": "ITEM_ID", "type": "string"}, {"name": "GENRES", "type": "string", "categorical": True}]
+    items = {"ITEMS": {"path": "items.csv", "schema": schema}}
+    queries = [{"itemId": 105}, {"itemAttributes": 'ITEMS.genres = "Comedy"'}]
+    group = load_group(groups.settings(personalize("i.csv", datasets=items, batch_segments=queries)))
+    assert group.batch_segments.queries == queries and group.batch_segments.num_results == 25
+    group = load_group(groups.settings(personalize("i.csv", batch_segments="queries.jsonl")))
+    assert group.batch_segments.path == str(groups.root / "groups.d" / "queries.jsonl")  # beside the settings
+    assert "one of the two" in error_for(groups, personalize("i.csv", batch_segments={"num_results": 5}))
+    bad = personalize("i.csv", datasets=items, batch_segments=[{"itemAttributes": 'ITEMS.COLOUR = "red"'}])
+    assert "batch_segments.queries[0].itemAttributes: ITEMS has no field 'COLOUR'" in error_for(groups, bad)
+    assert "no ITEMS dataset" in error_for(groups, personalize("i.csv", batch_segments=queries))
+    assert "one key, itemId or itemAttributes" in error_for(
+        groups, personalize("i.csv", batch_segments=[{"userId": 1}])
+    )
