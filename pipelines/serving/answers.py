@@ -92,10 +92,11 @@ class RecentAnswers:
                     event["impression"] = shown
 
     def _stored(self, recommendation_id: str):
-        minted = minted_at(recommendation_id)
+        minted, now = minted_at(recommendation_id), time.time()
+        until = now if minted is None else min(minted, now) + FRESH_SECONDS  # an id from the future waits no more
         while True:
             found = self.store.get_answer(recommendation_id)
-            if found is not None or minted is None or time.time() > minted + FRESH_SECONDS:
+            if found is not None or time.time() >= until:
                 return found
             time.sleep(0.01)  # minted a moment ago elsewhere: its row is on the way
 

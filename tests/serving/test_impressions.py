@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pipelines.personalize import get_recipe
+from pipelines.serving import answers
 from pipelines.serving.app import create_app
 from tests.serving.conftest import build_world
 
@@ -99,10 +100,14 @@ def test_a_recommendation_id_stands_for_its_answers_items_in_any_process(client,
     assert stored_impressions(runtime, 1) == [("a_i02", "f1")]  # an explicit impression wins, as in Personalize
 
 
-def test_an_unknown_or_expired_recommendation_id_is_ignored_as_personalize_does(client, world, runtime):
+def test_an_unknown_or_expired_recommendation_id_is_ignored_as_personalize_does(client, world, runtime, monkeypatch):
+    monkeypatch.setattr(answers, "FRESH_SECONDS", 0.3)
     put(client, world, "a_u040", {"itemId": "a_i03", "recommendationId": "RID-not-ours"})
     put(client, world, "a_u040", {"itemId": "a_i03", "recommendationId": "RID-18c1e4a0000-0"})  # long minted
-    assert stored_impressions(runtime, 2) == [(), ()]  # stored and learned, without an impression
+    start = time.monotonic()
+    put(client, world, "a_u040", {"itemId": "a_i03", "recommendationId": "RID-ffffffffffff-0"})  # "minted" in 10889
+    assert time.monotonic() - start < 1.3  # waited at most as for an id minted now (FRESH_SECONDS)
+    assert stored_impressions(runtime, 3) == [(), (), ()]  # stored and learned, without an impression
     with TestClient(create_app(world.settings(recommendation_id_seconds=0.0))) as forgetful:
         answer = recommend(forgetful, world, "a_u041")
         put(forgetful, world, "a_u041", {"itemId": "a_i03", "recommendationId": answer["recommendationId"]})
