@@ -112,11 +112,3 @@ def test_an_unknown_or_expired_recommendation_id_is_ignored_as_personalize_does(
         answer = recommend(forgetful, world, "a_u041")
         put(forgetful, world, "a_u041", {"itemId": "a_i03", "recommendationId": answer["recommendationId"]})
     assert stored_impressions(runtime, 1) == [()]  # expired at once
-
-
-def test_answers_are_kept_in_the_store_and_expire(world, runtime):
-    store = runtime.store
-    store.put_answers([("RID-x", GROUP, ["a", "b"], time.time() - 100), ("RID-y", GROUP, ["c"], time.time())])
-    assert store.get_answer("RID-x")[:2] == (GROUP, ["a", "b"])
-    assert store.expire_answers(time.time() - 50) == 1
-    assert store.get_answer("RID-x") is None and store.get_answer("RID-y")[1] == ["c"]

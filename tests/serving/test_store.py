@@ -75,6 +75,18 @@ def test_events_filters_and_keys_round_trip(store):
         create_key(store, "k1", ["read"])
 
 
+def test_events_keep_their_impression_and_answers_expire(store):
+    store.put_events("g", "g", "u1", "s1", [{"eventType": "view", "sentAt": 1, "impression": ["i1", "i2"]}])
+    assert store.events_of_group("g", limit=1, newest=True)[0].impression == ("i1", "i2")
+    now = time.time()
+    store.put_answers([("RID-x", "g", ["a", "b"], now - 100), ("RID-y", "g", ["c"], now)])
+    assert store.get_answer("RID-x") == ("g", ["a", "b"], pytest.approx(now - 100))
+    assert store.expire_answers(now - 50) == 1
+    assert store.get_answer("RID-x") is None and store.get_answer("RID-y")[1] == ["c"]
+    ids = store.put_events("g", "g", "u1", "s1", [{"eventType": "click", "itemId": "i1", "sentAt": 2}])
+    assert ids and store.events_of_group("g", after_id=ids[0] - 1)[0].impression == ()  # events commit as before
+
+
 def test_the_app_serves_and_stores_events_on_postgresql(pg_url, mlflow_store):
     world = build_world(mlflow_store / "world_pg", GROUP, database_url=pg_url)
     with TestClient(create_app(world.settings())) as client:
