@@ -158,7 +158,22 @@ def backtest(settings_file: str, kind: str, names: list[str]) -> dict:
         raise AirflowFailException(str(none)) from none
 
 
-@task
+@task(retries=0)
+def plan_fit(settings_file: str, kind: str, selection: dict) -> list[str]:
+    """The final fit's mapped shards (``challenger#k/n``, …) when the group shards its series; none otherwise."""
+    group, as_of, overrides = resolved(settings_file, kind)
+    return workflow(kind).plan_fit(group, as_of, selection, overrides)
+
+
+@task(map_index_template="{{ task.op_kwargs['entry'] }}")
+def fit_shard(settings_file: str, kind: str, selection: dict, entry: str) -> dict:
+    """Fit one shard of the series of a final model; the predict step assembles the parts."""
+    group, as_of, overrides = resolved(settings_file, kind)
+    return workflow(kind).fit_shard(group, as_of, selection, entry, overrides)
+
+
+# No shards to fit (an empty mapping skips fit_shard) still predicts; a failed shard does not.
+@task(trigger_rule="none_failed")
 def predict(settings_file: str, kind: str, selection: dict) -> dict:
     """Train the winner on all the data, register it in MLflow, forecast or recommend."""
     group, as_of, _ = resolved(settings_file, kind)
@@ -225,8 +240,8 @@ def timed(group, step, task_id: str | None = None):
 
 
 def build_dag(settings_file: str, kind: str):
-    """The group's DAG: plan >> validate_schema >> import_data >> partition >> hpo_train[*] >> backtest >> predict
-    >> publish."""
+    """The group's DAG: plan >> validate_schema >> import_data >> partition >> hpo_train[*] >> backtest >> plan_fit
+    >> fit_shard[*] >> predict >> publish."""
     group = load_group(settings_file)
 
     @dag(
@@ -250,7 +265,10 @@ def build_dag(settings_file: str, kind: str):
         trained = timed(group, hpo_train).partial(**where).expand(name=entries)
         selection = timed(group, backtest)(**where, names=entries)
         trained >> selection
+        shards = timed(group, plan_fit)(**where, selection=selection)
+        fits = timed(group, fit_shard).partial(**where, selection=selection).expand(entry=shards)
         predicted = timed(group, predict, domains.PREDICT_STEPS[kind])(**where, selection=selection)
+        fits >> predicted
         timed(group, publish)(**where, selection=selection, predicted=predicted)
 
     return pipeline()

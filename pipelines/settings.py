@@ -215,6 +215,10 @@ class TrainingBase(Strict):
     hpo_timeout_seconds: float | None = Field(
         None, gt=0, title="HPO time budget (s)", description="Per candidate; empty: no limit."
     )
+    # Mapped hpo_train tasks that run one candidate's trials at once, in one Optuna study in
+    # ``hpo_storage`` (an Optuna storage URL; empty: $AIRSIGHT_OPTUNA_STORAGE, else SQLite in the run folder).
+    hpo_workers: int = Field(1, ge=1, le=64)
+    hpo_storage: str | None = None
     promotion_margin: float = Field(0.0, ge=0.0, lt=1.0)  # relative improvement the champion must see
     seed: int = 0
     keep_versions: int = Field(5, ge=1)  # published versions kept besides the latest
@@ -305,6 +309,8 @@ class TaskTimeouts(Strict):
     partition: float | None = Field(None, gt=0, le=WEEK_MINUTES)
     hpo_train: float | None = Field(None, gt=0, le=WEEK_MINUTES)  # each mapped candidate (or shard)
     backtest: float | None = Field(None, gt=0, le=WEEK_MINUTES)
+    plan_fit: float | None = Field(None, gt=0, le=WEEK_MINUTES)
+    fit_shard: float | None = Field(None, gt=0, le=WEEK_MINUTES)  # each mapped shard of the final fit
     forecast: float | None = Field(None, gt=0, le=WEEK_MINUTES)  # Forecast's predict step
     recommend: float | None = Field(None, gt=0, le=WEEK_MINUTES)  # Personalize's predict step
     publish: float | None = Field(None, gt=0, le=WEEK_MINUTES)

@@ -174,6 +174,21 @@ class ForecastAlgorithm:
             self.states_ = [s for part in self._map("_fit_chunk", self.states_) for s in part]
         return self
 
+    def fitted_part(self) -> dict:
+        """What a fit of some series learned (their ids and per-series states), without the data."""
+        return {"ids": self.active_, "states": self.states_}
+
+    def from_parts(self, data: ForecastData, parts: Sequence[dict]) -> ForecastAlgorithm:
+        """This (unfitted) estimator as fitted on ``data`` from the parts that fits of its shards of
+        series learned (``fitted_part``): the same model one fit of every series gives."""
+        ids = np.concatenate([np.asarray(p["ids"], dtype="int64") for p in parts])
+        states = [s for p in parts for s in p["states"]]
+        order = np.argsort(ids, kind="stable")
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError("the fitted parts overlap: a series was fitted by two shards")
+        self.data_, self.active_, self.states_ = data, ids[order], [states[i] for i in order]
+        return self
+
     def with_data(self, data: ForecastData) -> ForecastAlgorithm:
         """The fitted model forecasting from ``data``: the same history with other future related
         values (a what-if scenario). Nothing is refitted; the original model is left as it was."""

@@ -13,6 +13,12 @@ id, whichever shard fits it).
 
 Not sharded: global models (DeepAR+, CNN-QR), which learn across series, the AutoPredictor, and a
 candidate tuned in this run (its trials need every series); a failed shard fails its candidate.
+
+The final fit is cut the same way: ``plan_fit`` names one ``fit_shard`` entry per shard of each
+model the run fits on all the data (``challenger#k/n``, and ``champion#k/n`` when the champion's
+configuration keeps serving), each fits its series and writes what it learned (``fitted/<role>/<k>.pkl``),
+and ``forecast`` assembles one model from the parts (``ForecastAlgorithm.from_parts``): the model
+registered and served is one model over every series, as unsharded.
 """
 
 from __future__ import annotations
@@ -60,6 +66,45 @@ def partition(names: list[str], n_series: int, series_per_shard: int | None, tun
         return list(names)
     of = -(-n_series // series_per_shard)
     return [e for n in names for e in ([entry(n, k, of) for k in range(of)] if shardable(n, tuned(n)) else [n])]
+
+
+def fit_entries(roles: dict[str, dict], n_series: int, series_per_shard: int | None) -> list[str]:
+    """The final fit's mapped entries: ``role#k/n`` for each role (challenger, champion) whose
+    configuration is a local algorithm, when the group shards; none otherwise."""
+    if not series_per_shard or n_series <= series_per_shard:
+        return []
+    of = -(-n_series // series_per_shard)
+    return [entry(role, k, of) for role, config in roles.items() if shardable(config["name"], False)
+            for k in range(of)]  # fmt: skip
+
+
+def fit_folder(run: Path, role: str) -> Path:
+    return run / "fitted" / role
+
+
+def fit_shard(data, model, shard: int, of: int, folder: Path) -> dict:
+    """Fit one shard of the series; what it learned goes to ``folder/<shard>.pkl``."""
+    import pickle
+
+    began = time.perf_counter()
+    ids = shard_series(data.n_series, shard, of)
+    part = model.fit(data, series=ids).fitted_part()
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f"{shard}.tmp"
+    partial.write_bytes(pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL))
+    partial.replace(folder / f"{shard}.pkl")
+    return {"series": len(ids), "seconds": round(time.perf_counter() - began, 3)}
+
+
+def assembled(data, model, of: int, folder: Path):
+    """The model fitted on every series, from the ``of`` parts its shards wrote (all must be there)."""
+    import pickle
+
+    paths = [folder / f"{k}.pkl" for k in range(of)]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder}: shards {missing} of the final fit are missing; their fit_shard failed")
+    return model.from_parts(data, [pickle.loads(p.read_bytes()) for p in paths])
 
 
 def shard_folder(candidate_folder: Path) -> Path:

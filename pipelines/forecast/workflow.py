@@ -73,70 +73,66 @@ def tuning_data(data, training):
     return earlier
 
 
+def series_count(group: ForecastGroup, as_of: pd.Timestamp) -> int:
+    """The target series the run's snapshot holds (its manifest's count): what shards are cut from."""
+    manifest = json.loads((wf.snapshot(group, as_of) / "manifest.json").read_text())
+    return int(manifest["datasets"]["TARGET_TIME_SERIES"]["series"])
+
+
 def partition(group: ForecastGroup, as_of=None, names: list[str] | None = None, overrides=None) -> list[str]:
     """The mapped hpo_train entries: the candidates, a local one cut into shards of series when the
-    group asks (``training.series_per_shard``; see sharding)."""
+    group asks (``training.series_per_shard``; see sharding), a tuned one into ``training.hpo_workers``
+    trial workers of one shared Optuna study."""
     from pipelines.forecast import sharding, tuning
 
     as_of = storage.resolve_as_of(as_of)
     group, training = wf.options(group, overrides)
-    manifest = json.loads((wf.snapshot(group, as_of) / "manifest.json").read_text())
-    series = int(manifest["datasets"]["TARGET_TIME_SERIES"]["series"])
+    series = series_count(group, as_of)
 
     def tuned(name: str) -> bool:
         return bool(training.hpo_trials) and tuning.algorithm_key(name) in tuning.SEARCH_SPACES
 
-    return sharding.partition(list(names or []), series, training.series_per_shard, tuned)
+    entries = sharding.partition(list(names or []), series, training.series_per_shard, tuned)
+    return wf.trial_entries(entries, lambda e: sharding.parse(e)[1] is None and tuned(e), training.hpo_workers)
 
 
-def hpo_train(group: ForecastGroup, as_of=None, name: str = "", overrides: dict | None = None) -> dict:
-    """Tune (when trials are asked for) and backtest one candidate, or one shard of its series (an
-    entry ``name#k/n``); a failure is recorded, not raised."""
-    from pipelines.forecast import sharding, tuning
+def hpo_train(group: ForecastGroup, as_of=None, name: str = "", overrides: dict | None = None,
+              tuned: dict | None = None) -> dict:  # fmt: skip
+    """Tune (when trials are asked for) and backtest one candidate; or backtest one shard of its series
+    (an entry ``name#k/n``), or run one trial worker's share of its shared study (``name~w/k``).
+
+    ``tuned`` (the backtest step's, for a candidate its trial workers tuned): the study's best
+    params and trial count, backtested without tuning again. A failure is recorded, not raised.
+    """
+    from pipelines.forecast import sharding
     from pipelines.forecast.backtest import backtest
 
     as_of = storage.resolve_as_of(as_of)
     group, training = wf.options(group, overrides)
     name, shard, shards = sharding.parse(entry := name)
+    name, worker, workers = wf.parse_trials(name)
     folder = wf.run_dir(group, as_of) / "candidates" / wf.config_key({"name": name})
     data = load_data(group, as_of)
     began = time.perf_counter()
-    if shard is not None:
-        config = {"name": name, "params": dict(training.algorithm_params.get(name, {}))}
-        try:
+    try:
+        if shard is not None:
+            config = {"name": name, "params": dict(training.algorithm_params.get(name, {}))}
             done = sharding.run_shard(data, algorithm(config, training), training, shard, shards, folder)
-        except Exception as exc:
-            raise wf.failed_candidate(entry, exc) from exc
-        return {"name": entry, "config": config, "folder": str(folder), **done}
+            return {"name": entry, "config": config, "folder": str(folder), **done}
+        if worker is not None:
+            study = wf.shared_study(KIND, group, as_of, name, training, worker, workers)
+            _, trials, until = search_params(name, data, training, **study)
+            return {"name": entry, "trials": trials, "tuned_until": until}
+    except Exception as exc:
+        raise wf.failed_candidate(entry, exc) from exc
     with wf.mlflow_run(group, as_of, "hpo_train", f"hpo_train {name}"):
         import mlflow
 
         try:
-            params, trials, tuned_on = dict(training.algorithm_params.get(name, {})), None, None
-            key = tuning.algorithm_key(name)
-            history = tuning_data(data, training) if training.hpo_trials and key in tuning.SEARCH_SPACES else None
-            if history is not None:
-                result = tuning.tune(
-                    name,
-                    history,
-                    **wf.study_options(training),
-                    fixed={**params, "n_jobs": training.workers, "seed": training.seed},
-                    windows=training.backtest_windows,
-                    offset=training.backtest_offset,
-                    forecast_types=training.forecast_types,
-                )
-                params, trials = {**params, **result.best_params}, len(result.trials)
-                tuned_on = str(history.last_period)
-            elif training.hpo_trials and key in tuning.SEARCH_SPACES:
-                log.warning("%s: too little history before the scoring windows to tune on; defaults trained", name)
+            params, trials, tuned_on = search_params(name, data, training, tuned=tuned)
             config = {"name": name, "params": params}
-            result = backtest(
-                algorithm(config, training),
-                data,
-                training.backtest_windows,
-                training.backtest_offset,
-                training.forecast_types,
-            )
+            result = backtest(algorithm(config, training), data, training.backtest_windows, training.backtest_offset,
+                              training.forecast_types)  # fmt: skip
         except Exception as exc:  # one candidate's failure leaves the others in the race
             raise wf.failed_candidate(name, exc) from exc
         with storage.atomic_dir(folder) as tmp:
@@ -148,6 +144,28 @@ def hpo_train(group: ForecastGroup, as_of=None, name: str = "", overrides: dict 
             wf.log_metrics("window.", row, step=int(row["backtest_window"]))
     seconds = round(time.perf_counter() - began, 3)
     return candidate_record(name, config, result, training, folder, seconds, trials, tuned_on)
+
+
+def search_params(name: str, data, training, tuned: dict | None = None, **study) -> tuple[dict, int | None, str | None]:
+    """(hyperparameters, trials, last period tuned on) of a candidate: the group's, tuned by Optuna
+    over the history before the scoring windows when the run asks for trials (``study``: the
+    options of a shared study's worker); ``tuned``: a shared study's result, taken as it is."""
+    from pipelines.forecast import tuning
+
+    params = dict(training.algorithm_params.get(name, {}))
+    if tuned is not None:
+        return {**params, **tuned["params"]}, tuned["trials"], tuned.get("tuned_until")
+    if not (training.hpo_trials and tuning.algorithm_key(name) in tuning.SEARCH_SPACES):
+        return params, None, None
+    history = tuning_data(data, training)
+    if history is None:
+        log.warning("%s: too little history before the scoring windows to tune on; defaults trained", name)
+        return params, None, None
+    result = tuning.tune(name, history, **{**wf.study_options(training), **study},
+                         fixed={**params, "n_jobs": training.workers, "seed": training.seed},
+                         windows=training.backtest_windows, offset=training.backtest_offset,
+                         forecast_types=training.forecast_types)  # fmt: skip
+    return {**params, **result.best_params}, len(result.trials), str(history.last_period)
 
 
 def candidate_record(name: str, config: dict, result, training, folder: Path, seconds: float, trials=None,
@@ -198,7 +216,53 @@ def backtest(group: ForecastGroup, as_of=None, candidates: list[dict] | None = N
         data = load_data(group, as_of)
         found = [sharding.score_shards(group, as_of, data, c, training) if "shards" in c and not c.get("error")
                  else c for c in found]  # fmt: skip
+
+    def train(name: str, workers: list[dict]) -> dict:  # with the best of the trial workers' shared study
+        best = wf.study_best(KIND, group, as_of, name, training)
+        return hpo_train(group, as_of, name, overrides, tuned={**best, "tuned_until": workers[0].get("tuned_until")})
+
+    found = wf.fold_trials(found, train)
     return wf.compare(KIND, group, as_of, found, overrides, score_champion)
+
+
+def final_fits(selection: dict, training) -> dict[str, dict]:
+    """The configurations the run fits on all the data, by role: the winner, and the champion when it stays."""
+    roles = {"challenger": selection["winner"]["config"]}
+    if not wf.decide(selection, "new", training.promotion_margin).promoted:
+        roles["champion"] = selection["champion"]["config"]
+    return roles
+
+
+def plan_fit(group: ForecastGroup, as_of=None, selection: dict | None = None, overrides=None) -> list[str]:
+    """The final fit's mapped fit_shard entries (``role#k/n``) when the group shards; none otherwise."""
+    from pipelines.forecast import sharding
+
+    as_of = storage.resolve_as_of(as_of)
+    group, training = wf.options(group, overrides)
+    return sharding.fit_entries(final_fits(selection, training), series_count(group, as_of), training.series_per_shard)
+
+
+def fit_shard(group: ForecastGroup, as_of=None, selection: dict | None = None, entry: str = "", overrides=None):
+    """Fit one shard of the series of one final model (``role#k/n``)."""
+    from pipelines.forecast import sharding
+
+    as_of = storage.resolve_as_of(as_of)
+    group, training = wf.options(group, overrides)
+    role, shard, of = sharding.parse(entry)
+    config = final_fits(selection, training)[role]
+    folder = sharding.fit_folder(wf.run_dir(group, as_of), role)
+    return sharding.fit_shard(load_data(group, as_of), algorithm(config, training), shard, of, folder)
+
+
+def fitted(group, as_of, data, role: str, config: dict, training):
+    """The role's model fitted on all the data: assembled from its shards' parts where the run sharded it."""
+    from pipelines.forecast import sharding
+
+    model = algorithm(config, training)
+    entries = sharding.fit_entries({role: config}, series_count(group, as_of), training.series_per_shard)
+    if not entries:
+        return model.fit(data)
+    return sharding.assembled(data, model, len(entries), sharding.fit_folder(wf.run_dir(group, as_of), role))
 
 
 def forecast(group: ForecastGroup, as_of=None, selection: dict | None = None, overrides=None) -> dict:
@@ -221,7 +285,7 @@ def forecast(group: ForecastGroup, as_of=None, selection: dict | None = None, ov
     models = {}
     served = "challenger" if "champion" not in outputs else "champion"
     for role, (config, backtest_dir) in outputs.items():
-        model = algorithm(config, training).fit(data)
+        model = fitted(group, as_of, data, role, config, training)
         frame = with_cold_start(model, data, training.forecast_types)
         found = {}
         if training.calibrate_intervals and config["name"] != "AutoPredictor":  # it calibrates its candidates

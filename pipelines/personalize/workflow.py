@@ -30,8 +30,25 @@ def candidates(training) -> list[str]:
 
 
 def partition(group: PersonalizeGroup, as_of=None, names: list[str] | None = None, overrides=None) -> list[str]:
-    """The mapped hpo_train entries: one per recipe (a recipe learns across users; nothing to shard)."""
-    return list(names or [])
+    """The mapped hpo_train entries: one per recipe (a recipe learns across users: nothing to shard), a
+    tuned one as ``training.hpo_workers`` trial workers of one shared Optuna study."""
+    from pipelines.personalize import tuning
+
+    group, training = wf.options(group, overrides)
+
+    def tuned(name: str) -> bool:
+        return bool(training.hpo_trials) and tuning.recipe_key(name) in tuning.SEARCH_SPACES
+
+    return wf.trial_entries(list(names or []), tuned, training.hpo_workers)
+
+
+def plan_fit(group: PersonalizeGroup, as_of=None, selection: dict | None = None, overrides=None) -> list[str]:
+    """The final fit's shards: none (a recipe is trained on every event at once, in ``recommend``)."""
+    return []
+
+
+def fit_shard(group: PersonalizeGroup, as_of=None, selection: dict | None = None, entry: str = "", overrides=None):
+    raise NotImplementedError("Personalize recipes are not fitted by shards")
 
 
 def load_data(group: PersonalizeGroup, as_of: pd.Timestamp):
@@ -47,23 +64,30 @@ def recipe(config: dict, exclude_seen_items: bool = False):
     return get_recipe(config["name"], exclude_seen_items=exclude_seen_items, **config["params"])
 
 
-def hpo_train(group: PersonalizeGroup, as_of=None, name: str = "", overrides: dict | None = None) -> dict:
-    """Tune (when trials are asked for) and evaluate one recipe; a failure is recorded, not raised."""
-    from pipelines.personalize import tuning
+def hpo_train(group: PersonalizeGroup, as_of=None, name: str = "", overrides: dict | None = None,
+              tuned: dict | None = None) -> dict:  # fmt: skip
+    """Tune (when trials are asked for) and evaluate one recipe, or run one trial worker's share of its
+    shared study (``name~w/k``); ``tuned``: that study's best, evaluated without tuning again. A
+    failure is recorded, not raised."""
     from pipelines.personalize.evaluation import evaluate
 
     as_of = storage.resolve_as_of(as_of)
     group, training = wf.options(group, overrides)
+    name, worker, workers = wf.parse_trials(entry := name)
     data = load_data(group, as_of)
     began = time.perf_counter()
+    if worker is not None:
+        try:
+            _, trials = search_params(name, data, training, **wf.shared_study(KIND, group, as_of, name, training,
+                                                                              worker, workers))  # fmt: skip
+        except Exception as exc:
+            raise wf.failed_candidate(entry, exc) from exc
+        return {"name": entry, "trials": trials}
     with wf.mlflow_run(group, as_of, "hpo_train", f"solution {name}"):
         import mlflow
 
         try:
-            params, trials = {}, None
-            if training.hpo_trials and tuning.recipe_key(name) in tuning.SEARCH_SPACES:
-                result = tuning.tune(name, data, **wf.study_options(training), evaluation_seeds=(training.seed,))
-                params, trials = result.best_params, len(result.trials)
+            params, trials = search_params(name, data, training, tuned=tuned)
             config = {"name": name, "params": params}
             report = evaluate(recipe(config, training.exclude_seen_items), data, seed=training.seed)
         except Exception as exc:  # one candidate's failure leaves the others in the race
@@ -81,6 +105,19 @@ def hpo_train(group: PersonalizeGroup, as_of=None, name: str = "", overrides: di
     }
 
 
+def search_params(name: str, data, training, tuned: dict | None = None, **study) -> tuple[dict, int | None]:
+    """(hyperparameters, trials) of a recipe: Optuna's best when the run asks for trials (``study``: a
+    shared study's worker options), ``tuned``'s (a shared study's result), else the defaults."""
+    from pipelines.personalize import tuning
+
+    if tuned is not None:
+        return dict(tuned["params"]), tuned["trials"]
+    if not (training.hpo_trials and tuning.recipe_key(name) in tuning.SEARCH_SPACES):
+        return {}, None
+    result = tuning.tune(name, data, **{**wf.study_options(training), **study}, evaluation_seeds=(training.seed,))
+    return result.best_params, len(result.trials)
+
+
 def backtest(group: PersonalizeGroup, as_of=None, candidates: list[dict] | None = None, overrides=None) -> dict:
     """Pick the best recipe and evaluate the champion's configuration on the same split."""
     from pipelines.personalize.evaluation import evaluate
@@ -92,7 +129,11 @@ def backtest(group: PersonalizeGroup, as_of=None, candidates: list[dict] | None 
         report = evaluate(recipe(config, training.exclude_seen_items), load_data(group, as_of), seed=training.seed)
         return {"score": report["metrics"][training.optimization_metric]}
 
-    return wf.compare(KIND, group, as_of, list(candidates or []), overrides, score_champion)
+    def train(name: str, workers: list[dict]) -> dict:  # with the best of the trial workers' shared study
+        return hpo_train(group, as_of, name, overrides, tuned=wf.study_best(KIND, group, as_of, name, training))
+
+    found = wf.fold_trials(list(candidates or []), train)
+    return wf.compare(KIND, group, as_of, found, overrides, score_champion)
 
 
 def recommend(group: PersonalizeGroup, as_of=None, selection: dict | None = None, overrides=None) -> dict:

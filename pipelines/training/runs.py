@@ -49,6 +49,83 @@ def study_options(training: ForecastTraining | PersonalizeTraining) -> dict[str,
     }
 
 
+TRIALS = "~"  # a trial worker's entry: ``name~w/k``, worker w of k adding trials to one shared study
+
+
+def trial_entries(names: list[str], tuned, workers: int) -> list[str]:
+    """Each candidate ``tuned(name)`` says runs trials, as ``workers`` trial-worker entries (when > 1)."""
+    if workers <= 1:
+        return list(names)
+    return [e for n in names for e in ([f"{n}{TRIALS}{w}/{workers}" for w in range(workers)] if tuned(n) else [n])]
+
+
+def parse_trials(entry: str) -> tuple[str, int | None, int | None]:
+    """(candidate, worker, workers) of a trial worker's entry; (entry, None, None) otherwise."""
+    name, sep, part = entry.rpartition(TRIALS)
+    if not sep:
+        return entry, None, None
+    worker, workers = (int(x) for x in part.split("/"))
+    return name, worker, workers
+
+
+def shared_study(kind: str, group: Group, as_of: pd.Timestamp, name: str, training, worker: int,
+                 workers: int) -> dict[str, Any]:  # fmt: skip
+    """Study options of trial worker ``worker``: the run's one study of the candidate in the shared
+    storage, this worker's share of the trials, and a seed of its own (so workers propose apart)."""
+    storage_url = training.hpo_storage or os.environ.get("AIRSIGHT_OPTUNA_STORAGE")
+    if not storage_url:
+        folder = run_dir(group, as_of)
+        folder.mkdir(parents=True, exist_ok=True)
+        storage_url = f"sqlite:///{folder / 'optuna.db'}"
+    return {
+        **study_options(training),
+        "n_trials": -(-training.hpo_trials // workers),
+        "seed": training.seed + worker,
+        "storage": storage_url,
+        "study_name": f"{kind}.{group.name}.{storage.as_of_key(as_of)}.{name}",
+    }
+
+
+def study_best(kind: str, group: Group, as_of: pd.Timestamp, name: str, training) -> dict:
+    """The best trial of the candidate's shared study: its params and the study's trial count."""
+    import optuna
+
+    options = shared_study(kind, group, as_of, name, training, 0, 1)
+    study = optuna.load_study(study_name=options["study_name"], storage=options["storage"])
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not done:
+        raise RuntimeError(f"the study {options['study_name']} has no complete trial")
+    return {"params": dict(study.best_trial.params), "trials": len(study.trials)}
+
+
+def fold_trials(records: list[dict], train) -> list[dict]:
+    """The mapped records with each candidate's trial workers folded into one candidate record:
+    ``train(name, workers' records)`` trains and scores it with the shared study's best params; the
+    first failed worker's error otherwise."""
+    out, workers = [], {}
+    for record in records:
+        name, worker, _ = parse_trials(record["name"])
+        if worker is None:
+            out.append(record)
+            continue
+        if name not in workers:
+            workers[name] = []
+            out.append({"name": name, "workers": workers[name]})
+        workers[name].append(record)
+    for k, record in enumerate(out):
+        if "workers" not in record:
+            continue
+        failed = next((r for r in record["workers"] if r.get("error")), None)
+        if failed is not None:
+            out[k] = {"name": record["name"], "score": None, "error": f"trial worker: {failed['error']}"}
+            continue
+        try:
+            out[k] = train(record["name"], record["workers"])
+        except CandidateFailed as exc:
+            out[k] = exc.record
+    return out
+
+
 def run_dir(group: Group, as_of: pd.Timestamp) -> Path:
     return Path(group.storage_root) / "runs" / storage.as_of_key(as_of)
 

@@ -21,7 +21,16 @@ def test_dagbag_has_one_dag_per_group_and_no_import_errors(airflow_home, example
     assert sorted(bag.dags) == ["forecast__retail_demo", "personalize__interactions_demo"]
     steps = {"forecast": "forecast", "personalize": "recommend"}
     for dag_id, dag in bag.dags.items():
-        first = ["plan", "validate_schema", "import_data", "partition", "hpo_train", "backtest"]
+        first = [
+            "plan",
+            "validate_schema",
+            "import_data",
+            "partition",
+            "hpo_train",
+            "backtest",
+            "plan_fit",
+            "fit_shard",
+        ]
         order = [*first, steps[dag_id.split("__")[0]]]
         assert [t.task_id for t in dag.topological_sort()] == [*order, "publish"]
         assert {"dataset_group", "as_of", "hpo_trials", "force_promotion", "optimization_metric"} <= set(dag.params)
@@ -81,5 +90,5 @@ def test_each_task_times_out_after_the_groups_minutes_for_it(airflow_home, examp
     dag = DagBag(dag_folder=str(DAGS_FOLDER)).dags["forecast__retail_demo"]
     minutes = {t.task_id: t.execution_timeout / timedelta(minutes=1) for t in dag.tasks}
     assert minutes == {"plan": 90, "validate_schema": 90, "import_data": 90, "partition": 90, "hpo_train": 30,
-                       "backtest": 90,
+                       "backtest": 90, "plan_fit": 90, "fit_shard": 90,
                        "forecast": 45.5, "publish": 90}  # fmt: skip

@@ -13,9 +13,7 @@ import pandas as pd
 import pytest
 
 from pipelines import domains
-from pipelines.example_data import RETAIL_SETTINGS, retail
 from pipelines.forecast import workflow
-from pipelines.settings import load_group
 from pipelines.training import publish, registry
 from pipelines.training import pyfunc as models
 
@@ -29,20 +27,6 @@ QUICK = {
     "ETS": {"simulations": 200},
     "Prophet": {"num_samples": 100},
 }
-
-
-@pytest.fixture
-def tiny_retail(tmp_path, monkeypatch):
-    folder = tmp_path / "retail_demo"
-    folder.mkdir()
-    for name, frame in retail(items=4, stores=1, days=240, horizon=14, new_items=1).items():
-        frame.to_csv(folder / name, index=False)
-    groups = tmp_path / "groups.d"
-    groups.mkdir()
-    path = groups / "retail_demo.yaml"
-    path.write_text(RETAIL_SETTINGS.format(horizon=14))
-    monkeypatch.setenv("AIRSIGHT_GROUPS_DIR", str(groups))
-    return load_group(path)
 
 
 def run(conf: dict):

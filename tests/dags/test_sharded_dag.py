@@ -14,13 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-from pipelines.example_data import RETAIL_SETTINGS, retail
 from pipelines.forecast import sharding, workflow
 from pipelines.forecast.backtest import backtest
-from pipelines.settings import load_group
 from pipelines.training import publish
+from tests.dags.conftest import retail_group
 from tests.dags.test_forecast_dag import AS_OF, run
 
 NAMES = ["SeasonalNaive", "Theta", "NPTS"]
@@ -28,20 +26,13 @@ NAMES = ["SeasonalNaive", "Theta", "NPTS"]
 
 @pytest.fixture
 def sharded_retail(tmp_path, monkeypatch):
-    folder = tmp_path / "retail_demo"
-    folder.mkdir()
-    for name, frame in retail(items=12, stores=1, days=240, horizon=14, new_items=0).items():
-        frame.to_csv(folder / name, index=False)
-    groups = tmp_path / "groups.d"
-    groups.mkdir()
-    settings = yaml.safe_load(RETAIL_SETTINGS.format(horizon=14))
-    settings["training"] = {**settings.get("training", {}), "series_per_shard": 5, "hpo_trials": 0}
-    settings.pop("explainability", None)
-    settings.pop("what_if", None)
-    path = groups / "retail_demo.yaml"
-    path.write_text(yaml.safe_dump(settings))
-    monkeypatch.setenv("AIRSIGHT_GROUPS_DIR", str(groups))
-    return load_group(path)
+    def sharded(settings: dict) -> dict:
+        settings["training"] = {**settings.get("training", {}), "series_per_shard": 5, "hpo_trials": 0}
+        for insight in ("explainability", "what_if"):
+            settings.pop(insight, None)
+        return settings
+
+    return retail_group(tmp_path, monkeypatch, items=12, new_items=0, edit=sharded)
 
 
 def test_partition_cuts_local_algorithms_only():
@@ -62,6 +53,8 @@ def test_sharded_backtests_equal_one_backtest_of_every_series(airflow_home, shar
     assert state == "success", tasks
     mapped = sorted(i for (task, i) in tasks if task == "hpo_train")
     assert mapped == list(range(9)) and {tasks[("hpo_train", i)] for i in mapped} == {"success"}
+    fits = sorted(i for (task, i) in tasks if task == "fit_shard")  # the winner's final fit, by shard too
+    assert fits == [0, 1, 2] and {tasks[("fit_shard", i)] for i in fits} == {"success"}
     published = Path(publish.latest(sharded_retail.storage_root, "forecast")["path"])
     board = {c["name"]: c for c in json.loads((published / "leaderboard.json").read_text())["candidates"]}
     assert sorted(board) == sorted(NAMES)
@@ -82,6 +75,17 @@ def test_sharded_backtests_equal_one_backtest_of_every_series(airflow_home, shar
     folder = workflow.wf.run_dir(group, pd.Timestamp(AS_OF)) / "candidates" / workflow.wf.config_key({"name": winner})
     summary = json.loads((folder / "summary.json").read_text())
     assert [s["series"] for s in summary["shards"]] == [4, 4, 4]
+
+    # The final model, assembled from the shards' fits, is one model over every series: it forecasts
+    # what one fit of every series forecasts, and the export holds every series.
+    whole_fit = workflow.algorithm({"name": winner, "params": {}}, training).fit(data)
+    ids, mean, quant, _ = whole_fit.predict_arrays(training.forecast_types)
+    assembled = workflow.fitted(group, pd.Timestamp(AS_OF), data, "challenger", {"name": winner, "params": {}},
+                                training)  # fmt: skip
+    got = assembled.predict_arrays(training.forecast_types)
+    assert np.array_equal(got[0], ids) and np.allclose(got[1], mean) and np.allclose(got[2], quant)
+    forecast = pd.read_parquet(published / "forecast.parquet")
+    assert forecast["item_id"].nunique() == 12
 
 
 def test_a_failed_shard_fails_its_candidate_only(airflow_home, sharded_retail, monkeypatch):
