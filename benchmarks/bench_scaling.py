@@ -1,0 +1,129 @@
+"""Scaling benchmark: one Forecast DAG run of a 400-series group on one worker, then on two.
+
+The group (generated retail demand: 400 items, 2 years daily, horizon 28) trains ETS and Theta
+with ``training.series_per_shard: 50``: each candidate's backtest runs as 8 mapped ``hpo_train``
+shards and the winner's final fit as 8 ``fit_shard`` tasks. Each run is a real scheduler:
+``airflow standalone`` through the launcher `make airflow` uses, on a fresh PostgreSQL
+database, with the LocalExecutor's ``parallelism`` (its worker processes) at 1 and then 2, and
+MLflow on PostgreSQL. The DAG is triggered once with the same ``as_of`` and the wall time is the
+run's end minus its start in Airflow's metadata; the published leaderboards must agree.
+
+    .venv/bin/python benchmarks/bench_scaling.py --out benchmarks/results
+
+Needs PostgreSQL at 127.0.0.1:5432; writes scaling.json and scaling.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipelines.launch import airflow_local  # noqa: E402
+
+DAG_ID = "forecast__retail_demo"
+AS_OF = "2024-12-31"
+TARGET = 1.7
+
+
+def write_group(folder: Path, items: int, per_shard: int) -> Path:
+    import yaml
+
+    from pipelines.example_data import RETAIL_SETTINGS, retail
+
+    data = folder / "retail_demo"
+    data.mkdir(parents=True)
+    for name, frame in retail(items=items, stores=1, days=730, horizon=28, new_items=0).items():
+        frame.to_csv(data / name, index=False)
+    settings = yaml.safe_load(RETAIL_SETTINGS.format(horizon=28))
+    for insight in ("explainability", "what_if", "monitoring"):
+        settings.pop(insight, None)
+    settings["schedule"] = None
+    settings["training"] = {"algorithms": ["ETS", "Theta"], "hpo_trials": 0, "series_per_shard": per_shard,
+                            "plots": 0, "backtest_windows": 1}  # fmt: skip
+    groups = folder / "groups.d"
+    groups.mkdir()
+    (groups / "retail_demo.yaml").write_text(yaml.safe_dump(settings))
+    return groups
+
+
+def run_once(work: Path, groups: Path, workers: int) -> dict:
+    """One triggered run on a stack with ``workers`` LocalExecutor processes: its seconds and tasks."""
+    from tests.dags.scheduler import query, wait_for
+
+    tag = uuid.uuid4().hex[:8]
+    url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/airsight_scale_{tag}"
+    tracking = f"postgresql+psycopg2://postgres@127.0.0.1:5432/airsight_scale_{tag}_mlflow"
+    home = work / f"home_{workers}"
+    os.environ.update({"AIRSIGHT_GROUPS_DIR": str(groups), "AIRSIGHT_HOME": str(home),
+                       "AIRFLOW__CORE__PARALLELISM": str(workers), "MLFLOW_TRACKING_URI": tracking})  # fmt: skip
+    log, process = work / f"standalone_{workers}.log", None
+    try:
+        process, env, port = airflow_local.start(work / f"airflow_{workers}", url, airflow_local.free_port(), log,
+                                                 tracking)  # fmt: skip
+        airflow_local.wait_for_api(port)
+        wait_for(lambda: query(url, "SELECT 1 FROM dag WHERE dag_id = %s", DAG_ID), 300, "the DAG was not parsed", log)
+        airflow_local.airflow(["dags", "unpause", DAG_ID], env)
+        airflow_local.airflow(["dags", "trigger", DAG_ID, "--conf", json.dumps({"as_of": AS_OF})], env)
+        done = "SELECT state, start_date, end_date FROM dag_run WHERE dag_id = %s AND state IN ('success', 'failed')"
+        ((state, start, end),) = wait_for(lambda: query(url, done, DAG_ID), 3600, "the run did not finish", log)
+        tasks = query(url, "SELECT task_id, map_index, EXTRACT(EPOCH FROM end_date - start_date), hostname, pid "
+                           "FROM task_instance WHERE dag_id = %s", DAG_ID)  # fmt: skip
+        pointer = json.loads((home / "groups" / "retail_demo" / "published" / "forecast" / "latest.json").read_text())
+        board = json.loads((Path(pointer["path"]) / "leaderboard.json").read_text())
+        return {"workers": workers, "state": state, "seconds": round((end - start).total_seconds(), 1),
+                "mapped_hpo_train": sum(1 for t in tasks if t[0] == "hpo_train"),
+                "mapped_fit_shard": sum(1 for t in tasks if t[0] == "fit_shard"),
+                "task_seconds": round(sum(float(t[2] or 0) for t in tasks), 1),
+                "worker_pids": len({t[4] for t in tasks if t[0] in ("hpo_train", "fit_shard")}),
+                "leaderboard": board["candidates"]}  # fmt: skip
+    finally:
+        if process is not None:
+            airflow_local.stop(process)
+        airflow_local.drop_database(url)
+        airflow_local.drop_database(tracking)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--items", type=int, default=400)
+    parser.add_argument("--series-per-shard", type=int, default=50)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="airsight_scale_") as tmp:
+        work = Path(tmp)
+        groups = write_group(work, args.items, args.series_per_shard)
+        runs = [run_once(work, groups, workers) for workers in (1, 2)]
+    one, two = runs
+    speedup = round(one["seconds"] / two["seconds"], 2) if two["seconds"] else None
+    same = [(c["name"], round(c["score"], 9)) for c in one["leaderboard"]] == [
+        (c["name"], round(c["score"], 9)) for c in two["leaderboard"]
+    ]
+    result = {"machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+              "series": args.items, "series_per_shard": args.series_per_shard, "runs": runs,
+              "speedup": speedup, "target": TARGET, "met": bool(speedup and speedup >= TARGET),
+              "same_leaderboard": same, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "scaling.json").write_text(json.dumps(result, indent=2, default=str))
+    lines = ["| workers | state | run seconds | hpo_train tasks | fit_shard tasks | task seconds (sum) |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [f"| {r['workers']} | {r['state']} | {r['seconds']} | {r['mapped_hpo_train']} | {r['mapped_fit_shard']} "
+              f"| {r['task_seconds']} |" for r in runs]  # fmt: skip
+    lines += ["", f"Speedup with two workers: {speedup}x (target {TARGET}x, {'met' if result['met'] else 'missed'}); "
+              f"same leaderboard: {same}; {os.cpu_count()} cores."]  # fmt: skip
+    (args.out / "scaling.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0 if all(r["state"] == "success" for r in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
