@@ -321,11 +321,13 @@ def trained_candidates(names: list[str]) -> list[dict]:
 
 
 def build_all(kind: str) -> dict:
-    """One DAG per settings file of this kind in the groups directory, by dag_id."""
+    """One DAG per settings file of this kind in the groups directory (and per domain recommender), by dag_id."""
     dags = {}
     for path in discover_groups():
         group = load_group(path)
         if group.kind == kind:
             built = [build_dag(str(path), kind), *([build_monitor_dag(str(path))] if monitored(group) else [])]
+            # each domain recommender trains in a DAG of its own: personalize__<group>__<recommender>
+            built += [build_dag(f"{path}#{name}", kind) for name in getattr(group, "recommenders", [])]
             dags.update({d.dag_id: d for d in built})
     return dags

@@ -90,6 +90,42 @@ PERSONALIZE_RECIPES = (
     "user-personalization", "personalized-ranking", "deepfm", "user-personalization-v2", "personalized-ranking-v2",
     "similar-items",
 )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Recommender:
+    """A domain recommender (Personalize's use case): the recipe it trains, on which of the domain's event
+    types, and whether it answers for a user (``user``) or an item (``item``: related items)."""
+
+    recipe: str
+    events: tuple[str, ...]
+    answers: str  # "user" or "item"
+    description: str
+
+
+# Personalize's domain dataset groups: their use cases, as presets of recipes and event types.
+RECOMMENDERS: dict[str, dict[str, Recommender]] = {
+    "ECOMMERCE": {
+        "most_viewed": Recommender("popularity-count", ("View",), "user", "the most viewed items"),
+        "best_sellers": Recommender("popularity-count", ("Purchase",), "user", "the most purchased items"),
+        "frequently_bought_together": Recommender("sims", ("Purchase",), "item",
+                                                  "items bought with the given item"),
+        "customers_who_viewed_x_also_viewed": Recommender("sims", ("View",), "item",
+                                                          "items viewed by customers who viewed the given item"),
+        "recommended_for_you": Recommender("user-personalization", ("View", "Purchase"), "user",
+                                           "items for the user, new ones explored"),
+    },
+    "VIDEO_ON_DEMAND": {
+        "most_popular": Recommender("popularity-count", ("Watch",), "user", "the most watched videos"),
+        "because_you_watched_x": Recommender("sims", ("Watch",), "item", "videos watched with the given video"),
+        "more_like_x": Recommender("similar-items", ("Watch",), "item",
+                                   "videos like the given one, by metadata and watches"),
+        "top_picks": Recommender("user-personalization", ("Watch", "Click"), "user",
+                                 "videos for the user, new ones explored"),
+    },
+}  # fmt: skip
+RECOMMENDER_SEP = "__"  # a recommender's served name: <dataset group>__<recommender>
+
 PERSONALIZE_METRICS = (
     "normalized_discounted_cumulative_gain_at_25", "normalized_discounted_cumulative_gain_at_10",
     "normalized_discounted_cumulative_gain_at_5", "mean_reciprocal_rank_at_25", "precision_at_25",

@@ -500,6 +500,53 @@ class PersonalizeGroup(GroupBase):
     training_filter: TrainingFilter = Field(default_factory=TrainingFilter)
     training: PersonalizeTraining = Field(default_factory=PersonalizeTraining)
     batch_segments: BatchSegments | None = None
+    # Domain recommenders (Personalize's use cases of the domain, domains.RECOMMENDERS): each is trained
+    # by a DAG of its own and served under ``<group>__<recommender>`` (``recommender_group``).
+    recommenders: list[str] = Field(default_factory=list)
+    # The group's EVENT_TYPE values that stand for each of the domain's event types (View, Purchase,
+    # Watch, Click); a type not listed matches itself, capitalized or in lower case.
+    recommender_event_types: dict[str, list[str]] = Field(default_factory=dict)
+    recommender_of: str | None = Field(None, exclude=True)  # a recommender's group: the dataset group it serves
+
+    @model_validator(mode="after")
+    def _recommenders(self) -> PersonalizeGroup:
+        presets = d.RECOMMENDERS.get(self.domain, {})
+        if self.recommenders and not presets:
+            raise ValueError(f"recommenders: a {self.domain} dataset group has none; set domain: ECOMMERCE or "
+                             "VIDEO_ON_DEMAND")  # fmt: skip
+        unknown = [r for r in self.recommenders if r not in presets]
+        if unknown:
+            raise ValueError(f"recommenders: {unknown[0]!r} is not a {self.domain} recommender; choose from "
+                             f"{', '.join(presets)}")  # fmt: skip
+        if len(set(self.recommenders)) != len(self.recommenders):
+            raise ValueError("recommenders: each recommender once")
+        domain_events = {e for p in presets.values() for e in p.events}
+        extra = sorted(set(self.recommender_event_types) - domain_events)
+        if extra:
+            raise ValueError(f"recommender_event_types: {extra[0]!r} is not an event type of the {self.domain} "
+                             f"domain ({', '.join(sorted(domain_events))})")  # fmt: skip
+        return self
+
+    def recommender_group(self, name: str) -> PersonalizeGroup:
+        """The group a recommender trains and serves as: the dataset group's datasets, the preset's recipe,
+        only its event types (the training filter), a storage folder of its own under the group's."""
+        preset = d.RECOMMENDERS[self.domain][name]
+        events = [v for e in preset.events for v in self.recommender_event_types.get(e, [e, e.lower()])]
+        derived = self.model_copy(deep=True, update={
+            "name": f"{self.name}{d.RECOMMENDER_SEP}{name}", "recommenders": [], "recommender_event_types": {},
+            "recommender_of": self.name, "batch_segments": None,
+            "description": f"{self.name}'s {name} recommender: {preset.description}",
+            "storage": str(Path(self.storage_root) / "recommenders" / name),
+            "training_filter": TrainingFilter(event_types=list(dict.fromkeys(events)),
+                                              event_value_threshold=self.training_filter.event_value_threshold),
+            "training": self.training.model_copy(update={"recipes": [preset.recipe]}),
+        })  # fmt: skip
+        derived.source_file = self.source_file
+        return derived
+
+    def with_recommenders(self) -> list[PersonalizeGroup]:
+        """The group, then each of its recommenders' groups."""
+        return [self, *(self.recommender_group(r) for r in self.recommenders)]
 
     @model_validator(mode="after")
     def _segment_fields(self) -> PersonalizeGroup:
@@ -625,7 +672,16 @@ def resolve_path(base: Path, path: str) -> str:
 
 
 def load_group(path: str | os.PathLike) -> Group:
-    """Load and check one settings file; raise SettingsError naming the file and the key."""
+    """Load and check one settings file; raise SettingsError naming the file and the key.
+
+    ``<file>#<recommender>`` gives that domain recommender's group (``recommender_group``).
+    """
+    file, sep, recommender = str(path).rpartition("#")
+    if sep:
+        group = load_group(file)
+        if recommender not in getattr(group, "recommenders", []):
+            raise SettingsError(f"{file}: key recommenders: has no {recommender!r}")
+        return group.recommender_group(recommender)
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pipelines.errors import SettingsError
@@ -162,4 +164,27 @@ def test_batch_segments_take_queries_or_a_file_and_name_unknown_item_fields(grou
     assert "no ITEMS dataset" in error_for(groups, personalize("i.csv", batch_segments=queries))
     assert "one key, itemId or itemAttributes" in error_for(
         groups, personalize("i.csv", batch_segments=[{"userId": 1}])
+    )
+
+
+def test_domain_recommenders_are_presets_of_the_domain_with_their_event_types(groups):
+    path = groups.settings(personalize("i.csv", domain="ECOMMERCE", recommenders=["best_sellers", "most_viewed"],
+                                       recommender_event_types={"View": ["click"]}))  # fmt: skip
+    group = load_group(path)
+    best = load_group(f"{path}#best_sellers")  # a recommender's own group, as its DAG loads it
+    assert best.name == "recs__best_sellers" and best.recommender_of == "recs" and best.recommenders == []
+    assert best.training.recipes == ["popularity-count"]
+    assert best.training_filter.event_types == ["Purchase", "purchase"]  # not mapped: its own name, two cases
+    viewed = group.recommender_group("most_viewed")
+    assert viewed.training_filter.event_types == ["click"] and viewed.datasets == group.datasets
+    assert viewed.storage_root == str(Path(group.storage_root) / "recommenders" / "most_viewed")  # its own folder
+    assert [g.name for g in group.with_recommenders()] == ["recs", "recs__best_sellers", "recs__most_viewed"]
+    with pytest.raises(SettingsError, match="has no 'top_picks'"):
+        load_group(f"{path}#top_picks")
+    assert "a CUSTOM dataset group has none" in error_for(groups, personalize("i.csv", recommenders=["best_sellers"]))
+    assert "'top_picks' is not a ECOMMERCE recommender" in error_for(
+        groups, personalize("i.csv", domain="ECOMMERCE", recommenders=["top_picks"])
+    )
+    assert "'Watch' is not an event type of the ECOMMERCE domain" in error_for(
+        groups, personalize("i.csv", domain="ECOMMERCE", recommender_event_types={"Watch": ["play"]})
     )

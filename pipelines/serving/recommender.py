@@ -176,8 +176,10 @@ class ModelHolder:
         load_version: Callable[[str], Any],
         load_data: Callable[[], Any] | None = None,
         trains_on: Callable[[StoredEvent], bool] | None = None,
+        dataset_group: str | None = None,
     ):
         self.group, self.store, self.trains_on = group, store, trains_on
+        self.source = dataset_group or group  # whose stored events and records it replays (a recommender's group)
         self._champion_version, self._load_version, self._load_data = champion_version, load_version, load_data
         self.state: ModelState | None = None
         self.error: str | None = None  # the last failed load, reported in /health
@@ -208,8 +210,8 @@ class ModelHolder:
             data = self._load_data() if self._load_data else None
             state = ModelState(version, model, data, trains_on=self.trains_on)
             mark, records_mark = tail.watermark, tail.records_watermark
-            state.apply_records(self.store.records_of_group(self.group, up_to_id=records_mark))
-            replay = self.store.events_of_group(self.group, up_to_id=mark, limit=REPLAY_LIMIT, newest=True)
+            state.apply_records(self.store.records_of_group(self.source, up_to_id=records_mark))
+            replay = self.store.events_of_group(self.source, up_to_id=mark, limit=REPLAY_LIMIT, newest=True)
             state.apply(unseen(model, replay))
         except Exception as exc:
             self.error = f"version {version} failed to load: {type(exc).__name__}: {exc}"
@@ -218,9 +220,9 @@ class ModelHolder:
             return False
         with tail.lock:  # records and events stored while loading, then the swap, with nothing in between
             state.apply_records(
-                self.store.records_of_group(self.group, after_id=records_mark, up_to_id=tail.records_watermark)
+                self.store.records_of_group(self.source, after_id=records_mark, up_to_id=tail.records_watermark)
             )
-            state.apply(self.store.events_of_group(self.group, after_id=mark, up_to_id=tail.watermark))
+            state.apply(self.store.events_of_group(self.source, after_id=mark, up_to_id=tail.watermark))
             previous, self.state = self.state, state
         self.error, self.failed_version = None, None
         self.swaps += 1
@@ -278,8 +280,12 @@ class _Follower:
 class EventTail:
     """Follows the store's records and events by id and hands them to each group's current state."""
 
-    def __init__(self, store: Store, holders: dict[str, ModelHolder]):
+    def __init__(self, store: Store, holders: dict[str, ModelHolder], dataset_groups: dict[str, str] | None = None):
         self.store, self.holders = store, holders
+        # a dataset group's events reach its recommenders' models too (served name -> dataset group)
+        self.served: dict[str, list[str]] = defaultdict(list)
+        for name, group in (dataset_groups or {n: n for n in holders}).items():
+            self.served[group].append(name)
         self.lock = threading.Lock()
         # models replay older events and records themselves when they load
         self._events = _Follower(store.events_after, store.max_event_id())
@@ -297,18 +303,17 @@ class EventTail:
         with self.lock:
             records, events = self._records.next(), self._events.next()
             for group, rows in _by_group(records).items():
-                state = self._state(group)
-                if state is not None:
+                for state in self._states(group):
                     state.apply_records(rows)
             for group, rows in _by_group(events).items():
-                state = self._state(group)
-                if state is not None:
+                for state in self._states(group):
                     state.apply(rows)
             return len(records) + len(events)
 
-    def _state(self, group: str) -> ModelState | None:
-        holder = self.holders.get(group)
-        return holder.state if holder else None
+    def _states(self, group: str) -> list[ModelState]:
+        """The current states of the models a dataset group's rows go to: its own, its recommenders'."""
+        holders = [self.holders.get(name) for name in self.served.get(group, [group])]
+        return [h.state for h in holders if h is not None and h.state is not None]
 
 
 def _by_group(rows: list) -> dict[str, list]:

@@ -22,18 +22,23 @@ from pipelines.serving.store import Store
 log = logging.getLogger("airsight.serving")
 
 
-def latest_snapshot_data(storage_root: str) -> Any:
-    """The group's newest complete snapshot as InteractionData (what filters read), or None."""
+def latest_snapshot_data(*storage_roots: str) -> Any:
+    """The newest complete snapshot of the first of ``storage_roots`` that has one, as InteractionData
+    (what filters read), or None. A recommender's filters read its dataset group's snapshot, else its own."""
     import pandas as pd
 
     from pipelines import storage
     from pipelines.personalize.data import InteractionData
 
-    folder = storage.previous_snapshot(storage_root, pd.Timestamp.max)
-    return InteractionData.from_snapshot(folder) if folder is not None else None
+    for root in storage_roots:
+        folder = storage.previous_snapshot(root, pd.Timestamp.max)
+        if folder is not None:
+            return InteractionData.from_snapshot(folder)
+    return None
 
 
-def _model_holder(name: str, root: str, store: Store, trains_on=None) -> ModelHolder:
+def _model_holder(name: str, roots: tuple[str, ...], store: Store, trains_on=None,
+                  dataset_group: str | None = None) -> ModelHolder:  # fmt: skip
     def champion_version() -> str | None:
         from pipelines.training import pyfunc as models
         from pipelines.training import registry
@@ -52,7 +57,9 @@ def _model_holder(name: str, root: str, store: Store, trains_on=None) -> ModelHo
         mlflow.set_registry_uri(registry.tracking_uri())
         return models.load_version("personalize", name, version)
 
-    return ModelHolder(name, store, champion_version, load_version, lambda: latest_snapshot_data(root), trains_on)
+    return ModelHolder(
+        name, store, champion_version, load_version, lambda: latest_snapshot_data(*roots), trains_on, dataset_group
+    )
 
 
 class Runtime:
@@ -68,7 +75,10 @@ class Runtime:
             groups = [find_group(g) for g in settings.groups]
         else:
             groups = [load_group(p) for p in discover_groups(settings.groups_dir)]
+        # a domain recommender serves as a group of its own, on its dataset group's events and filters
+        groups = [r for g in groups for r in (g.with_recommenders() if g.kind == "personalize" else [g])]
         self.groups = {g.name: g for g in groups}
+        self.dataset_groups = {g.name: getattr(g, "recommender_of", None) or g.name for g in groups}
         self.models: dict[str, ModelHolder] = {}
         self.forecasts: dict[str, ForecastHolder] = {}
         self.scenarios: dict[str, ScenarioRunner] = {}  # what-if forecasts on demand, per forecast group
@@ -76,13 +86,19 @@ class Runtime:
             if group.kind == "personalize" and settings.load_models:
                 rule = group.training_filter
                 trains_on = training_filter(rule.event_types, rule.event_value_threshold)
-                self.models[group.name] = _model_holder(group.name, group.storage_root, self.store, trains_on)
+                # what filters read: the dataset group's snapshot (a recommender's own, until it has one)
+                data_root = (self.groups[self.dataset_groups[group.name]].storage_root, group.storage_root)
+                self.models[group.name] = _model_holder(
+                    group.name, data_root, self.store, trains_on, self.dataset_groups[group.name]
+                )
             elif group.kind == "forecast":
                 self.forecasts[group.name] = ForecastHolder(group.name, group.storage_root)
                 self.scenarios[group.name] = ScenarioRunner(group, self.forecasts[group.name])
         self.personalize_groups = {g.name for g in groups if g.kind == "personalize"}
-        self.filters = FilterRegistry(self.store, {g.name: g for g in groups if g.kind == "personalize"})
-        self.tail = EventTail(self.store, self.models)
+        # filters belong to dataset groups; a recommender's requests use its dataset group's
+        own = {g.name: g for g in groups if g.kind == "personalize" and not getattr(g, "recommender_of", None)}
+        self.filters = FilterRegistry(self.store, own)
+        self.tail = EventTail(self.store, self.models, self.dataset_groups)
         self.campaigns = CampaignConfigs(self.store)
         self.answers = RecentAnswers(self.store, settings.recommendation_id_seconds)  # recommendationId -> items
         self._stop = threading.Event()

@@ -75,9 +75,22 @@ class UpdateCampaignRequest(Body):
 
 
 class RecommendationsRequest(Body):
-    campaignArn: Annotated[
-        str, Field(min_length=1, max_length=256, description="the dataset group (or ARN ending /<group>)")
-    ]
+    campaignArn: (
+        Annotated[str, Field(min_length=1, max_length=256, description="the dataset group (or ARN ending /<group>)")]
+        | None
+    ) = None
+    recommenderArn: (
+        Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=256,
+                description="a domain recommender, <group>__<recommender> "
+                "(or an ARN ending /<that>); instead of campaignArn",
+            ),
+        ]
+        | None
+    ) = None
     userId: Id | None = None
     itemId: Id | None = Field(None, description="related items of this item (RELATED_ITEMS recipes)")
     numResults: Annotated[int, Field(ge=1, le=MAX_RESULTS)] = 25

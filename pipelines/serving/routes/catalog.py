@@ -9,7 +9,7 @@ from fastapi import APIRouter
 
 from pipelines.serving import schemas as s
 from pipelines.serving.errors import ApiError
-from pipelines.serving.routes.dependencies import RuntimeDep, personalize_group
+from pipelines.serving.routes.dependencies import RuntimeDep, dataset_group
 from pipelines.serving.runtime import Runtime
 
 router = APIRouter(tags=["personalize"])
@@ -19,10 +19,11 @@ KINDS = ("INTERACTIONS", "ITEMS", "USERS")
 def dataset_of(runtime: Runtime, ref: str | None, kind: str) -> tuple[str, Any]:
     """The group and its ``kind`` dataset from a datasetArn: <group>/<KIND>, an ARN ending so, or <group>."""
     if ref is None:
-        if len(runtime.personalize_groups) != 1:
-            raise ApiError(400, "datasetArn is required where the server serves several Personalize groups: "
-                           f"{sorted(runtime.personalize_groups)}", "datasetArn")  # fmt: skip
-        group = next(iter(runtime.personalize_groups))
+        own = sorted({runtime.dataset_groups[g] for g in runtime.personalize_groups})  # recommenders: their group
+        if len(own) != 1:
+            raise ApiError(400, f"datasetArn is required where the server serves several Personalize groups: {own}",
+                           "datasetArn")  # fmt: skip
+        group = own[0]
     else:
         parts = [p for p in ref.split("/") if p] or [ref]
         if len(parts) > 1 and parts[-1].upper() in KINDS:
@@ -30,7 +31,7 @@ def dataset_of(runtime: Runtime, ref: str | None, kind: str) -> tuple[str, Any]:
                 raise ApiError(400, f"datasetArn {ref!r} names the {parts[-1].upper()} dataset; this call puts "
                                f"{kind}", "datasetArn")  # fmt: skip
             parts = parts[:-1]
-        group = personalize_group(runtime, parts[-1], "datasetArn")
+        group = dataset_group(runtime, parts[-1], "datasetArn")
     dataset = runtime.groups[group].dataset(kind)
     if dataset is None:
         raise ApiError(404, f"dataset group {group!r} has no {kind} dataset in its settings", "datasetArn")

@@ -31,6 +31,21 @@ def personalize_group(runtime: Runtime, ref: str, field: str) -> str:
     return name
 
 
+def dataset_group(runtime: Runtime, ref: str, field: str) -> str:
+    """The dataset group a name or ARN names (a recommender's served name gives its dataset group): where
+    events, items and users are stored."""
+    return runtime.dataset_groups[personalize_group(runtime, ref, field)]
+
+
+def served_group(runtime: Runtime, body: Any) -> str:
+    """The campaign or recommender a GetRecommendations or GetPersonalizedRanking names: one of the two."""
+    if (body.campaignArn is None) == (getattr(body, "recommenderArn", None) is None):
+        raise ApiError(422, "give campaignArn or recommenderArn (one of them)", "campaignArn")
+    if body.campaignArn is not None:
+        return personalize_group(runtime, body.campaignArn, "campaignArn")
+    return personalize_group(runtime, body.recommenderArn, "recommenderArn")
+
+
 def serving_state(runtime: Runtime, group: str) -> Any:
     """The group's serving model state, or None while it has none."""
     holder = runtime.models.get(group)
@@ -52,7 +67,7 @@ def model_state(runtime: Runtime, group: str) -> Any:
 def stored_filter(runtime: Runtime, ref: str, group: str, field: str) -> Any:
     """The group's filter a filterArn names, parsed; 404 naming ``field``."""
     try:
-        return runtime.filters.get(ref, group)
+        return runtime.filters.get(ref, runtime.dataset_groups.get(group, group))  # a recommender's: its group's
     except FilterNotFound as exc:
         raise ApiError(404, str(exc), field) from None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from pipelines.serving import schemas as s
-from pipelines.serving.routes.dependencies import RuntimeDep, personalize_group
+from pipelines.serving.routes.dependencies import RuntimeDep, dataset_group
 
 router = APIRouter(tags=["personalize"])
 
@@ -17,7 +17,7 @@ def put_events(body: s.PutEventsRequest, runtime: RuntimeDep) -> dict:
     An event naming a recommendationId and listing no impression is stored with that answer's items
     as its impression (Personalize's implicit impressions); an unknown or expired id is ignored.
     """
-    group = personalize_group(runtime, body.trackingId, "trackingId")
+    group = dataset_group(runtime, body.trackingId, "trackingId")  # a recommender's events are its group's
     events = [e.model_dump(exclude_none=True) for e in body.eventList]
     runtime.answers.fill_impressions(group, events)
     user = body.userId or body.sessionId  # an anonymous session stands for its user, as in Personalize

@@ -16,6 +16,7 @@ from pipelines.serving.routes.dependencies import (
     model_state,
     personalize_group,
     require_snapshot,
+    served_group,
     stored_filter,
 )
 from pipelines.serving.runtime import Runtime
@@ -74,6 +75,21 @@ def scored(items: list[tuple[str, float]]) -> list[dict]:
     return [{"itemId": i, "score": round(v, 6)} for i, v in items]
 
 
+def check_use_case(group, body: s.RecommendationsRequest) -> None:
+    """A domain recommender answers its use case only: for a user, or for an item (related items)."""
+    from pipelines import domains
+
+    parent = getattr(group, "recommender_of", None)
+    if parent is None:
+        return
+    name = group.name.removeprefix(f"{parent}{domains.RECOMMENDER_SEP}")
+    preset = domains.RECOMMENDERS[group.domain][name]
+    if preset.answers == "item" and body.itemId is None:
+        raise ApiError(400, f"recommender {group.name!r} ({preset.description}) needs itemId", "itemId")
+    if preset.answers == "user" and body.userId is None:
+        raise ApiError(400, f"recommender {group.name!r} ({preset.description}) needs userId", "userId")
+
+
 def with_promotions(result: list[dict], promoted: list[tuple[str, float]], name: str) -> list[dict]:
     """The promoted items spread over the list, as Personalize does."""
     n = len(result) + len(promoted)
@@ -102,7 +118,8 @@ async def get_recommendations(body: s.RecommendationsRequest, runtime: RuntimeDe
     # thread hop would only add to.
     if body.userId is None and body.itemId is None:
         raise ApiError(422, "give userId (recommendations) or itemId (related items)", "userId")
-    group = personalize_group(runtime, body.campaignArn, "campaignArn")
+    group = served_group(runtime, body)
+    check_use_case(runtime.groups[group], body)
     state = model_state(runtime, group)
     bound = bound_filter(runtime, group, state, body.filterArn, body.filterValues, "filterArn")
     promoted: list[tuple[str, float]] = []
