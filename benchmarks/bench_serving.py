@@ -7,12 +7,13 @@ load generator is a closed loop of keep-alive HTTP/1.1 connections in one asynci
 bounded by time and by request count per phase. It shares the machine's cores with the
 server, as a sidecar client would; the JSON records the core count.
 
-Phases per worker count: GetRecommendations (random known users, numResults 25), PutEvents
+Phases per worker count: GetRecommendations (random known users, numResults 25), the same with a
+filter (``FILTER``: what the user clicked drops out, live events included), PutEvents
 (one event per call, random users and items), event-to-effect (a user's top recommended item
-is clicked; the time from the PutEvents acknowledgement until a GetRecommendations no longer
-lists it). Then the SIGKILL test: PutEvents with unique eventIds at full speed, the server is
-killed with SIGKILL mid-load and restarted, and every acknowledged eventId is looked up in
-the store.
+is clicked; the time from the PutEvents acknowledgement until the user's recommendations change,
+and through the filter until they no longer list it). Then the SIGKILL test: PutEvents with unique eventIds,
+PutItems and PutUsers of new ids, all at full speed, the server is killed with SIGKILL mid-load
+and restarted, and every acknowledged eventId, item and user is looked up in the store.
 
     nice -n 10 .venv/bin/python benchmarks/bench_serving.py --out benchmarks/results
 """
@@ -49,7 +50,20 @@ datasets:
       - {name: ITEM_ID, type: string}
       - {name: TIMESTAMP, type: long}
       - {name: EVENT_TYPE, type: string}
+  ITEMS:
+    path: items.csv
+    schema:
+      - {name: ITEM_ID, type: string}
+      - {name: GENRE, type: string, categorical: true}
+  USERS:
+    path: users.csv
+    schema:
+      - {name: USER_ID, type: string}
+      - {name: SEGMENT, type: string, categorical: true}
 """
+# The filtered phases' filter: what a user clicked drops out, live events included (Personalize's
+# "exclude interacted items"); it reads the group's snapshot and every event since.
+FILTER = ("not-clicked", 'EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("click")')
 
 
 def generate(users: int, items: int, per_user: int, seed: int = 0):
@@ -105,8 +119,16 @@ def prepare(work: Path, users: int, items: int) -> dict:
         info = models.log_model("personalize", model, pd.DataFrame({"userId": ["u1"], "itemId": [""]}))
     version = models.register(info, "personalize", "bench", {"recipe": "sims"})
     registry.gate(models.registered_name("personalize", "bench"), version, "coverage", 0.5)
+    snapshot = work / "groups.d" / "bench_store" / "snapshots" / "as_of=20240101T000000"  # what filters read
+    snapshot.mkdir(parents=True)
+    frame.to_parquet(snapshot / "INTERACTIONS.parquet", index=False)
+    catalog = pd.DataFrame({"ITEM_ID": sorted(frame["ITEM_ID"].unique())})
+    catalog["GENRE"] = [f"g{k % 20}" for k in range(len(catalog))]
+    catalog.to_parquet(snapshot / "ITEMS.parquet", index=False)
+    (snapshot / "manifest.json").write_text(json.dumps({"rows": len(frame)}))
     store = Store(env["AIRSIGHT_SERVING_DB"])
     key = create_key(store, "bench", ["read", "write"])
+    store.add_filter(*FILTER[:1], "bench", FILTER[1])
     store.close()
     return {"env": env, "key": key, "interactions": len(frame), "fit_seconds": round(fit_seconds, 2),
             "version": version}  # fmt: skip
@@ -283,15 +305,18 @@ async def fixed_rate(port: int, key: str, path: str, make_body, rate: float, sec
     }
 
 
-async def event_to_effect(port: int, key: str, probes: int) -> dict:
-    """Click a user's top item; time from the PutEvents ack until recommendations drop it."""
+async def event_to_effect(port: int, key: str, probes: int, filtered: bool = False) -> dict:
+    """Click a user's top item; time from the PutEvents ack until the user's recommendations change
+    (with ``filtered``, until the not-clicked filter drops the item: a filter sees the live event)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     reader2, writer2 = await asyncio.open_connection("127.0.0.1", port)  # with 2 workers, likely the other one
     delays, failures = [], 0
 
     async def recommend(r, w, user: str) -> list[str]:
-        w.write(http_request("POST", "/recommendations", json.dumps(
-            {"campaignArn": "bench", "userId": user, "numResults": 25}).encode(), key))  # fmt: skip
+        ask = {"campaignArn": "bench", "userId": user, "numResults": 25}
+        if filtered:
+            ask["filterArn"] = f"filter/{FILTER[0]}"
+        w.write(http_request("POST", "/recommendations", json.dumps(ask).encode(), key))
         status, body = await read_response(r)
         if status != 200:
             raise RuntimeError(f"GetRecommendations answered {status}: {body[:200]!r}")
@@ -299,7 +324,8 @@ async def event_to_effect(port: int, key: str, probes: int) -> dict:
 
     for k in range(probes):
         user = f"u{random.randrange(100_000)}"
-        top = (await recommend(reader, writer, user))[0]
+        before = await recommend(reader, writer, user)
+        top = before[0]
         event = {"trackingId": "bench", "userId": user, "sessionId": f"e2e-{k}",
                  "eventList": [{"eventType": "click", "itemId": top, "sentAt": time.time()}]}  # fmt: skip
         writer.write(http_request("POST", "/events", json.dumps(event).encode(), key))
@@ -309,7 +335,10 @@ async def event_to_effect(port: int, key: str, probes: int) -> dict:
         acked = time.perf_counter()
         for _ in range(200):
             r, w = (reader2, writer2) if k % 2 else (reader, writer)  # alternate connections
-            if top not in await recommend(r, w, user):
+            now = await recommend(r, w, user)
+            # Unfiltered, the clicked item may stay (Personalize keeps seen items unless a filter drops them):
+            # the effect is the list changing. Through the filter, the clicked item must be gone.
+            if (top not in now) if filtered else (now != before):
                 delays.append(time.perf_counter() - acked)
                 break
         else:
@@ -322,10 +351,28 @@ async def event_to_effect(port: int, key: str, probes: int) -> dict:
             "not_reflected": failures}  # fmt: skip
 
 
-def random_recommendation(users: int):
+def random_recommendation(users: int, filtered: bool = False):
     def make():
         body = {"campaignArn": "bench", "userId": f"u{random.randrange(users)}", "numResults": 25}
+        if filtered:
+            body["filterArn"] = f"filter/{FILTER[0]}"
         return json.dumps(body).encode(), None
+
+    return make
+
+
+def random_record(kind: str):
+    """PutItems or PutUsers of one new item or user (its id is the tag the SIGKILL test looks for)."""
+    counter = [0]
+
+    def make():
+        counter[0] += 1
+        ident = f"{kind[0]}-{os.getpid()}-{counter[0]}"
+        if kind == "items":
+            body = {"datasetArn": "bench/ITEMS", "items": [{"itemId": ident, "properties": '{"GENRE": "g1"}'}]}
+        else:
+            body = {"datasetArn": "bench/USERS", "users": [{"userId": ident, "properties": '{"SEGMENT": "s1"}'}]}
+        return json.dumps(body).encode(), ident
 
     return make
 
@@ -355,6 +402,19 @@ def stored_event_ids(database_url: str) -> set[str]:
         conn.close()
 
 
+def stored_record_ids(database_url: str) -> dict[str, set[str]]:
+    import sqlite3
+
+    conn = sqlite3.connect(database_url.removeprefix("sqlite:///"))
+    try:
+        found: dict[str, set[str]] = {"ITEMS": set(), "USERS": set()}
+        for kind, ident in conn.execute("SELECT dataset_type, record_id FROM airsight_records"):
+            found.setdefault(kind, set()).add(ident)
+        return found
+    finally:
+        conn.close()
+
+
 def run_workers(setup: dict, workers: int, args, work: Path) -> dict:
     port = free_port()
     server = start_server(setup["env"], port, workers, work / f"server_{workers}.log")
@@ -369,15 +429,24 @@ def run_workers(setup: dict, workers: int, args, work: Path) -> dict:
             asyncio.run(fixed_rate(port, key, "/recommendations", make, float(r), args.seconds, 2 * args.connections))
             for r in args.rates.split(",")
         ]
+        filtered = asyncio.run(closed_loop(port, key, "/recommendations", random_recommendation(args.users, True),
+                                           args.seconds, args.max_requests, args.connections))  # fmt: skip
+        make = random_recommendation(args.users, True)
+        filtered_steady = [
+            asyncio.run(fixed_rate(port, key, "/recommendations", make, float(r), args.seconds, 2 * args.connections))
+            for r in args.rates.split(",")
+        ]
         events = asyncio.run(closed_loop(port, key, "/events", random_event(args.users, args.items),
                                          args.seconds, args.max_requests, args.connections))  # fmt: skip
         effect = asyncio.run(event_to_effect(port, key, args.probes))
+        filtered_effect = asyncio.run(event_to_effect(port, key, args.probes, filtered=True))
     finally:
         stop_server(server)
-    for phase in (recs, events):
+    for phase in (recs, filtered, events):
         phase.pop("acked")
     return {"workers": workers, "get_recommendations": recs, "get_recommendations_at_rate": steady,
-            "put_events": events, "event_to_effect": effect}  # fmt: skip
+            "filtered_get_recommendations": filtered, "filtered_get_recommendations_at_rate": filtered_steady,
+            "put_events": events, "event_to_effect": effect, "filtered_event_to_effect": filtered_effect}  # fmt: skip
 
 
 def sigkill_test(setup: dict, args, work: Path) -> dict:
@@ -386,23 +455,29 @@ def sigkill_test(setup: dict, args, work: Path) -> dict:
     server = start_server(setup["env"], port, 1, log)
     key = setup["key"]
 
-    async def load_and_kill() -> dict:
-        load = asyncio.create_task(closed_loop(port, key, "/events", random_event(args.users, args.items),
-                                               args.kill_after + 3, args.max_requests, args.connections))  # fmt: skip
+    async def load_and_kill() -> tuple[dict, dict, dict]:
+        def loop(path, make):
+            return asyncio.create_task(closed_loop(port, key, path, make, args.kill_after + 3, args.max_requests,
+                                                   max(1, args.connections // 2)))  # fmt: skip
+
+        loads = [loop("/events", random_event(args.users, args.items)), loop("/items", random_record("items")),
+                 loop("/users", random_record("users"))]  # fmt: skip
         await asyncio.sleep(args.kill_after)
         os.killpg(server.pid, signal.SIGKILL)
         killed_at = time.perf_counter()
-        result = await load
-        result["killed_after_s"] = args.kill_after
-        result["load_ran_after_kill_s"] = round(time.perf_counter() - killed_at, 2)
-        return result
+        events, items, users = [await load for load in loads]
+        events["killed_after_s"] = args.kill_after
+        events["load_ran_after_kill_s"] = round(time.perf_counter() - killed_at, 2)
+        return events, items, users
 
-    result = asyncio.run(load_and_kill())
+    result, items, users = asyncio.run(load_and_kill())
     server.wait()
     restarted = start_server(setup["env"], port, 1, log)  # replays stored events into the model
     try:
         stored = stored_event_ids(setup["env"]["AIRSIGHT_SERVING_DB"])
+        records = stored_record_ids(setup["env"]["AIRSIGHT_SERVING_DB"])
         acked = set(result.pop("acked"))
+        acked_records = {"ITEMS": set(items.pop("acked")), "USERS": set(users.pop("acked"))}
         health = json.loads(asyncio.run(one_request(port, "GET", "/health", None, ""))[1])
     finally:
         stop_server(restarted)
@@ -410,6 +485,10 @@ def sigkill_test(setup: dict, args, work: Path) -> dict:
         "events_acknowledged": len(acked),
         "acknowledged_and_stored": len(acked & stored),
         "events_lost": len(acked - stored),
+        "items_acknowledged": len(acked_records["ITEMS"]),
+        "items_lost": len(acked_records["ITEMS"] - records["ITEMS"]),
+        "users_acknowledged": len(acked_records["USERS"]),
+        "users_lost": len(acked_records["USERS"] - records["USERS"]),
         "events_replayed_after_restart": health["models"]["bench"]["events_applied"],
         "requests_during_load": result["requests"],
         "statuses": result["statuses"],
@@ -419,28 +498,34 @@ def sigkill_test(setup: dict, args, work: Path) -> dict:
 
 def markdown(report: dict) -> str:
     rates = [float(r) for r in report["setup"]["rates"].split(",")]
-    rows = [
-        "| workers | GetRecommendations max req/s (p50 / p99 ms) | "
-        + " | ".join(f"at {r:.0f} req/s: achieved, p50 / p99 ms" for r in rates)
-        + " | PutEvents max req/s (p99 ms) | event-to-effect p50 / p99 ms | errors |",
-        "|---|---|" + "---|" * len(rates) + "---|---|---|",
-    ]
-    for r in report["runs"]:
-        g, p, e = r["get_recommendations"], r["put_events"], r["event_to_effect"]
-        steady = r["get_recommendations_at_rate"]
-        errors = g["errors"] + p["errors"] + e["not_reflected"] + sum(f["errors"] for f in steady)
-        at_rate = " | ".join(f"{f['achieved_rps']:.0f}, {f['p50_ms']:.1f} / {f['p99_ms']:.1f}" for f in steady)
-        rows.append(f"| {r['workers']} | {g['throughput_rps']:.0f} ({g['p50_ms']:.1f} / {g['p99_ms']:.1f}) | "
-                    f"{at_rate} | {p['throughput_rps']:.0f} ({p['p99_ms']:.1f}) | "
-                    f"{e['p50_ms']:.1f} / {e['p99_ms']:.1f} | {errors} |")  # fmt: skip
+    rows = []
+    for label, prefix in (("no filter", ""), (f"with the filter `{FILTER[1]}`", "filtered_")):
+        rows += [
+            f"GetRecommendations {label}:",
+            "",
+            "| workers | GetRecommendations max req/s (p50 / p99 ms) | "
+            + " | ".join(f"at {r:.0f} req/s: achieved, p50 / p99 ms" for r in rates)
+            + " | PutEvents max req/s (p99 ms) | event-to-effect p50 / p99 ms | errors |",
+            "|---|---|" + "---|" * len(rates) + "---|---|---|",
+        ]
+        for r in report["runs"]:
+            g, p, e = r[f"{prefix}get_recommendations"], r["put_events"], r[f"{prefix}event_to_effect"]
+            steady = r[f"{prefix}get_recommendations_at_rate"]
+            errors = g["errors"] + p["errors"] + e["not_reflected"] + sum(f["errors"] for f in steady)
+            at_rate = " | ".join(f"{f['achieved_rps']:.0f}, {f['p50_ms']:.1f} / {f['p99_ms']:.1f}" for f in steady)
+            rows.append(f"| {r['workers']} | {g['throughput_rps']:.0f} ({g['p50_ms']:.1f} / {g['p99_ms']:.1f}) | "
+                        f"{at_rate} | {p['throughput_rps']:.0f} ({p['p99_ms']:.1f}) | "
+                        f"{e['p50_ms']:.1f} / {e['p99_ms']:.1f} | {errors} |")  # fmt: skip
+        rows.append("")
     k = report["sigkill"]
     t = TARGETS
     rows += [
-        "",
-        f"Targets: >= {t['throughput_rps']} req/s with p99 < {t['p99_ms']} ms; event-to-effect < "
-        f"{t['event_to_effect_ms']} ms; zero errors; zero events lost.",
-        f"SIGKILL mid-load: {k['events_acknowledged']} events acknowledged, {k['acknowledged_and_stored']} of "
-        f"them stored after the restart, **{k['events_lost']} lost**; the restarted server replayed "
+        f"Targets: >= {t['throughput_rps']} req/s with p99 < {t['p99_ms']} ms, filters on; event-to-effect < "
+        f"{t['event_to_effect_ms']} ms (< 1 s through a filter); zero errors; nothing acknowledged lost.",
+        f"SIGKILL mid-load (PutEvents, PutItems and PutUsers at once): {k['events_acknowledged']} events "
+        f"acknowledged, {k['acknowledged_and_stored']} of them stored after the restart, **{k['events_lost']} lost**; "
+        f"{k['items_acknowledged']} items and {k['users_acknowledged']} users acknowledged, "
+        f"**{k['items_lost']} and {k['users_lost']} lost**; the restarted server replayed "
         f"{k['events_replayed_after_restart']} stored events into its model.",
         f"Machine: {report['machine']['cores']} cores ({report['machine']['platform']}), shared by the server and "
         f"the load generator; {report['setup']['users']:,} users, {report['setup']['items']:,} items, "
