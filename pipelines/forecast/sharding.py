@@ -34,17 +34,16 @@ from pipelines.training import runs as wf
 SEP = "#"
 
 
-def entry(name: str, shard: int, of: int) -> str:
-    return f"{name}{SEP}{shard}/{of}"
-
-
 def parse(value: str) -> tuple[str, int | None, int | None]:
     """(candidate, shard, shards) of a mapped entry; (name, None, None) for an unsharded one."""
-    name, sep, part = value.rpartition(SEP)
-    if not sep:
-        return value, None, None
-    shard, of = (int(x) for x in part.split("/"))
-    return name, shard, of
+    return wf.parse_entry(value, SEP)
+
+
+def shard_count(n_series: int, series_per_shard: int | None) -> int | None:
+    """How many shards the series are cut into; None when the group does not shard (or one shard holds all)."""
+    if not series_per_shard or n_series <= series_per_shard:
+        return None
+    return -(-n_series // series_per_shard)
 
 
 def shard_series(n_series: int, shard: int, of: int) -> np.ndarray:
@@ -62,20 +61,18 @@ def shardable(name: str, tuned: bool) -> bool:
 
 def partition(names: list[str], n_series: int, series_per_shard: int | None, tuned) -> list[str]:
     """The mapped hpo_train entries of the candidates ``names``; ``tuned(name)``: it runs trials."""
-    if not series_per_shard or n_series <= series_per_shard:
-        return list(names)
-    of = -(-n_series // series_per_shard)
-    return [e for n in names for e in ([entry(n, k, of) for k in range(of)] if shardable(n, tuned(n)) else [n])]
+    of = shard_count(n_series, series_per_shard)
+    return list(names) if of is None else wf.fan_out(names, SEP, of, lambda n: shardable(n, tuned(n)))
 
 
 def fit_entries(roles: dict[str, dict], n_series: int, series_per_shard: int | None) -> list[str]:
     """The final fit's mapped entries: ``role#k/n`` for each role (challenger, champion) whose
     configuration is a local algorithm, when the group shards; none otherwise."""
-    if not series_per_shard or n_series <= series_per_shard:
+    of = shard_count(n_series, series_per_shard)
+    if of is None:
         return []
-    of = -(-n_series // series_per_shard)
-    return [entry(role, k, of) for role, config in roles.items() if shardable(config["name"], False)
-            for k in range(of)]  # fmt: skip
+    local = [role for role, config in roles.items() if shardable(config["name"], False)]
+    return wf.fan_out(local, SEP, of, lambda role: True)
 
 
 def fit_folder(run: Path, role: str) -> Path:

@@ -52,20 +52,28 @@ def study_options(training: ForecastTraining | PersonalizeTraining) -> dict[str,
 TRIALS = "~"  # a trial worker's entry: ``name~w/k``, worker w of k adding trials to one shared study
 
 
+def fan_out(names: list[str], sep: str, parts: int, selected) -> list[str]:
+    """Each name ``selected(name)`` picks as ``parts`` mapped entries ``<name><sep><k>/<parts>``; the rest as is."""
+    return [e for n in names for e in ([f"{n}{sep}{k}/{parts}" for k in range(parts)] if selected(n) else [n])]
+
+
+def parse_entry(entry: str, sep: str) -> tuple[str, int | None, int | None]:
+    """(name, k, parts) of a mapped entry ``fan_out`` made; (entry, None, None) for a plain one."""
+    name, found, part = entry.rpartition(sep)
+    if not found:
+        return entry, None, None
+    k, parts = (int(x) for x in part.split("/"))
+    return name, k, parts
+
+
 def trial_entries(names: list[str], tuned, workers: int) -> list[str]:
     """Each candidate ``tuned(name)`` says runs trials, as ``workers`` trial-worker entries (when > 1)."""
-    if workers <= 1:
-        return list(names)
-    return [e for n in names for e in ([f"{n}{TRIALS}{w}/{workers}" for w in range(workers)] if tuned(n) else [n])]
+    return fan_out(names, TRIALS, workers, tuned) if workers > 1 else list(names)
 
 
 def parse_trials(entry: str) -> tuple[str, int | None, int | None]:
     """(candidate, worker, workers) of a trial worker's entry; (entry, None, None) otherwise."""
-    name, sep, part = entry.rpartition(TRIALS)
-    if not sep:
-        return entry, None, None
-    worker, workers = (int(x) for x in part.split("/"))
-    return name, worker, workers
+    return parse_entry(entry, TRIALS)
 
 
 def shared_study(kind: str, group: Group, as_of: pd.Timestamp, name: str, training, worker: int,

@@ -31,6 +31,7 @@ from pipelines.training import pyfunc as models
 DAG_ID = "personalize__interactions_demo"
 AS_OF = "2024-06-01"
 RECIPES = list(domains.PERSONALIZE_RECIPES)
+assert {"trending-now", "deepfm", "similar-items", "user-personalization-v2"} <= set(RECIPES)  # all run here
 HRNN = {"epochs": 1, "hidden_dimension": 32, "negative_samples": 32}
 TRANSFORMER = {"epochs": 1, "embedding_dimension": 16, "blocks": 1, "heads": 1, "max_sequence_length": 20}
 TINY = {
