@@ -86,12 +86,23 @@ def run_once(work: Path, groups: Path, workers: int) -> dict:
                 "mapped_fit_shard": sum(1 for t in tasks if t[0] == "fit_shard"),
                 "task_seconds": round(sum(float(t[2] or 0) for t in tasks), 1),
                 "worker_pids": len({t[4] for t in tasks if t[0] in ("hpo_train", "fit_shard")}),
+                "task_seconds_by_task": by_task(tasks),
                 "leaderboard": board["candidates"]}  # fmt: skip
     finally:
         if process is not None:
             airflow_local.stop(process)
         airflow_local.drop_database(url)
         airflow_local.drop_database(tracking)
+
+
+def by_task(tasks) -> dict:
+    """Seconds per task id (mapped ones summed over their map indexes) and how many instances ran."""
+    out: dict[str, dict] = {}
+    for task_id, _, seconds, _, _ in tasks:
+        entry = out.setdefault(task_id, {"instances": 0, "seconds": 0.0})
+        entry["instances"] += 1
+        entry["seconds"] = round(entry["seconds"] + float(seconds or 0), 1)
+    return out
 
 
 def main() -> int:
@@ -124,7 +135,13 @@ def main() -> int:
     lines += [f"| {r['workers']} | {r['state']} | {r['seconds']} | {r['mapped_hpo_train']} | {r['mapped_fit_shard']} "
               f"| {r['task_seconds']} |" for r in runs]  # fmt: skip
     lines += ["", f"Speedup with two workers: {speedup}x (target {TARGET}x, {'met' if result['met'] else 'missed'}); "
-              f"same leaderboard: {same}; {os.cpu_count()} cores."]  # fmt: skip
+              f"same leaderboard: {same}; {os.cpu_count()} cores.", "",
+              f"Command: `python benchmarks/bench_scaling.py {' '.join(sys.argv[1:])}` ({args.items} series, "
+              f"{args.windows} backtest windows, shards of {args.series_per_shard}, {args.algorithms}).", "",
+              "| task | instances | seconds, 1 worker | seconds, 2 workers |", "|---|---|---|---|"]  # fmt: skip
+    for task_id, entry in one["task_seconds_by_task"].items():
+        other = two["task_seconds_by_task"].get(task_id, {})
+        lines.append(f"| {task_id} | {entry['instances']} | {entry['seconds']} | {other.get('seconds', '-')} |")
     (args.out / "scaling.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0 if all(r["state"] == "success" for r in runs) else 1

@@ -4,26 +4,38 @@
         [--backtest-windows N] [--time-limit SECONDS] [--peers] --out RESULT.json
 
 FILE is long format (CSV or Parquet): ``item_id``, ``timestamp``, ``target_value``; further columns
-are dimensions (series keys). Every series must end at the data set's last period. The last ``H``
-periods of every series are the test window; with ``--backtest-windows N`` the N windows of ``H``
-periods before the end are scored, each model trained on what comes before its window.
+are dimensions (series keys). The last ``H`` observed periods of every series are its test window,
+as the M4 competition scores them: a series that ends before the data set's last period is re-dated
+(moved forward on the frequency's grid, its order and spacing kept) to end there, so every series is
+scored on its own last ``H`` periods and trained on what it had before them (``series_redated``
+in RESULT.json counts them). The models then see shifted calendar dates for those series, so with
+``--related`` (values tied to real dates) series must end together. With ``--backtest-windows N``
+the N windows of ``H`` periods before the end are scored, each model trained on what comes before
+its window.
 
 RESULT.json holds one entry per model (``name``: ours AutoPredictor, ETS, ARIMA, Theta, NPTS,
-Prophet, DeepAR+, SeasonalNaive; with ``--peers`` also statsforecast.AutoETS, .AutoARIMA,
+Prophet, DeepAR+, CNN-QR, SeasonalNaive; with ``--peers`` also statsforecast.AutoETS, .AutoARIMA,
 .AutoTheta, .SeasonalNaive and .Ensemble, the mean of the first three) with:
 
 - ``smape``: mean over points of 200 |y - f| / (|y| + |f|) (M3's sMAPE, percent; 0 where both are 0)
 - ``mase``: mean over series of mean |y - f| / the in-sample seasonal-naive error (season by frequency)
 - ``average_wql``: Forecast's average wQL over P10, P50, P90; ``wape``: sum |y - f| / sum |y|
-- ``coverage_80``: share of actuals inside [P10, P90]
+- ``coverage_80``: share of actuals inside [P10, P90]; ``below_p10`` and ``below_p90``: shares of
+  actuals at or below P10 and P90 (0.10 and 0.90 when each quantile holds its level)
 - ``wall_seconds``, ``peak_memory_mb`` (resident memory of the process and its workers, sampled),
   ``series_done`` of ``series_total``
 
 The point forecast ``f`` is the mean (Forecast's rule); a peer's P10/P90 are its 80% interval.
+Single algorithms' quantiles are calibrated as the forecast step publishes them (``calibration.py``:
+factors from the model's own backtest window just before the scored one, applied to the forecast
+of the model fitted on all the data; ``--no-calibration`` scores the raw ones); the AutoPredictor
+calibrates its candidates itself.
 
-``--time-limit`` bounds each model the way AutoGluon's ``time_limit`` bounds a fit: the
+``--time-limit`` bounds each model the way AutoGluon's ``time_limit`` bounds a fit (split evenly over
+the windows; ``notes.within_time_limit`` says whether every window's fit and forecast took at most
+110% of its share): the
 AutoPredictor plans its candidates within it (``left_out`` says which it skipped and why), DeepAR+
-trains as many epochs as fit, and per-series models and peers work through the series in chunks,
+and CNN-QR train as many epochs as fit, and per-series models and peers work through the series in chunks,
 starting no chunk once the budget is spent; their metrics cover ``series_done`` series. A peer
 that fails on a chunk records the error and leaves those series undone.
 
@@ -43,7 +55,8 @@ import threading
 import time
 from pathlib import Path
 
-OURS = ("AutoPredictor", "ETS", "ARIMA", "Theta", "NPTS", "Prophet", "DeepAR+", "SeasonalNaive")
+OURS = ("AutoPredictor", "ETS", "ARIMA", "Theta", "NPTS", "Prophet", "DeepAR+", "CNN-QR", "SeasonalNaive")
+GLOBAL = ("DeepAR+", "CNN-QR")  # trained for epochs, as many as a budget holds
 PEERS = ("AutoETS", "AutoARIMA", "AutoTheta", "SeasonalNaive")
 ENSEMBLE = ("AutoETS", "AutoARIMA", "AutoTheta")
 LEVELS = (0.1, 0.5, 0.9)
@@ -70,6 +83,11 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--n-jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="score single algorithms' raw quantiles (default: calibrated from their own backtest, as published)",
+    )
 
 
 def run(args) -> int:
@@ -85,8 +103,9 @@ def run(args) -> int:
         raise ValueError(f"--time-limit {args.time_limit} must be a positive number of seconds")
     if args.peers:
         _import_statsforecast()  # fail before hours of our models, not after
-    data = load(args)
+    data, redated = load(args)
     bench = Bench(data, args.backtest_windows, args.time_limit, max(1, args.n_jobs), args.seed)
+    bench.calibrate = not args.no_calibration
     if args.auto_candidates:
         bench.auto_candidates = [c.strip() for c in args.auto_candidates.split(",") if c.strip()]
     entries = []
@@ -106,7 +125,9 @@ def run(args) -> int:
             "backtest_windows": args.backtest_windows,
             "time_limit": args.time_limit,
             "n_jobs": args.n_jobs,
+            "calibrated": bench.calibrate,
             "series_total": data.n_series,
+            "series_redated": redated,
             "season_length": data.season_length,
         },
         "machine": _machine(),
@@ -132,7 +153,8 @@ def _read(path: str, what: str):
 
 
 def load(args):
-    """The target (and related, metadata) as ForecastData, every series checked to end at the last period."""
+    """The target (and related, metadata) as ForecastData with every series ending at the last period, and how
+    many series were re-dated to end there (``align_ends``)."""
     import numpy as np
     import pandas as pd
 
@@ -165,6 +187,12 @@ def load(args):
     if metadata is not None and "item_id" in metadata.columns:
         metadata = metadata.copy()
         metadata["item_id"] = metadata["item_id"].astype(str)
+    target, redated = align_ends(target, keys, Frequency.parse(args.frequency))
+    if redated and args.related:
+        raise ValueError(
+            f"--target {args.target}: {redated} series end before the data set's last period, and --related "
+            "values are tied to real dates; re-dating those series would misalign them: give series that end together"
+        )
     data = ForecastData.from_frame(
         target,
         keys=keys,
@@ -175,15 +203,6 @@ def load(args):
         item_metadata=metadata,
         non_negative=bool((values.dropna() >= 0).all()),
     )
-    last = np.array([_last_observed(data, i) for i in range(data.n_series)])
-    early = np.flatnonzero(last < data.end - 1)
-    if len(early):
-        i = early[0]
-        raise ValueError(
-            f"{len(early)} series end before the data set's last period {data.periods[-1]}: e.g. "
-            f"{dict(data.keys.iloc[i].astype(str))} ends at {data.periods[last[i]] if last[i] >= 0 else 'no value'}; "
-            "the test window is the last HORIZON periods of every series, so all must end together"
-        )
     need = args.backtest_windows * args.horizon
     short = np.flatnonzero(data.lengths - need < 2)
     if len(short):
@@ -192,14 +211,37 @@ def load(args):
             f"{len(short)} series have fewer than {need + 2} periods ({args.backtest_windows} window(s) of "
             f"{args.horizon} plus two to learn from): e.g. {dict(data.keys.iloc[i].astype(str))} has {data.lengths[i]}"
         )
-    return data
+    return data, redated
 
 
-def _last_observed(data, i: int) -> int:
+def align_ends(target, keys: list[str], freq) -> tuple:
+    """The target with every series moved forward on the frequency's grid to end (at its last observed
+    value) at the data set's last period, and how many series moved. Rows after a series' last observed
+    value say nothing to score and are dropped; a series with no observed value is an error."""
     import numpy as np
+    import pandas as pd
 
-    seen = np.flatnonzero(data.observed_mask(i))
-    return int(data.starts[i] + seen[-1]) if len(seen) else -1
+    from pipelines.frequency import Boundary
+    from pipelines.preparation.importing import calendar
+
+    stamps = calendar.align(freq, target["timestamp"], Boundary())
+    grid = calendar.periods(freq, stamps.min(), stamps.max(), Boundary())
+    position = grid.searchsorted(stamps.to_numpy("datetime64[ns]"))
+    codes = target.groupby(keys, sort=False).ngroup().to_numpy()
+    observed = target["target_value"].notna().to_numpy()
+    last = np.full(codes.max() + 1, -1)
+    np.maximum.at(last, codes[observed], position[observed])
+    if (last < 0).any():
+        first = target.loc[codes == int(np.flatnonzero(last < 0)[0]), keys].iloc[0]
+        raise ValueError(f"series {dict(first.astype(str))} has no numeric target_value: nothing to learn or score")
+    end = int(last.max())
+    keep = position <= last[codes]
+    lag = end - last[codes]
+    if not (lag > 0).any():
+        return target, 0
+    moved = target.loc[keep].copy()
+    moved["timestamp"] = pd.DatetimeIndex(grid[position[keep] + lag[keep]])
+    return moved, int((last < end).sum())
 
 
 # -- measuring ---------------------------------------------------------------------------------
@@ -248,6 +290,7 @@ class Bench:
 
         self.data, self.windows, self.time_limit, self.n_jobs, self.seed = data, windows, time_limit, n_jobs, seed
         self.auto_candidates: list[str] | None = None
+        self.calibrate = True  # single algorithms' intervals as the forecast step publishes them
         h = data.horizon
         self.starts = [data.end - k * h for k in range(windows, 0, -1)]
         self.trains = [data.until(s) for s in self.starts]
@@ -277,11 +320,16 @@ class Bench:
                 began = time.perf_counter()
                 if name == "AutoPredictor":
                     outputs.append(self._auto(train, notes))
-                elif name == "DeepAR+":
-                    outputs.append(self._deepar(train, notes))
+                elif name in GLOBAL:
+                    outputs.append(self._global(name, train, notes))
                 else:
                     outputs.append(self._local(name, train, notes))
-                seconds += time.perf_counter() - began
+                spent = time.perf_counter() - began
+                seconds += spent
+                if self.budget is not None:  # held when within 10% of the budget, fit and forecast included
+                    notes.setdefault("seconds_per_window", []).append(round(spent, 2))
+                    notes["budget_per_window"] = round(self.budget, 2)
+                    notes["within_time_limit"] = notes.get("within_time_limit", True) and spent <= 1.1 * self.budget
         return self._entry(name, outputs, seconds, memory.peak, notes)
 
     def _auto(self, train, notes: dict):
@@ -302,22 +350,42 @@ class Bench:
         ids, mean, quant, _ = model.predict_arrays([*LEVELS, "mean"])
         return ids, mean, quant
 
-    def _deepar(self, train, notes: dict):
+    def _global(self, name: str, train, notes: dict):
         from pipelines.forecast.base import get_algorithm
 
-        model = get_algorithm("DeepAR+", n_jobs=self.n_jobs, seed=self.seed)
+        model = get_algorithm(name, n_jobs=self.n_jobs, seed=self.seed)
         if self.budget is not None:  # as many epochs as the budget holds, timed on one
             began = time.perf_counter()
             probe = model.clone()
             probe.epochs = 1
             probe.fit(train).predict_arrays(list(LEVELS))
             per_epoch = time.perf_counter() - began
-            left = self.budget - per_epoch
+            left = (self.budget - per_epoch) / (2 if self.calibrate else 1)  # calibrating trains twice
             model.epochs = int(max(1, min(model.epochs, left * 0.85 // max(per_epoch, 1e-6))))
             notes["epochs"] = model.epochs
+        factors = self._factors(model, train, notes)
         model.fit(train)
         ids, mean, quant, _ = model.predict_arrays([*LEVELS, "mean"])
-        return ids, mean, quant
+        return ids, mean, self._calibrated(quant, factors)
+
+    def _factors(self, model, train, notes: dict) -> dict:
+        """The calibration the forecast step applies to a single algorithm's published quantiles: factors
+        from its own backtest window before ``train``'s end ({} when not calibrating or too short)."""
+        from pipelines.forecast import calibration
+        from pipelines.forecast.backtest import backtest
+
+        if not self.calibrate or train.end < 3 * train.horizon:
+            return {}
+        result = backtest(model, train, 1, None, [*LEVELS, "mean"])
+        found = calibration.backtest_factors(result.export, train.target, list(LEVELS))
+        notes.setdefault("calibration", []).append({str(k): round(v, 4) for k, v in found.items()})
+        return found
+
+    @staticmethod
+    def _calibrated(quant, factors: dict):
+        from pipelines.forecast import calibration
+
+        return calibration.apply(quant, list(LEVELS), factors) if factors else quant
 
     def _budgeted_chunks(self, n: int, notes: dict):
         """Series ids in chunks (all at once without a budget); none started once the budget is spent."""
@@ -346,9 +414,10 @@ class Bench:
         for ids in self._budgeted_chunks(n, notes):
             part = train if len(ids) == n else subset(train, ids)
             try:
-                got, mean, quant, _ = (
-                    get_algorithm(name, n_jobs=self.n_jobs, seed=self.seed).fit(part).predict_arrays([*LEVELS, "mean"])
-                )
+                model = get_algorithm(name, n_jobs=self.n_jobs, seed=self.seed)
+                factors = self._factors(model, part, notes)
+                got, mean, quant, _ = model.fit(part).predict_arrays([*LEVELS, "mean"])
+                quant = self._calibrated(quant, factors)
             except Exception as exc:  # the chunk's series stay undone; the error is reported
                 notes.setdefault("errors", []).append(f"{type(exc).__name__}: {exc}")
                 continue
@@ -477,7 +546,7 @@ def scores(y, f, q, mase) -> dict:
 
     seen = np.isfinite(y)
     if not seen.any():
-        return dict.fromkeys(("smape", "mase", "average_wql", "wape", "coverage_80"), None)
+        return dict.fromkeys(("smape", "mase", "average_wql", "wape", "coverage_80", "below_p10", "below_p90"), None)
     yv, fv = y[seen], f[seen]
     denominator = np.abs(yv) + np.abs(fv)
     smape = np.divide(200 * np.abs(yv - fv), denominator, out=np.zeros_like(yv), where=denominator > 0)
@@ -495,6 +564,8 @@ def scores(y, f, q, mase) -> dict:
         "average_wql": float(np.mean(wql)),
         "wape": float(np.abs(yv - fv).sum() / total) if total > 0 else None,
         "coverage_80": float(inside.mean()),
+        "below_p10": float((yv <= q[..., 0][seen]).mean()),
+        "below_p90": float((yv <= q[..., -1][seen]).mean()),
     }
 
 

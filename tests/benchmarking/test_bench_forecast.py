@@ -67,10 +67,29 @@ def test_scores_match_hand_computed_values():
     assert result["mase"] == pytest.approx(1.0)
     # Inside [P10, P90]: 10 vs [7, 9] no; 0 vs [-1, 1] yes; 4 vs [4, 6] yes.
     assert result["coverage_80"] == pytest.approx(2 / 3)
+    # At or below P10 (7, -1, 4): only 4; at or below P90 (9, 1, 6): 0 and 4.
+    assert result["below_p10"] == pytest.approx(1 / 3) and result["below_p90"] == pytest.approx(2 / 3)
     # wQL[tau] = 2 * sum(tau * under + (1 - tau) * over) / 14, P10 = 7, -1, 4 and P90 = 9, 1, 6.
     wql10 = 2 * 0.1 * (3 + 1 + 0) / 14
     wql90 = 2 * (0.9 * 1 + 0.1 * (1 + 2)) / 14
     assert result["average_wql"] == pytest.approx((wql10 + 3 / 14 + wql90) / 3)
+
+
+def test_series_that_end_early_are_scored_on_their_own_last_periods(tmp_path):
+    # As in M4: i1 ends in June 2024, i3 in March 2023 and has a trailing gap the file leaves empty.
+    target = write_target(tmp_path / "target.csv", ends=["2024-12-01", "2024-06-01", "2024-12-01", "2023-03-01"])
+    frame = pd.read_csv(target)
+    gap = pd.DataFrame({"item_id": ["i3"], "store": ["s1"], "timestamp": ["2023-04-01"], "target_value": [np.nan]})
+    pd.concat([frame, gap]).to_csv(target, index=False)
+    out = tmp_path / "result.json"
+    assert run("--target", target, "--frequency", "1M", "--horizon", HORIZON, "--n-jobs", 1, "--models",
+               "SeasonalNaive", "--backtest-windows", 2, "--out", out) == 0  # fmt: skip
+    result = json.loads(out.read_text())
+    naive = result["models"][0]
+    assert result["settings"]["series_redated"] == 2 and naive["series_done"] == 4
+    # Each series' own last 12 values are scored: last year's value, one too low, as for series that end together.
+    tested = frame.groupby("item_id").tail(2 * HORIZON)["target_value"]
+    assert naive["mase"] == pytest.approx(1.0) and naive["wape"] == pytest.approx(len(tested) / tested.sum())
 
 
 def test_a_spent_budget_starts_no_more_series_and_says_so(tmp_path):
@@ -90,8 +109,16 @@ def test_bad_input_gets_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['target_value'\]"):
         run("--target", broken, "--frequency", "1M", "--horizon", HORIZON, "--out", out)
     early = write_target(tmp_path / "early.csv", ends=["2024-12-01", "2024-06-01"])
-    with pytest.raises(ValueError, match="1 series end before"):
-        run("--target", early, "--frequency", "1M", "--horizon", HORIZON, "--out", out)
+    related = tmp_path / "related.csv"
+    pd.read_csv(early).assign(price=1.0).drop(columns="target_value").to_csv(related, index=False)
+    with pytest.raises(ValueError, match=r"1 series end before .* --related values are tied to real dates"):
+        run("--target", early, "--frequency", "1M", "--horizon", HORIZON, "--related", related, "--out", out)
+    empty = write_target(tmp_path / "empty.csv")
+    pd.read_csv(empty).assign(target_value=lambda f: f["target_value"].where(f["item_id"] != "i2")).to_csv(
+        empty, index=False
+    )
+    with pytest.raises(ValueError, match=r"'item_id': 'i2'.* has no numeric target_value"):
+        run("--target", empty, "--frequency", "1M", "--horizon", HORIZON, "--out", out)
     short = write_target(tmp_path / "short.csv", length=7)
     with pytest.raises(ValueError, match="fewer than 8 periods"):
         run("--target", short, "--frequency", "1M", "--horizon", HORIZON, "--out", out)
