@@ -48,9 +48,10 @@ class ETSParams(Hyperparameters):
 
 
 class ThetaParams(Hyperparameters):
-    theta: float = Field(2.0, ge=1.0, le=100.0)
+    theta: float = Field(2.0, ge=1.0, le=100.0)  # STM and DSTM's theta; OTM and DOTM estimate their own
     season_length: int | None = Field(None, ge=1, le=10_000)
     deseasonalize: bool = True
+    model: Literal["STM", "OTM", "DSTM", "DOTM", "auto"] = "auto"
 
 
 class ARIMAParams(Hyperparameters):

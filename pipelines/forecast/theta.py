@@ -1,4 +1,4 @@
-"""Theta: the M3 competition's winner, as R's ``forecast::thetaf`` computes it.
+"""Theta: the M3 competition's winner, as R's ``forecast::thetaf`` computes it, and its optimised family.
 
 The standard theta method (Assimakopoulos and Nikolopoulos, 2000) is simple exponential
 smoothing plus half the slope of a straight line through the data (Hyndman and Billah, 2003).
@@ -6,9 +6,19 @@ Seasonal series are first divided by classical multiplicative seasonal indices, 
 the autocorrelation at the seasonal lag is significant at 90% (the M3 test), and the forecast is
 multiplied back. Intervals are the SES model's, as in ``thetaf``.
 
+``model`` chooses among the state-space theta models of Fiorucci et al. (2016), "Models for
+optimising the theta method and their relationship to state space models": ``STM`` (the standard
+method above, ``theta`` fixed), ``OTM`` (theta estimated with the smoothing weight and the start
+level), ``DSTM`` and ``DOTM`` (their dynamic forms: the trend line's intercept and slope are
+updated with each observation instead of fitted once to all of it, so the drift follows a
+changed trend), or ``auto``: all four fitted, the one with the lowest in-sample one-step squared
+error kept (as StatsForecast's AutoTheta chooses). The same seasonal test and decomposition come
+first, and intervals are SES-shaped around each model's forecast.
+
 Written out here rather than taken from statsmodels' ``ThetaModel`` so that fitting leaves a few
 numbers per series (level, alpha, slope, variance, seasonal indices), and one fit costs a bounded
-one-dimensional search: the initial level has a closed form for each alpha.
+one-dimensional search: the initial level has a closed form for each alpha. The optimised models
+keep their fitted states (level, running mean, intercept, slope) the same way.
 """
 
 from __future__ import annotations
@@ -70,9 +80,87 @@ def simple_exponential_smoothing(y: np.ndarray) -> tuple[float, float, float]:
     return alpha, alpha * y[-1] + (1 - alpha) * fitted_last, float(np.sum(e**2))
 
 
+THETA_MODELS = ("STM", "OTM", "DSTM", "DOTM")
+
+
+def trend_lines(y: np.ndarray, dynamic: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Running mean, intercept A and slope B of the trend line after each observation (t = 1..n).
+
+    Static models fit one line to all of ``y`` (every A and B the same); dynamic ones update it
+    with each observation (Fiorucci et al. 2016, eq. 12). Neither depends on the smoothing weight
+    or theta, so they are computed once per series.
+    """
+    n = len(y)
+    t = np.arange(1, n + 1, dtype="float64")
+    means = np.cumsum(y) / t
+    if not dynamic:
+        slope = 6 * (2 * np.mean(t * y) - (1 + n) * means[-1]) / (n**2 - 1) if n > 1 else 0.0
+        return means, np.full(n, means[-1] - (n + 1) * slope / 2), np.full(n, slope)
+    slopes = np.zeros(n)
+    for i in range(1, n):  # i = t - 1
+        slopes[i] = ((i - 1) * slopes[i - 1] + 6 * (y[i] - means[i - 1]) / (i + 1)) / (i + 2)
+    return means, means - slopes * (t + 1) / 2, slopes
+
+
+def _theta_path(y, means, intercepts, slopes, level0, alpha, theta):
+    """One-step forecasts mu_2..mu_n of a theta model and its levels (Fiorucci et al. 2016, eq. 10-11)."""
+    from scipy.signal import lfilter
+
+    levels, _ = lfilter([alpha], [1.0, alpha - 1.0], y, zi=[(1 - alpha) * level0])
+    t = np.arange(2, len(y) + 1, dtype="float64")  # the forecast for time t uses the state after t - 1
+    decay = (1 - alpha) ** (t - 1)
+    drift = intercepts[:-1] * decay + slopes[:-1] * (1 - (1 - alpha) ** t) / alpha
+    return levels[:-1] + (1 - 1 / theta) * drift, levels
+
+
+def fit_theta_model(y: np.ndarray, model: str, theta: float = 2.0) -> dict:
+    """Smoothing weight, start level (and theta for OTM/DOTM) minimising the one-step squared errors."""
+    from scipy.optimize import minimize
+
+    dynamic, optimised = model.startswith("D"), model.endswith("OTM")
+    means, intercepts, slopes = trend_lines(y, dynamic)
+    scale = max(float(np.std(y)), 1e-8)
+
+    def sse(params):
+        alpha, level0 = params[0], params[1] * scale
+        mu, _ = _theta_path(y, means, intercepts, slopes, level0, alpha, params[2] if optimised else theta)
+        return float(np.sum((y[1:] - mu) ** 2)) / scale**2
+
+    start = [0.5, y[0] / scale / 2, 2.0] if optimised else [0.5, y[0] / scale / 2]
+    bounds = [(0.1, 0.99), (None, None), (1.0, 100.0)] if optimised else [(0.1, 0.99), (None, None)]
+    with np.errstate(all="ignore"):
+        best = minimize(sse, start, method="L-BFGS-B", bounds=bounds)
+    alpha, level0 = float(best.x[0]), float(best.x[1] * scale)
+    theta = float(best.x[2]) if optimised else theta
+    mu, levels = _theta_path(y, means, intercepts, slopes, level0, alpha, theta)
+    errors = y[1:] - mu
+    return {"model": model, "alpha": alpha, "theta": theta, "mse": float(np.mean(errors**2)),
+            "sigma2": float(np.sum(errors**2) / max(len(y) - 2, 1)), "level": float(levels[-1]),
+            "mean": float(means[-1]), "intercept": float(intercepts[-1]), "slope": float(slopes[-1]),
+            "n": len(y)}  # fmt: skip
+
+
+def theta_model_forecast(state: dict, h: int) -> np.ndarray:
+    """The model's h-step forecast: its recursion run on with each forecast standing in for the value."""
+    alpha, theta, n = state["alpha"], state["theta"], state["n"]
+    level, mean, intercept, slope = state["level"], state["mean"], state["intercept"], state["slope"]
+    out = np.empty(h)
+    for k in range(h):
+        t = n + k + 1
+        mu = level + (1 - 1 / theta) * (intercept * (1 - alpha) ** (t - 1) + slope * (1 - (1 - alpha) ** t) / alpha)
+        out[k] = mu
+        level = alpha * mu + (1 - alpha) * level
+        previous, mean = mean, ((t - 1) * mean + mu) / t
+        if state["model"].startswith("D"):
+            slope = ((t - 2) * slope + 6 * (mu - previous) / t) / (t + 1)
+            intercept = mean - slope * (t + 1) / 2
+    return out
+
+
 @register
 class Theta(ForecastAlgorithm):
-    """The standard theta method (``theta=2``) with the M3 seasonality test and decomposition."""
+    """Theta with the M3 seasonality test and decomposition: by default (``model="auto"``) the best
+    in-sample of the four theta models per series; ``model="STM"`` is ``thetaf`` (see the module)."""
 
     name = "Theta"
     worker_imports = ("scipy.optimize", "scipy.signal", "scipy.stats")
@@ -82,6 +170,7 @@ class Theta(ForecastAlgorithm):
         theta: float = 2.0,
         season_length: int | None = None,
         deseasonalize: bool = True,
+        model: str = "auto",
         *,
         n_jobs=1,
         chunk_size=64,
@@ -90,9 +179,12 @@ class Theta(ForecastAlgorithm):
         super().__init__(n_jobs=n_jobs, chunk_size=chunk_size, seed=seed)
         if theta < 1:
             raise ValueError(f"theta {theta} must be at least 1")
+        if model not in (*THETA_MODELS, "auto"):
+            raise ValueError(f"theta model {model!r}: one of {', '.join(THETA_MODELS)} or auto")
         self.theta = theta
         self.season_length = season_length
         self.deseasonalize = deseasonalize
+        self.model = model
 
     def _fit_series(self, y, chunk):
         y = fill_gaps(y)
@@ -104,6 +196,12 @@ class Theta(ForecastAlgorithm):
             figure = seasonal_indices(y, m, multiplicative)
             season = figure[np.arange(n) % m]
             y = y / season if multiplicative else y - season
+        if self.model != "STM":
+            models = THETA_MODELS if self.model == "auto" else (self.model,)
+            fits = [fit_theta_model(y, name, self.theta) for name in models]
+            best = min((f for f in fits if np.isfinite(f["mse"])), key=lambda f: f["mse"], default=None)
+            if best is not None:
+                return {**best, "figure": figure, "multiplicative": multiplicative}
         alpha, level, sse = simple_exponential_smoothing(y)
         slope = np.polyfit(np.arange(n), y, 1)[0]
         return {
@@ -119,9 +217,13 @@ class Theta(ForecastAlgorithm):
     def _forecast_series(self, y, state, chunk, j, levels, rng):
         h, n, alpha = chunk.horizon, state["n"], state["alpha"]
         steps = np.arange(1, h + 1)
-        drift = (1 - 1 / self.theta) * state["slope"] * ((steps - 1) + (1 - (1 - alpha) ** n) / alpha)
+        if "model" in state:  # an optimised model: its own recursion
+            point = theta_model_forecast(state, h)
+        else:
+            drift = (1 - 1 / self.theta) * state["slope"] * ((steps - 1) + (1 - (1 - alpha) ** n) / alpha)
+            point = state["level"] + drift
         sd = np.sqrt(state["sigma2"] * (1 + alpha**2 * (steps - 1)))
-        mean, quant = from_normal(state["level"] + drift, sd, levels)
+        mean, quant = from_normal(point, sd, levels)
         figure = state["figure"]
         if figure is not None:
             season = figure[(n + steps - 1) % len(figure)]

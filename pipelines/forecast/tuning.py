@@ -98,7 +98,7 @@ register_search_space(
 register_search_space(
     "NPTS", {"kernel_type": Choice(("exponential", "uniform")), "exp_kernel_weights": FloatRange(0.01, 10, log=True)}
 )
-register_search_space("Theta", {"theta": FloatRange(1.0, 4.0)})
+register_search_space("Theta", {"model": Choice(("auto", "STM", "OTM", "DSTM", "DOTM")), "theta": FloatRange(1.0, 4.0)})
 register_search_space("ETS", {"damped": Choice((None, True, False))})
 
 

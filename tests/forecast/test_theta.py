@@ -7,7 +7,14 @@ import pytest
 from scipy.optimize import minimize_scalar
 
 from pipelines.forecast.data import ForecastData
-from pipelines.forecast.theta import Theta, seasonal_indices, seasonality_test, simple_exponential_smoothing
+from pipelines.forecast.theta import (
+    Theta,
+    fit_theta_model,
+    seasonal_indices,
+    seasonality_test,
+    simple_exponential_smoothing,
+    trend_lines,
+)
 from tests.forecast.conftest import generated_series
 
 
@@ -63,7 +70,7 @@ def simple_sse(y, alpha):
 def test_forecast_is_the_level_plus_half_the_slope():
     y = 5 + 2.0 * np.arange(40) + np.random.default_rng(3).normal(0, 0.01, 40)
     data = ForecastData.from_arrays([y], freq="1Y", horizon=4, end="2024-01-01")
-    model = Theta().fit(data)
+    model = Theta(model="STM").fit(data)
     state = model.states_[0]
     assert state["figure"] is None and state["slope"] == pytest.approx(2.0, abs=0.01)
     _, mean, quant, _ = model.predict_arrays([0.1, 0.9, "mean"])
@@ -89,3 +96,41 @@ def test_constant_and_tiny_series_forecast_their_last_value():
     _, mean, quant, _ = Theta().fit(data).predict_arrays([0.1, "mean"])
     np.testing.assert_array_equal(mean, [[4.0, 4.0], [2.0, 2.0]])
     np.testing.assert_array_equal(quant[:, :, 0], mean)
+
+
+def test_dynamic_trend_lines_are_the_least_squares_line_of_the_data_so_far():
+    y = np.random.default_rng(0).normal(0, 1, 30).cumsum()
+    means, intercepts, slopes = trend_lines(y, dynamic=True)
+    for i in (1, 2, 7, 29):
+        slope, intercept = np.polyfit(np.arange(1, i + 2), y[: i + 1], 1)
+        assert slopes[i] == pytest.approx(slope) and intercepts[i] == pytest.approx(intercept)
+        assert means[i] == pytest.approx(y[: i + 1].mean())
+    _, static_intercepts, static_slopes = trend_lines(y, dynamic=False)  # one line through all of it
+    np.testing.assert_allclose([static_slopes[0], static_intercepts[0]], np.polyfit(np.arange(1, 31), y, 1))
+    assert np.ptp(static_slopes) == 0
+
+
+def test_dynamic_optimised_theta_follows_a_changed_trend_better_than_the_standard_method():
+    rng = np.random.default_rng(4)
+    t = np.arange(60)
+    y = 100 + np.where(t < 40, 0.5 * t, 20 + 3.0 * (t - 40)) + rng.normal(0, 0.5, 60)  # slope 0.5, then 3
+    data = ForecastData.from_arrays([y], freq="1Y", horizon=6, end="2024-01-01")
+    future = y[-1] + 3.0 * np.arange(1, 7)
+    errors = {}
+    for name in ("STM", "DOTM", "auto"):
+        _, mean, _, _ = Theta(model=name).fit(data).predict_arrays(["mean"])
+        errors[name] = np.abs(mean[0] - future).mean()
+    assert errors["DOTM"] < 0.8 * errors["STM"], errors
+    assert errors["auto"] <= errors["STM"], errors
+
+
+def test_optimised_theta_estimates_theta_and_auto_keeps_the_lowest_in_sample_error():
+    y = 50 + 2.0 * np.arange(40) + np.random.default_rng(5).normal(0, 1, 40)
+    fits = {name: fit_theta_model(y, name) for name in ("STM", "OTM", "DSTM", "DOTM")}
+    assert fits["STM"]["theta"] == 2.0 and 1.0 <= fits["OTM"]["theta"] <= 100.0
+    assert fits["OTM"]["mse"] <= fits["STM"]["mse"] + 1e-9  # theta = 2 is one of OTM's choices
+    data = ForecastData.from_arrays([y], freq="1Y", horizon=3, end="2024-01-01")
+    chosen = Theta(model="auto").fit(data).states_[0]["model"]
+    assert fits[chosen]["mse"] == pytest.approx(min(f["mse"] for f in fits.values()))
+    with pytest.raises(ValueError, match="theta model 'XYZ'"):
+        Theta(model="XYZ")

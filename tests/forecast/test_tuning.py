@@ -61,8 +61,9 @@ def test_same_seed_same_best_deepar_params(generated):
 def test_other_algorithms_plug_in_by_name(generated):
     data, _ = generated
     result = tune("theta", data, metric="WAPE", n_trials=6, seed=0)
-    assert result.algorithm == "Theta" and set(result.best_params) == {"theta"}
+    assert result.algorithm == "Theta" and set(result.best_params) == {"model", "theta"}
     assert all(1 <= t["params"]["theta"] <= 4 for t in result.trials)
+    assert {t["params"]["model"] for t in result.trials} <= {"auto", "STM", "OTM", "DSTM", "DOTM"}
     saved = dict(SEARCH_SPACES)
     try:
         register_search_space("NPTS", {"exp_kernel_weights": FloatRange(0.1, 5.0)})
