@@ -18,6 +18,9 @@ stretched or shrunk, level by level, by the factor that makes its own backtest q
 share of actuals their level promises (split conformal calibration of the scale, one factor per
 candidate and level over all items and steps). Model intervals are often too narrow (statistical
 models ignore parameter and model uncertainty); calibrated ones are what coverage claims rest on.
+Then the blend, which is what gets published, is calibrated the same way on its own backtest
+forecast: averaging candidates whose errors partly cancel leaves the averaged spreads too wide
+(``result_.calibration["AutoPredictor"]`` holds its factors).
 
 Time (``time_limit``, seconds, as AutoGluon's ``time_limit``): candidates run cheapest first. Before
 each, the planner times it on a small probe of series (DeepAR+: one epoch) and extrapolates its
@@ -199,13 +202,18 @@ class AutoPredictor(ForecastAlgorithm):
         scores = np.column_stack([self._score(actual, f, scales, point, levels) for f in forecasts])
         weights, blend_scores = self._choose(scores, actual, forecasts, scales, point, levels, names, backtests)
         self.weights_ = self._servable(weights, np.column_stack([eligible[n] for n in names]), names, backtests)
+        blended = _blend(self.weights_, forecasts)
+        self.blend_calibration_ = {}
+        if self.calibration_:  # what is published is the blend: its spread is calibrated too
+            self.blend_calibration_ = calibration.factors(actual, blended[1], levels)
+            blended = (blended[0], calibration.apply(blended[1], levels, self.blend_calibration_))
         self._fit_chosen(data, names, timings)
         self.cold_start_model_ = self._cold_start_model(data, names, timings)
         self.candidate_names_ = names
         self.result_ = self._result(data, names, backtests, errors, timings, scores, blend_scores, self.weights_)
         self.result_.left_out, self.result_.excluded_items = left_out, excluded
-        self.result_.calibration = {n: {str(k): v for k, v in f.items()} for n, f in self.calibration_.items()}
-        blended = _blend(self.weights_, forecasts)
+        found = {**self.calibration_, "AutoPredictor": self.blend_calibration_} if self.calibration_ else {}
+        self.result_.calibration = {n: {str(k): v for k, v in f.items()} for n, f in found.items()}
         self.result_.summary = _summary(backtests, names, actual, blended, scales, point, levels)
         timings["total"] = round(time.perf_counter() - began_fit, 3)
         return self
@@ -419,6 +427,8 @@ class AutoPredictor(ForecastAlgorithm):
                 mean[ids, 0], quant[ids, 0] = m, q
             forecasts.append((mean, quant))
         mean, quant = _blend(self.weights_, forecasts)
+        if calibrate and getattr(self, "blend_calibration_", None):
+            quant = calibration.apply(quant, inner, self.blend_calibration_)
         quant = quant[..., [inner.index(t) for t in levels]]
         ids = self.active_
         quant = np.sort(quant[ids, 0], axis=2)

@@ -62,3 +62,22 @@ def test_factors_follow_known_quantiles_and_leave_good_intervals_alone():
     exact = calibration.factors(actual, right, LEVELS)
     assert exact[0.1] == pytest.approx(1.0, abs=0.08) and exact[0.9] == pytest.approx(1.0, abs=0.08)
     assert calibration.backtest_factors(pd.DataFrame({"y": [1.0], "p10": [0.0]}), "y", [0.1]) == {}  # no p50
+
+
+def test_the_auto_predictors_published_blend_holds_its_levels():
+    # The candidates' errors partly cancel in the blend: calibrating each one alone leaves the blend's
+    # band too wide; the blend is calibrated on its own backtest forecast too.
+    from pipelines.forecast.auto_predictor import AutoPredictor
+
+    history, future = noisy_levels(5)
+    data = ForecastData.from_arrays(list(history), freq="1M", horizon=12, end="2024-12-01")
+    candidates = ["SeasonalNaive", "Theta", "NPTS"]
+    model = AutoPredictor(candidates, forecast_types=LEVELS, windows=2, candidate_params={"Theta": {"model": "STM"}})
+    model.fit(data)
+    found = model.result_.calibration
+    assert set(found) == {*candidates, "AutoPredictor"}
+    after = coverage(model.predict(LEVELS), future)
+    assert abs(after["band"] - 0.8) <= 0.03, (found, after)
+    assert abs(after["p10"] - 0.1) <= 0.03 and abs(after["p90"] - 0.9) <= 0.03, after
+    model.blend_calibration_ = {}  # as before: the candidates calibrated, the blend not
+    assert coverage(model.predict(LEVELS), future)["band"] > after["band"]
