@@ -8,8 +8,13 @@ to their inverse error (``selection="blend"``, the default); with ``selection="b
 of the top 1, 2, ... ``top_k`` with the lowest backtest metric wins instead. Picking the best on
 one backtest window overfits it: on all 645 yearly M3 series the fixed blend scored sMAPE 15.80
 and MASE 2.72, the best-of blends 16.28 and 2.82 (other: 4.34 / 1.87 against 4.58 / 1.95).
-Quantiles are blended level by level (a weighted average of sorted values stays sorted), the mean
-as the mean. Every candidate is then fitted on the full data of the items that chose it (global
+One window also tells little about one item, so each item's weights are partly pooled: a share
+``item_share`` (default 0.5) comes from its own ranking and the rest from the data set's blend
+(the ``top_k`` candidates by their mean item score, weighted the same way). On M3 yearly, other
+and quarterly (test windows, weights from the window before) the share 0.5 scored MASE 1.820
+and mean wQL 0.0639 where per-item weights alone (1.0) scored 1.842 and 0.0639 and the data
+set's alone (0.0) 1.831 and 0.0660. Quantiles are blended level by level (a weighted average of
+sorted values stays sorted), the mean as the mean. Every candidate is then fitted on the full data of the items that chose it (global
 models such as DeepAR+ on every item), and the forecast of an item is its chosen blend of their
 forecasts.
 
@@ -32,7 +37,7 @@ long enough.
 
 Choices are made on the same backtest that scores them, so the AutoPredictor's own backtest
 numbers (``result_.summary``) are optimistic; the candidates' are not. Items that no window
-scored (too new) take the candidate with the best overall metric. Every candidate's backtest,
+scored (too new) take the data set's blend. Every candidate's backtest,
 per-item scores and the choices stay in ``result_`` for inspection.
 """
 
@@ -130,6 +135,7 @@ class AutoPredictor(ForecastAlgorithm):
         time_limit: float | None = None,
         calibrate_intervals: bool = True,
         selection: str = "blend",
+        item_share: float = 0.5,
         *,
         n_jobs=1,
         chunk_size=64,
@@ -159,6 +165,9 @@ class AutoPredictor(ForecastAlgorithm):
         self.time_limit = time_limit
         self.calibrate_intervals = calibrate_intervals
         self.selection = selection
+        if not 0 <= item_share <= 1:
+            raise ValueError(f"item_share {item_share!r} must be between 0 and 1")
+        self.item_share = item_share
         for candidate in self.candidates or (*DEFAULT_CANDIDATES, *WITH_FEATURES):  # bad names or values fail here
             self.candidate(candidate)
 
@@ -382,11 +391,30 @@ class AutoPredictor(ForecastAlgorithm):
             best_weights[better] = weights[better]
             best_scores[better] = score[better]
         unscored = ~np.isfinite(best_scores) | (best_weights.sum(axis=1) == 0)
-        overall = [backtests[name].summary.get(self.metric, np.nan) for name in names]
-        fallback = int(np.argmin(np.where(np.isnan(overall), np.inf, overall)))
-        best_weights[unscored] = np.eye(k)[fallback]
+        pooled = self._pooled_weights(scores)
+        if pooled is None:  # no candidate has a score: the best overall, as the backtests summarise them
+            overall = [backtests[name].summary.get(self.metric, np.nan) for name in names]
+            pooled = np.eye(k)[int(np.argmin(np.where(np.isnan(overall), np.inf, overall)))]
+        best_weights[unscored] = pooled
+        if self.item_share < 1:  # partial pooling: part of each item's weights from the data set's
+            mixed = self.item_share * best_weights + (1 - self.item_share) * pooled
+            best_weights[~unscored] = mixed[~unscored]
+            best_scores = self._score(actual, _blend(best_weights, forecasts), scales, point, levels)
         best_scores[unscored] = np.nan
         return best_weights, best_scores
+
+    def _pooled_weights(self, scores: np.ndarray) -> np.ndarray | None:
+        """The data set's blend: the ``top_k`` candidates by their mean item score, weighted by its inverse."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a candidate no item has a score for
+            overall = np.nanmean(scores, axis=0)
+        if not np.isfinite(overall).any():
+            return None
+        ranked = np.argsort(np.where(np.isfinite(overall), overall, np.inf), kind="stable")
+        chosen = [c for c in ranked[: self.top_k] if np.isfinite(overall[c])]
+        weights = np.zeros(scores.shape[1])
+        weights[chosen] = 1.0 / np.maximum(overall[chosen], 1e-12)
+        return weights / weights.sum()
 
     def _result(self, data, names, backtests, errors, timings, scores, blend_scores, weights):
         keys = data.keys.reset_index(drop=True)

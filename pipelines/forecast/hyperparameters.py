@@ -179,6 +179,7 @@ class AutoPredictorParams(Hyperparameters):
     time_limit: float | None = Field(None, gt=0)
     calibrate_intervals: bool = True
     selection: Literal["blend", "best"] = "blend"
+    item_share: float = Field(0.5, ge=0.0, le=1.0)
 
 
 MODELS: dict[str, type[Hyperparameters]] = {

@@ -30,7 +30,9 @@ def cycles_and_trends() -> ForecastData:
 
 def test_each_item_gets_the_candidate_that_backtests_best(cycles_and_trends):
     data = cycles_and_trends
-    model = AutoPredictor(["SeasonalNaive", "Theta"], metric="WAPE", windows=2, top_k=1, candidate_params=NO_SEASON)
+    model = AutoPredictor(
+        ["SeasonalNaive", "Theta"], metric="WAPE", windows=2, top_k=1, candidate_params=NO_SEASON, item_share=1.0
+    )
     model.fit(data)
     result = model.result_
     choices = dict(zip(result.choices["item_id"].astype(str), result.choices["algorithms"], strict=True))
@@ -66,6 +68,7 @@ def test_items_are_still_chosen_one_by_one_without_p50_or_mean_among_the_forecas
         windows=2,
         top_k=1,
         candidate_params=NO_SEASON,
+        item_share=1.0,
     ).fit(cycles_and_trends)
     choices = dict(zip(model.result_.choices["item_id"].astype(str), model.result_.choices["algorithms"], strict=True))
     assert {choices[f"cycle_{k}"] for k in range(4)} == {"SeasonalNaive"}
@@ -73,9 +76,23 @@ def test_items_are_still_chosen_one_by_one_without_p50_or_mean_among_the_forecas
     assert list(model.predict([0.1, 0.9]).columns[-2:]) == ["p10", "p90"]
 
 
+def test_each_items_weights_are_partly_pooled_with_the_data_sets_blend(cycles_and_trends):
+    model = AutoPredictor(["SeasonalNaive", "Theta"], metric="WAPE", windows=2, top_k=1, candidate_params=NO_SEASON)
+    result = model.fit(cycles_and_trends).result_  # item_share 0.5 by default
+    scores = result.item_scores[["SeasonalNaive", "Theta"]].to_numpy()
+    pooled = int(np.argmin(scores.mean(axis=0)))  # the data set's best candidate, by mean item score
+    own = np.argmin(scores, axis=1)
+    weights = result.choices[["weight_SeasonalNaive", "weight_Theta"]].to_numpy()
+    expected = 0.5 * np.eye(2)[own] + 0.5 * np.eye(2)[pooled]
+    np.testing.assert_allclose(weights, expected)
+    assert (own != pooled).any() and (own == pooled).any()  # both kinds of items are there
+    with pytest.raises(ValueError, match="item_share"):
+        AutoPredictor(item_share=1.5)
+
+
 def test_blends_weigh_by_inverse_error_and_never_lose_to_their_best_member(generated):
     data, _ = generated
-    model = AutoPredictor(["SeasonalNaive", "Theta", "NPTS"], top_k=3, selection="best").fit(data)
+    model = AutoPredictor(["SeasonalNaive", "Theta", "NPTS"], top_k=3, selection="best", item_share=1.0).fit(data)
     result = model.result_
     weights = result.choices[[f"weight_{n}" for n in ("SeasonalNaive", "Theta", "NPTS")]].to_numpy()
     np.testing.assert_allclose(weights.sum(axis=1), 1.0)
