@@ -102,39 +102,58 @@ def trend_lines(y: np.ndarray, dynamic: bool) -> tuple[np.ndarray, np.ndarray, n
     return means, means - slopes * (t + 1) / 2, slopes
 
 
-def _theta_path(y, means, intercepts, slopes, level0, alpha, theta):
-    """One-step forecasts mu_2..mu_n of a theta model and its levels (Fiorucci et al. 2016, eq. 10-11)."""
+MAX_THETA = 100.0
+
+
+def _theta_design(y, intercepts, slopes, alpha):
+    """For one smoothing weight: the one-step forecasts mu_2..mu_n are ``base + level0 * start + c * drift``
+    with c = 1 - 1/theta (Fiorucci et al. 2016, eq. 10-11), so the best start level and c are least
+    squares; returns (base, start, drift, levels with a start level of 0, the start level's weight)."""
     from scipy.signal import lfilter
 
-    levels, _ = lfilter([alpha], [1.0, alpha - 1.0], y, zi=[(1 - alpha) * level0])
-    t = np.arange(2, len(y) + 1, dtype="float64")  # the forecast for time t uses the state after t - 1
-    decay = (1 - alpha) ** (t - 1)
-    drift = intercepts[:-1] * decay + slopes[:-1] * (1 - (1 - alpha) ** t) / alpha
-    return levels[:-1] + (1 - 1 / theta) * drift, levels
+    n = len(y)
+    levels = lfilter([alpha], [1.0, alpha - 1.0], y)  # the level after each observation, from a start of 0
+    weight = (1 - alpha) ** np.arange(1, n + 1)  # how the start level carries into each of them
+    t = np.arange(2, n + 1, dtype="float64")  # the forecast for time t uses the state after t - 1
+    drift = intercepts[:-1] * (1 - alpha) ** (t - 1) + slopes[:-1] * (1 - (1 - alpha) ** t) / alpha
+    return levels[:-1], weight[:-1], drift, levels, weight
+
+
+def _best_start(target, start, drift, c: float | None):
+    """Least-squares start level (and c when None), c kept to theta's range [1, MAX_THETA]."""
+    if c is None:
+        solution, *_ = np.linalg.lstsq(np.column_stack([start, drift]), target, rcond=None)
+        level0, c = solution
+        if 0 <= c <= 1 - 1 / MAX_THETA:
+            return float(level0), float(c)
+        c = float(np.clip(c, 0, 1 - 1 / MAX_THETA))
+    denominator = float(np.dot(start, start))
+    level0 = float(np.dot(target - c * drift, start) / denominator) if denominator > 0 else 0.0
+    return level0, c
 
 
 def fit_theta_model(y: np.ndarray, model: str, theta: float = 2.0) -> dict:
-    """Smoothing weight, start level (and theta for OTM/DOTM) minimising the one-step squared errors."""
-    from scipy.optimize import minimize
+    """Smoothing weight, start level (and theta for OTM/DOTM) minimising the one-step squared errors.
+
+    For each smoothing weight the rest is a least-squares solution, so only the weight is searched.
+    """
+    from scipy.optimize import minimize_scalar
 
     dynamic, optimised = model.startswith("D"), model.endswith("OTM")
     means, intercepts, slopes = trend_lines(y, dynamic)
-    scale = max(float(np.std(y)), 1e-8)
+    fixed = None if optimised else 1 - 1 / theta
 
-    def sse(params):
-        alpha, level0 = params[0], params[1] * scale
-        mu, _ = _theta_path(y, means, intercepts, slopes, level0, alpha, params[2] if optimised else theta)
-        return float(np.sum((y[1:] - mu) ** 2)) / scale**2
+    def solve(alpha):
+        base, start, drift, levels, weight = _theta_design(y, intercepts, slopes, alpha)
+        level0, c = _best_start(y[1:] - base, start, drift, fixed)
+        errors = y[1:] - base - level0 * start - c * drift
+        return errors, level0, c, levels + level0 * weight
 
-    start = [0.5, y[0] / scale / 2, 2.0] if optimised else [0.5, y[0] / scale / 2]
-    bounds = [(0.1, 0.99), (None, None), (1.0, 100.0)] if optimised else [(0.1, 0.99), (None, None)]
     with np.errstate(all="ignore"):
-        best = minimize(sse, start, method="L-BFGS-B", bounds=bounds)
-    alpha, level0 = float(best.x[0]), float(best.x[1] * scale)
-    theta = float(best.x[2]) if optimised else theta
-    mu, levels = _theta_path(y, means, intercepts, slopes, level0, alpha, theta)
-    errors = y[1:] - mu
-    return {"model": model, "alpha": alpha, "theta": theta, "mse": float(np.mean(errors**2)),
+        best = minimize_scalar(lambda a: float(np.sum(solve(a)[0] ** 2)), bounds=(0.1, 0.99), method="bounded")
+        alpha = float(best.x)
+        errors, level0, c, levels = solve(alpha)
+    return {"model": model, "alpha": alpha, "theta": 1 / (1 - c), "mse": float(np.mean(errors**2)),
             "sigma2": float(np.sum(errors**2) / max(len(y) - 2, 1)), "level": float(levels[-1]),
             "mean": float(means[-1]), "intercept": float(intercepts[-1]), "slope": float(slopes[-1]),
             "n": len(y)}  # fmt: skip
