@@ -342,6 +342,7 @@ class Bench:
         result = model.result_
         notes.setdefault("candidates", result.candidates)
         notes.setdefault("left_out", result.left_out)
+        notes.setdefault("shortened", result.shortened)
         notes.setdefault("excluded_items", result.excluded_items)
         if result.errors:
             notes.setdefault("errors", result.errors)
@@ -394,7 +395,7 @@ class Bench:
         if self.budget is None:
             yield np.arange(n)
             return
-        size = max(8 * self.n_jobs, math.ceil(n / 20))
+        size = max(min(8 * self.n_jobs, max(n // 4, 1)), math.ceil(n / 20))  # a few series: one at a time
         deadline = time.perf_counter() + self.budget
         for first in range(0, n, size):
             if time.perf_counter() >= deadline:

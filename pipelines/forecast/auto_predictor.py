@@ -14,9 +14,9 @@ One window also tells little about one item, so each item's weights are partly p
 and quarterly (test windows, weights from the window before) the share 0.5 scored MASE 1.820
 and mean wQL 0.0639 where per-item weights alone (1.0) scored 1.842 and 0.0639 and the data
 set's alone (0.0) 1.831 and 0.0660. Quantiles are blended level by level (a weighted average of
-sorted values stays sorted), the mean as the mean. Every candidate is then fitted on the full data of the items that chose it (global
-models such as DeepAR+ on every item), and the forecast of an item is its chosen blend of their
-forecasts.
+sorted values stays sorted), the mean as the mean. Every candidate is then fitted on the full
+data of the items that chose it (global models such as DeepAR+ on every item), and the forecast
+of an item is its chosen blend of their forecasts.
 
 Intervals are calibrated (``calibrate_intervals``): each candidate's spread around its p50 is
 stretched or shrunk, level by level, by the factor that makes its own backtest quantiles hold the
@@ -29,8 +29,9 @@ forecast: averaging candidates whose errors partly cancel leaves the averaged sp
 
 Time (``time_limit``, seconds, as AutoGluon's ``time_limit``): candidates run cheapest first. Before
 each, the planner times it on a small probe of series (DeepAR+: one epoch) and extrapolates its
-backtest and its final fit; a candidate that would not finish inside what is left, with the final
-fits of those already accepted, is left out, and ``result_.left_out`` says why. A neural model is
+backtest and its final fit; a neural candidate is given the epochs that fit (``result_.shortened``
+says how many, at least 10), and a candidate that would still not finish inside what is left,
+with the final fits of those already accepted, is left out, and ``result_.left_out`` says why. A neural model is
 left out for the series whose history is shorter than three horizons (Forecast's limit for neural
 algorithms: a horizon of at most 500 and a third of the series), and entirely when no series is
 long enough.
@@ -77,6 +78,7 @@ WITH_FEATURES = ("CNN-QR",)
 COST_ORDER = ("SeasonalNaive", "NPTS", "Theta", "ETS", "ARIMA", "Prophet", "CNN-QR", "DeepAR+")
 NEURAL_MAX_HORIZON = 500  # Forecast: a neural model's horizon is at most 500 and a third of the series
 SAFETY = 1.15  # estimates are stretched by this much before they are held against the time left
+MIN_EPOCHS = 10  # a neural candidate the budget holds for fewer epochs than this is left out
 
 
 @dataclass
@@ -92,6 +94,7 @@ class AutoPredictorResult:
     errors: dict[str, str] = field(default_factory=dict)  # candidates whose backtest failed, and why
     timings: dict[str, float] = field(default_factory=dict)  # seconds: each backtest, then the final fits
     left_out: dict[str, str] = field(default_factory=dict)  # candidates left out (time, history), and why
+    shortened: dict[str, str] = field(default_factory=dict)  # neural candidates given fewer epochs to fit the time
     excluded_items: dict[str, int] = field(default_factory=dict)  # per candidate: series it could not serve
     calibration: dict[str, dict[str, float]] = field(default_factory=dict)  # candidate -> level -> spread factor
 
@@ -105,6 +108,7 @@ class AutoPredictorResult:
             "errors": self.errors,
             "timings": self.timings,
             "left_out": self.left_out,
+            "shortened": self.shortened,
             "excluded_items": self.excluded_items,
             "calibration": self.calibration,
         }
@@ -179,9 +183,13 @@ class AutoPredictor(ForecastAlgorithm):
         return (*DEFAULT_CANDIDATES, *WITH_FEATURES) if features else DEFAULT_CANDIDATES
 
     def candidate(self, name: str) -> ForecastAlgorithm:
-        """An unfitted candidate with its hyperparameters, inheriting ``n_jobs`` and ``seed``."""
+        """An unfitted candidate with its hyperparameters, inheriting ``n_jobs`` and ``seed`` (and the
+        epochs a time limit left it, once planned)."""
         params = {"n_jobs": self.n_jobs, "seed": self.seed, **self.candidate_params.get(name, {})}
-        return get_algorithm(name, **params)
+        model = get_algorithm(name, **params)
+        if name in getattr(self, "epochs_", {}):
+            model.epochs = self.epochs_[name]
+        return model
 
     # -- fitting ---------------------------------------------------------------------------
 
@@ -194,7 +202,10 @@ class AutoPredictor(ForecastAlgorithm):
         levels = sorted(t for t in types if t != "mean")
         timings: dict[str, float] = {}
         self.candidates_ = self.candidate_names(data)
-        backtests, eligible, errors, left_out, excluded = self._backtest_candidates(data, types, deadline, timings)
+        self.epochs_: dict[str, int] = {}  # neural candidates' epochs, where a time limit cut them
+        backtests, eligible, errors, left_out, excluded, shortened = self._backtest_candidates(
+            data, types, deadline, timings
+        )
         names = [n for n in self.candidates_ if n in backtests]
         starts = window_starts(data.end, data.horizon, self.windows, self.offset)
         actual, forecasts = _window_arrays(data, [backtests[n] for n in names], types, levels, len(starts))
@@ -221,6 +232,7 @@ class AutoPredictor(ForecastAlgorithm):
         self.candidate_names_ = names
         self.result_ = self._result(data, names, backtests, errors, timings, scores, blend_scores, self.weights_)
         self.result_.left_out, self.result_.excluded_items = left_out, excluded
+        self.result_.shortened = shortened
         found = {**self.calibration_, "AutoPredictor": self.blend_calibration_} if self.calibration_ else {}
         self.result_.calibration = {n: {str(k): v for k, v in f.items()} for n, f in found.items()}
         self.result_.summary = _summary(backtests, names, actual, blended, scales, point, levels)
@@ -230,7 +242,7 @@ class AutoPredictor(ForecastAlgorithm):
     def _backtest_candidates(self, data: ForecastData, types, deadline: float | None, timings: dict):
         """Backtest each candidate that fits the history and the time left; (backtests, eligible series
         per candidate, errors, left out, excluded series counts)."""
-        backtests, errors, left_out, excluded = {}, {}, {}, {}
+        backtests, errors, left_out, excluded, shortened = {}, {}, {}, {}, {}
         eligible: dict[str, np.ndarray] = {}
         finals_ahead = 0.0  # seconds the accepted candidates' final fits are expected to take
         train_end = window_starts(data.end, data.horizon, self.windows, self.offset)[0]
@@ -247,12 +259,19 @@ class AutoPredictor(ForecastAlgorithm):
                 excluded[name] = int((~mask).sum())
             if deadline is not None:
                 try:
-                    estimate = self._estimate(model, data)
+                    estimate, per_epoch = self._estimate(model, data)
                 except Exception as exc:  # a probe that fails: the backtest would too
                     errors[name] = f"{type(exc).__name__}: {exc}"
                     continue
                 timings[f"estimate {name}"] = round(estimate, 3)
                 left = deadline - time.perf_counter()
+                if per_epoch and SAFETY * (2 * estimate + finals_ahead) > left:  # fewer epochs, if enough fit
+                    predicting = estimate - per_epoch * model.epochs
+                    epochs = int(((left / SAFETY - finals_ahead) / 2 - predicting) / per_epoch)
+                    if epochs >= MIN_EPOCHS:
+                        shortened[name] = f"epochs {model.epochs} -> {epochs}: what the time limit holds"
+                        estimate -= per_epoch * (model.epochs - epochs)
+                        model.epochs = self.epochs_[name] = epochs
                 if SAFETY * (2 * estimate + finals_ahead) > left:
                     left_out[name] = (
                         f"time: its backtest and final fit need about {2 * estimate:.0f} s, "
@@ -272,7 +291,7 @@ class AutoPredictor(ForecastAlgorithm):
                 finals_ahead += spent / max(self.windows, 1)
         if not backtests:
             raise RuntimeError(f"AutoPredictor: every candidate failed or was left out: {errors or left_out}")
-        return backtests, eligible, errors, left_out, excluded
+        return backtests, eligible, errors, left_out, excluded, shortened
 
     def _servable(self, weights: np.ndarray, allowed: np.ndarray, names: list[str], backtests) -> np.ndarray:
         """Weights restricted to the candidates that can serve each item, normalised per item.
@@ -319,8 +338,9 @@ class AutoPredictor(ForecastAlgorithm):
         history = np.maximum(train_end - data.starts, 0)
         return (history >= 3 * data.horizon) & (data.horizon <= NEURAL_MAX_HORIZON)
 
-    def _estimate(self, model: ForecastAlgorithm, data: ForecastData) -> float:
-        """Seconds one fit and forecast of ``model`` on all of ``data`` should take, from a probe."""
+    def _estimate(self, model: ForecastAlgorithm, data: ForecastData) -> tuple[float, float | None]:
+        """Seconds one fit and forecast of ``model`` on all of ``data`` should take, from a probe, and
+        for a model trained in epochs the seconds of one (None for the others)."""
         jobs = (os.cpu_count() or 1) if self.n_jobs in (-1, None) else max(1, int(self.n_jobs))
         if _is_global(model):  # a global model's cost is its epochs, not its series
             epochs = int(getattr(model, "epochs", 1))
@@ -331,7 +351,8 @@ class AutoPredictor(ForecastAlgorithm):
             probe.fit(data)
             fitted = time.perf_counter()
             probe.predict_arrays([0.1, 0.5, 0.9])
-            return (fitted - began) * epochs + (time.perf_counter() - fitted)
+            per_epoch = fitted - began
+            return per_epoch * epochs + (time.perf_counter() - fitted), per_epoch if hasattr(model, "epochs") else None
         n = data.n_series
         size = min(n, max(8, math.ceil(0.01 * n)))
         ids = np.unique(np.linspace(0, n - 1, size).round().astype(int))
@@ -343,7 +364,7 @@ class AutoPredictor(ForecastAlgorithm):
         began = time.perf_counter()
         probe.fit(subset(data, ids)).predict_arrays([0.1, 0.5, 0.9])
         per_series = (time.perf_counter() - began) / len(ids)
-        return per_series * n / min(jobs, max(1, n // 8))
+        return per_series * n / min(jobs, max(1, n // 8)), None
 
     def _cold_start_model(self, data: ForecastData, names: list[str], timings: dict) -> str | None:
         """The first candidate that forecasts items without history, fitted if no item chose it; None

@@ -147,12 +147,12 @@ def fit_theta_model(y: np.ndarray, model: str, theta: float = 2.0) -> dict:
         base, start, drift, levels, weight = _theta_design(y, intercepts, slopes, alpha)
         level0, c = _best_start(y[1:] - base, start, drift, fixed)
         errors = y[1:] - base - level0 * start - c * drift
-        return errors, level0, c, levels + level0 * weight
+        return errors, c, levels + level0 * weight
 
     with np.errstate(all="ignore"):
         best = minimize_scalar(lambda a: float(np.sum(solve(a)[0] ** 2)), bounds=(0.1, 0.99), method="bounded")
         alpha = float(best.x)
-        errors, level0, c, levels = solve(alpha)
+        errors, c, levels = solve(alpha)
     return {"model": model, "alpha": alpha, "theta": 1 / (1 - c), "mse": float(np.mean(errors**2)),
             "sigma2": float(np.sum(errors**2) / max(len(y) - 2, 1)), "level": float(levels[-1]),
             "mean": float(means[-1]), "intercept": float(intercepts[-1]), "slope": float(slopes[-1]),

@@ -85,3 +85,25 @@ def test_subset_keeps_each_series_values_and_place_on_the_grid():
     np.testing.assert_array_equal(part.series(0), data.series(1))
     np.testing.assert_array_equal(part.series(1), data.series(3))
     assert part.keys["item_id"].astype(str).tolist() == ["series_1", "series_3"]
+
+
+def test_a_neural_candidate_gets_the_epochs_the_time_limit_holds_or_is_left_out(monkeypatch):
+    data = noisy_cycles(n=6)
+    tiny = {"epochs": 200, "num_cells": 4, "num_layers": 1, "num_batches_per_epoch": 1, "num_samples": 10}
+
+    # The probe, made deterministic: 0.01 s an epoch and 0.1 s to forecast (200 epochs: 2.1 s a fit).
+    def probe(self, model, data):
+        return (0.01 * model.epochs + 0.1, 0.01) if hasattr(model, "epochs") else (0.01, None)
+
+    monkeypatch.setattr(AutoPredictor, "_estimate", probe)
+    model = AutoPredictor(["DeepAR+"], time_limit=3, candidate_params={"DeepAR+": tiny}).fit(data)
+    result = model.result_
+    # About 3 s / 1.15 left for a backtest and a final fit: (2.6 / 2 - 0.1) / 0.01 = 120 epochs, not 200.
+    epochs = model.epochs_["DeepAR+"]
+    assert 100 <= epochs < 130 and result.shortened == {"DeepAR+": f"epochs 200 -> {epochs}: what the time limit holds"}
+    assert model.models_["DeepAR+"].epochs == epochs and result.candidates == ["DeepAR+"]
+    assert "DeepAR+" in result.to_dict()["shortened"]
+    # Fewer than 10 epochs fit: left out, and said so.
+    cramped = AutoPredictor(["SeasonalNaive", "DeepAR+"], time_limit=0.2, candidate_params={"DeepAR+": tiny})
+    cramped.fit(data)
+    assert "DeepAR+" in cramped.result_.left_out and cramped.result_.shortened == {}
