@@ -515,7 +515,11 @@ class ARIMA(WithRegressors, ForecastAlgorithm):
         mean = integrate(y, w_future, d, D, best.order.m)
         sd = np.sqrt(best.sigma2 * np.cumsum(psi_weights(best.coefs, best.order, h) ** 2))
         state = {"order": best.order, "coefs": best.coefs, "sigma2": best.sigma2, "method": best.method}
-        design = {"fit": best, "d": d, "D": D, "m": m, "fourier": not seasonal, "varies": varies}  # for with_data
+        if not Xw.shape[1]:  # no regressor: other future values cannot move the forecast (with_data keeps it)
+            return {**state, "mean": mean, "sd": sd}
+        # with_data forecasts again from the fit (statsmodels' results: up to a megabyte a series, so
+        # kept only where there are regressors for a what-if to change)
+        design = {"fit": best, "d": d, "D": D, "m": m, "fourier": not seasonal, "varies": varies}
         return {**state, **design, "mean": mean, "sd": sd}
 
     def _regressors(self, y: np.ndarray, chunk, j: int, first: int, m: int, fourier: bool) -> np.ndarray:
