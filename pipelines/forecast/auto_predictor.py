@@ -31,15 +31,15 @@ Time (``time_limit``, seconds, as AutoGluon's ``time_limit``): candidates run ch
 each, the planner times it on a small probe of series (DeepAR+: one epoch) and extrapolates its
 backtest and its final fit; a neural candidate is given the epochs that fit (``result_.shortened``
 says how many, at least 10), and a candidate that would still not finish inside what is left,
-with the final fits of those already accepted, is left out, and ``result_.left_out`` says why. A neural model is
-left out for the series whose history is shorter than three horizons (Forecast's limit for neural
-algorithms: a horizon of at most 500 and a third of the series), and entirely when no series is
-long enough.
+with the final fits of those already accepted, is left out, and ``result_.left_out`` says why.
+A neural model is left out for the series whose history is shorter than three horizons
+(Forecast's limit for neural algorithms: a horizon of at most 500 and a third of the series),
+and entirely when no series is long enough.
 
 Choices are made on the same backtest that scores them, so the AutoPredictor's own backtest
 numbers (``result_.summary``) are optimistic; the candidates' are not. Items that no window
-scored (too new) take the data set's blend. Every candidate's backtest,
-per-item scores and the choices stay in ``result_`` for inspection.
+scored (too new) take the data set's blend. Every candidate's backtest, per-item scores and the
+choices stay in ``result_`` for inspection.
 """
 
 from __future__ import annotations
@@ -241,7 +241,7 @@ class AutoPredictor(ForecastAlgorithm):
 
     def _backtest_candidates(self, data: ForecastData, types, deadline: float | None, timings: dict):
         """Backtest each candidate that fits the history and the time left; (backtests, eligible series
-        per candidate, errors, left out, excluded series counts)."""
+        per candidate, errors, left out, excluded series counts, neural candidates given fewer epochs)."""
         backtests, errors, left_out, excluded, shortened = {}, {}, {}, {}, {}
         eligible: dict[str, np.ndarray] = {}
         finals_ahead = 0.0  # seconds the accepted candidates' final fits are expected to take
