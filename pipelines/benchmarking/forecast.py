@@ -367,7 +367,7 @@ class Bench:
         factors = self._factors(model, train, notes)
         model.fit(train)
         ids, mean, quant, _ = model.predict_arrays([*LEVELS, "mean"])
-        return ids, mean, self._calibrated(quant, factors)
+        return ids, mean, _calibrated(quant, factors)
 
     def _factors(self, model, train, notes: dict) -> dict:
         """The calibration the forecast step applies to a single algorithm's published quantiles: factors
@@ -381,12 +381,6 @@ class Bench:
         found = calibration.backtest_factors(result.export, train.target, list(LEVELS))
         notes.setdefault("calibration", []).append({str(k): round(v, 4) for k, v in found.items()})
         return found
-
-    @staticmethod
-    def _calibrated(quant, factors: dict):
-        from pipelines.forecast import calibration
-
-        return calibration.apply(quant, list(LEVELS), factors) if factors else quant
 
     def _budgeted_chunks(self, n: int, notes: dict):
         """Series ids in chunks (all at once without a budget); none started once the budget is spent."""
@@ -418,7 +412,7 @@ class Bench:
                 model = get_algorithm(name, n_jobs=self.n_jobs, seed=self.seed)
                 factors = self._factors(model, part, notes)
                 got, mean, quant, _ = model.fit(part).predict_arrays([*LEVELS, "mean"])
-                quant = self._calibrated(quant, factors)
+                quant = _calibrated(quant, factors)
             except Exception as exc:  # the chunk's series stay undone; the error is reported
                 notes.setdefault("errors", []).append(f"{type(exc).__name__}: {exc}")
                 continue
@@ -568,6 +562,13 @@ def scores(y, f, q, mase) -> dict:
         "below_p10": float((yv <= q[..., 0][seen]).mean()),
         "below_p90": float((yv <= q[..., -1][seen]).mean()),
     }
+
+
+def _calibrated(quant, factors: dict):
+    """Quantiles (..., LEVELS) with the calibration factors applied (unchanged without factors)."""
+    from pipelines.forecast import calibration
+
+    return calibration.apply(quant, list(LEVELS), factors)
 
 
 def _peer_frame(train):

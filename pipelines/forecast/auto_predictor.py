@@ -397,14 +397,7 @@ class AutoPredictor(ForecastAlgorithm):
         best_weights, best_scores = None, np.full(n, np.inf)
         first = min(self.top_k, k) if self.selection == "blend" else 1
         for top in range(first, min(self.top_k, k) + 1):
-            weights = np.zeros((n, k))
-            chosen = ranked[:, :top]
-            picked = np.take_along_axis(scores, chosen, axis=1)
-            inverse = 1.0 / np.maximum(picked, 1e-12)
-            inverse[np.isnan(picked)] = 0.0
-            np.put_along_axis(weights, chosen, inverse, axis=1)
-            total = weights.sum(axis=1, keepdims=True)
-            weights = np.divide(weights, total, out=np.zeros_like(weights), where=total > 0)
+            weights = _inverse_error_weights(scores, ranked, top)
             score = self._score(actual, _blend(weights, forecasts), scales, point, levels)
             better = np.where(np.isnan(score), False, score < best_scores - 1e-12)
             if best_weights is None:
@@ -431,11 +424,8 @@ class AutoPredictor(ForecastAlgorithm):
             overall = np.nanmean(scores, axis=0)
         if not np.isfinite(overall).any():
             return None
-        ranked = np.argsort(np.where(np.isfinite(overall), overall, np.inf), kind="stable")
-        chosen = [c for c in ranked[: self.top_k] if np.isfinite(overall[c])]
-        weights = np.zeros(scores.shape[1])
-        weights[chosen] = 1.0 / np.maximum(overall[chosen], 1e-12)
-        return weights / weights.sum()
+        ranked = np.argsort(np.where(np.isnan(overall), np.inf, overall), kind="stable")
+        return _inverse_error_weights(overall[None], ranked[None], self.top_k)[0]
 
     def _result(self, data, names, backtests, errors, timings, scores, blend_scores, weights):
         keys = data.keys.reset_index(drop=True)
@@ -530,6 +520,19 @@ def subset(data: ForecastData, ids: np.ndarray) -> ForecastData:
         starts=data.starts[ids],
         related=related,
     )
+
+
+def _inverse_error_weights(scores: np.ndarray, ranked: np.ndarray, top: int) -> np.ndarray:
+    """Per row of ``scores`` (rows, candidates): the ``top`` first candidates of ``ranked`` weighted by
+    their inverse score and normalised (candidates without a score get none; rows without any, zeros)."""
+    weights = np.zeros(scores.shape)
+    chosen = ranked[:, :top]
+    picked = np.take_along_axis(scores, chosen, axis=1)
+    inverse = 1.0 / np.maximum(picked, 1e-12)
+    inverse[np.isnan(picked)] = 0.0
+    np.put_along_axis(weights, chosen, inverse, axis=1)
+    total = weights.sum(axis=1, keepdims=True)
+    return np.divide(weights, total, out=np.zeros_like(weights), where=total > 0)
 
 
 def _window_arrays(data: ForecastData, backtests: list[BacktestResult], types, levels, windows: int):

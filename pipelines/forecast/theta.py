@@ -132,15 +132,16 @@ def _best_start(target, start, drift, c: float | None):
     return level0, c
 
 
-def fit_theta_model(y: np.ndarray, model: str, theta: float = 2.0) -> dict:
+def fit_theta_model(y: np.ndarray, model: str, theta: float = 2.0, lines: tuple | None = None) -> dict:
     """Smoothing weight, start level (and theta for OTM/DOTM) minimising the one-step squared errors.
 
     For each smoothing weight the rest is a least-squares solution, so only the weight is searched.
+    ``lines`` are the model's ``trend_lines`` when the caller has them already.
     """
     from scipy.optimize import minimize_scalar
 
     dynamic, optimised = model.startswith("D"), model.endswith("OTM")
-    means, intercepts, slopes = trend_lines(y, dynamic)
+    means, intercepts, slopes = lines if lines is not None else trend_lines(y, dynamic)
     fixed = None if optimised else 1 - 1 / theta
 
     def solve(alpha):
@@ -217,7 +218,8 @@ class Theta(ForecastAlgorithm):
             y = y / season if multiplicative else y - season
         if self.model != "STM":
             models = THETA_MODELS if self.model == "auto" else (self.model,)
-            fits = [fit_theta_model(y, name, self.theta) for name in models]
+            lines = {dynamic: trend_lines(y, dynamic) for dynamic in {name.startswith("D") for name in models}}
+            fits = [fit_theta_model(y, name, self.theta, lines[name.startswith("D")]) for name in models]
             best = min((f for f in fits if np.isfinite(f["mse"])), key=lambda f: f["mse"], default=None)
             if best is not None:
                 return {**best, "figure": figure, "multiplicative": multiplicative}
