@@ -74,9 +74,12 @@ def run_once(work: Path, groups: Path, workers: int) -> dict:
         airflow_local.wait_for_api(port)
         wait_for(lambda: query(url, "SELECT 1 FROM dag WHERE dag_id = %s", DAG_ID), 300, "the DAG was not parsed", log)
         airflow_local.airflow(["dags", "unpause", DAG_ID], env)
+        before = process_cpu(process.pid)
         airflow_local.airflow(["dags", "trigger", DAG_ID, "--conf", json.dumps({"as_of": AS_OF})], env)
         done = "SELECT state, start_date, end_date FROM dag_run WHERE dag_id = %s AND state IN ('success', 'failed')"
         ((state, start, end),) = wait_for(lambda: query(url, done, DAG_ID), 3600, "the run did not finish", log)
+        after = process_cpu(process.pid)
+        daemons = {role: round(after[role] - before.get(role, 0.0), 1) for role in after}
         tasks = query(url, "SELECT task_id, map_index, EXTRACT(EPOCH FROM end_date - start_date), hostname, pid "
                            "FROM task_instance WHERE dag_id = %s", DAG_ID)  # fmt: skip
         pointer = json.loads((home / "groups" / "retail_demo" / "published" / "forecast" / "latest.json").read_text())
@@ -87,12 +90,33 @@ def run_once(work: Path, groups: Path, workers: int) -> dict:
                 "task_seconds": round(sum(float(t[2] or 0) for t in tasks), 1),
                 "worker_pids": len({t[4] for t in tasks if t[0] in ("hpo_train", "fit_shard")}),
                 "task_seconds_by_task": by_task(tasks),
+                "airflow_cpu_seconds": daemons,
                 "leaderboard": board["candidates"]}  # fmt: skip
     finally:
         if process is not None:
             airflow_local.stop(process)
         airflow_local.drop_database(url)
         airflow_local.drop_database(tracking)
+
+
+ROLES = ("scheduler", "dag-processor", "api-server", "triggerer", "standalone")
+
+
+def process_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by Airflow's long-lived processes under ``pid``, by role;
+    a run's difference is what the scheduler, DAG processor and API server took from the cores the
+    workers share (the task processes end before it is read)."""
+    import psutil
+
+    out: dict[str, float] = {}
+    for proc in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+        try:
+            line, times = " ".join(proc.cmdline()), proc.cpu_times()
+        except psutil.Error:
+            continue
+        role = next((r for r in ROLES if r in line), "other")
+        out[role] = out.get(role, 0.0) + times.user + times.system
+    return out
 
 
 def by_task(tasks) -> dict:
@@ -142,6 +166,11 @@ def main() -> int:
     for task_id, entry in one["task_seconds_by_task"].items():
         other = two["task_seconds_by_task"].get(task_id, {})
         lines.append(f"| {task_id} | {entry['instances']} | {entry['seconds']} | {other.get('seconds', '-')} |")
+    lines += ["", "CPU seconds the long-lived Airflow processes used during each run (they share the workers' cores):",
+              "", "| process | 1 worker | 2 workers |", "|---|---|---|"]  # fmt: skip
+    cpu = [r["airflow_cpu_seconds"] for r in runs]
+    for role in sorted(set(cpu[0]) | set(cpu[1])):
+        lines.append(f"| {role} | {cpu[0].get(role, '-')} | {cpu[1].get(role, '-')} |")
     (args.out / "scaling.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0 if all(r["state"] == "success" for r in runs) else 1
