@@ -34,6 +34,19 @@ from pipelines.forecast.hyperparameters import Hyperparameters
 DEFAULT_QUANTILES = (0.1, 0.5, 0.9)
 
 
+def forecast_frame(data, ids: np.ndarray, mean: np.ndarray, quant: np.ndarray, quantiles) -> pd.DataFrame:
+    """The forecast frame of ``predict_arrays``' arrays: keys, ``timestamp`` and a column per forecast type."""
+    types = forecast_types(quantiles)
+    h = data.horizon
+    frame = data.keys.iloc[np.repeat(ids, h)].reset_index(drop=True)
+    frame["timestamp"] = np.tile(data.future_periods().to_numpy(), len(ids))
+    levels = sorted(t for t in types if t != "mean")
+    for t in types:
+        values = mean if t == "mean" else quant[:, :, levels.index(t)]
+        frame[column_name(t)] = values.reshape(-1)
+    return frame
+
+
 def forecast_types(types: Iterable[float | str]) -> list[float | str]:
     """Normalise Forecast's ForecastTypes: quantiles 0.01-0.99 (two decimals at most) and ``mean``.
 
@@ -201,15 +214,7 @@ class ForecastAlgorithm:
     def predict(self, quantiles: Sequence[float | str] = DEFAULT_QUANTILES) -> pd.DataFrame:
         """Forecasts for every series with history: keys, ``timestamp`` and a column per forecast type."""
         ids, mean, quant, types = self.predict_arrays(quantiles)
-        data = self.data_
-        h = data.horizon
-        frame = data.keys.iloc[np.repeat(ids, h)].reset_index(drop=True)
-        frame["timestamp"] = np.tile(data.future_periods().to_numpy(), len(ids))
-        levels = sorted(t for t in types if t != "mean")
-        for t in types:
-            values = mean if t == "mean" else quant[:, :, levels.index(t)]
-            frame[column_name(t)] = values.reshape(-1)
-        return frame
+        return forecast_frame(self.data_, ids, mean, quant, types)
 
     def predict_arrays(self, quantiles: Sequence[float | str] = DEFAULT_QUANTILES):
         """(series ids, mean (n, h), quantiles (n, h, k) in ascending level order, forecast types)."""

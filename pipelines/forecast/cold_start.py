@@ -30,9 +30,10 @@ def cold_start_items(data: ForecastData) -> tuple[str | None, pd.Index]:
     return key, items[~items.isin(pd.Index(data.keys[key].astype(str).unique()))]
 
 
-def with_cold_start(model, data: ForecastData, quantiles) -> pd.DataFrame:
-    """``model.predict(quantiles)``, plus borrowed forecasts for the cold-start items it left out."""
-    frame = model.predict(quantiles)
+def with_cold_start(model, data: ForecastData, quantiles, predicted: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``model.predict(quantiles)`` (or ``predicted``, that frame made already), plus borrowed forecasts
+    for the cold-start items it left out."""
+    frame = model.predict(quantiles) if predicted is None else predicted
     key, cold = cold_start_items(data)
     if key is None:
         return frame

@@ -16,9 +16,10 @@ candidate tuned in this run (its trials need every series); a failed shard fails
 
 The final fit is cut the same way: ``plan_fit`` names one ``fit_shard`` entry per shard of each
 model the run fits on all the data (``challenger#k/n``, and ``champion#k/n`` when the champion's
-configuration keeps serving), each fits its series and writes what it learned (``fitted/<role>/<k>.pkl``),
-and ``forecast`` assembles one model from the parts (``ForecastAlgorithm.from_parts``): the model
-registered and served is one model over every series, as unsharded.
+configuration keeps serving), each fits its series and writes what it learned (``fitted/<role>/<k>.pkl``)
+and its series' forecasts (``fitted/<role>/<k>.npz``), and ``forecast`` assembles one model from the
+parts (``ForecastAlgorithm.from_parts``) and one forecast from theirs: the model registered and served
+is one model over every series, and the forecast is the one it gives, as unsharded.
 """
 
 from __future__ import annotations
@@ -79,29 +80,46 @@ def fit_folder(run: Path, role: str) -> Path:
     return run / "fitted" / role
 
 
-def fit_shard(data, model, shard: int, of: int, folder: Path) -> dict:
-    """Fit one shard of the series; what it learned goes to ``folder/<shard>.pkl``."""
+def fit_shard(data, model, shard: int, of: int, folder: Path, forecast_types) -> dict:
+    """Fit one shard of the series and forecast them: what it learned goes to ``folder/<shard>.pkl``,
+    its forecasts (``forecast_types``) to ``folder/<shard>.npz``, so the ``forecast`` step only
+    gathers them (the per-series work of the final forecast runs on the workers too)."""
     import pickle
 
     began = time.perf_counter()
     ids = shard_series(data.n_series, shard, of)
-    part = model.fit(data, series=ids).fitted_part()
+    fitted = model.fit(data, series=ids)
+    ids, mean, quant, _ = fitted.predict_arrays(forecast_types)
     folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f"{shard}.tmp.npz"
+    np.savez(partial, ids=ids, mean=mean, quant=quant)
+    partial.replace(folder / f"{shard}.npz")
     partial = folder / f"{shard}.tmp"
-    partial.write_bytes(pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL))
-    partial.replace(folder / f"{shard}.pkl")
+    partial.write_bytes(pickle.dumps(fitted.fitted_part(), protocol=pickle.HIGHEST_PROTOCOL))
+    partial.replace(folder / f"{shard}.pkl")  # written last: a shard with its .pkl has its forecasts too
     return {"series": len(ids), "seconds": round(time.perf_counter() - began, 3)}
 
 
-def assembled(data, model, of: int, folder: Path):
-    """The model fitted on every series, from the ``of`` parts its shards wrote (all must be there)."""
+def assembled(data, model, of: int, folder: Path, forecast_types):
+    """(the model fitted on every series, its forecast frame), from the ``of`` parts and forecasts
+    its shards wrote (all must be there): the same model and frame one fit of every series gives."""
     import pickle
+
+    from pipelines.forecast.base import forecast_frame
 
     paths = [folder / f"{k}.pkl" for k in range(of)]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"{folder}: shards {missing} of the final fit are missing; their fit_shard failed")
-    return model.from_parts(data, [pickle.loads(p.read_bytes()) for p in paths])
+    fitted = model.from_parts(data, [pickle.loads(p.read_bytes()) for p in paths])
+    parts = []
+    for k in range(of):
+        with np.load(folder / f"{k}.npz") as found:
+            parts.append((found["ids"], found["mean"], found["quant"]))
+    ids = np.concatenate([p[0] for p in parts])
+    order = np.argsort(ids, kind="stable")
+    mean, quant = (np.concatenate([p[i] for p in parts])[order] for i in (1, 2))
+    return fitted, forecast_frame(data, ids[order], mean, quant, forecast_types)
 
 
 def shard_folder(candidate_folder: Path) -> Path:

@@ -251,18 +251,21 @@ def fit_shard(group: ForecastGroup, as_of=None, selection: dict | None = None, e
     role, shard, of = sharding.parse(entry)
     config = final_fits(selection, training)[role]
     folder = sharding.fit_folder(wf.run_dir(group, as_of), role)
-    return sharding.fit_shard(load_data(group, as_of), algorithm(config, training), shard, of, folder)
+    data = load_data(group, as_of)
+    return sharding.fit_shard(data, algorithm(config, training), shard, of, folder, training.forecast_types)
 
 
 def fitted(group, as_of, data, role: str, config: dict, training):
-    """The role's model fitted on all the data: assembled from its shards' parts where the run sharded it."""
+    """(the role's model fitted on all the data, its forecast frame or None): assembled from its shards'
+    parts and forecasts where the run sharded it."""
     from pipelines.forecast import sharding
 
     model = algorithm(config, training)
     entries = sharding.fit_entries({role: config}, series_count(group, as_of), training.series_per_shard)
     if not entries:
-        return model.fit(data)
-    return sharding.assembled(data, model, len(entries), sharding.fit_folder(wf.run_dir(group, as_of), role))
+        return model.fit(data), None
+    folder = sharding.fit_folder(wf.run_dir(group, as_of), role)
+    return sharding.assembled(data, model, len(entries), folder, training.forecast_types)
 
 
 def forecast(group: ForecastGroup, as_of=None, selection: dict | None = None, overrides=None) -> dict:
@@ -285,8 +288,8 @@ def forecast(group: ForecastGroup, as_of=None, selection: dict | None = None, ov
     models = {}
     served = "challenger" if "champion" not in outputs else "champion"
     for role, (config, backtest_dir) in outputs.items():
-        model = fitted(group, as_of, data, role, config, training)
-        frame = with_cold_start(model, data, training.forecast_types)
+        model, predicted = fitted(group, as_of, data, role, config, training)
+        frame = with_cold_start(model, data, training.forecast_types, predicted)
         found = {}
         if training.calibrate_intervals and config["name"] != "AutoPredictor":  # it calibrates its candidates
             levels = sorted(t for t in training.forecast_types if t != "mean")

@@ -77,13 +77,15 @@ def test_sharded_backtests_equal_one_backtest_of_every_series(airflow_home, shar
     assert [s["series"] for s in summary["shards"]] == [4, 4, 4]
 
     # The final model, assembled from the shards' fits, is one model over every series: it forecasts
-    # what one fit of every series forecasts, and the export holds every series.
+    # what one fit of every series forecasts; the forecast the shards made of their series, gathered,
+    # is that forecast; and the export holds every series.
     whole_fit = workflow.algorithm({"name": winner, "params": {}}, training).fit(data)
     ids, mean, quant, _ = whole_fit.predict_arrays(training.forecast_types)
-    assembled = workflow.fitted(group, pd.Timestamp(AS_OF), data, "challenger", {"name": winner, "params": {}},
-                                training)  # fmt: skip
+    assembled, gathered = workflow.fitted(group, pd.Timestamp(AS_OF), data, "challenger",
+                                          {"name": winner, "params": {}}, training)  # fmt: skip
     got = assembled.predict_arrays(training.forecast_types)
     assert np.array_equal(got[0], ids) and np.allclose(got[1], mean) and np.allclose(got[2], quant)
+    pd.testing.assert_frame_equal(gathered, whole_fit.predict(training.forecast_types))
     forecast = pd.read_parquet(published / "forecast.parquet")
     assert forecast["item_id"].nunique() == 12
 
