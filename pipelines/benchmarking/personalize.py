@@ -12,8 +12,17 @@ goes through the same code: ``pipelines.personalize.evaluation.evaluate`` (Perso
 protocol) or ``evaluate_leave_last_out``, on the same split, recommending with the same
 ``recommend`` (seen items excluded). Repeat k (0-based) uses seed ``--seed + k`` for the user
 split and for every model's random seed (recipes with a ``seed`` hyperparameter, the peers'
-``random_state``); otherwise each model keeps its default hyperparameters. Leave-last-out's
+``random_state``); otherwise each recipe keeps its default hyperparameters. Leave-last-out's
 split has no randomness, so there repeats vary only the models' seeds.
+
+The peers are tuned first (``--peer-tuning grid``, the default with ``--peers``): every point of
+``PEER_GRIDS`` (factors and regularization, and ALS's confidence ``alpha`` or BPR's learning
+rate) is scored by NDCG@10 of Personalize's protocol on a user split of its own (seed
+``--seed + 1000``), and the best point is what every repeat runs. That split's held-out users are
+drawn apart from the reported splits' but the data is the same, so the peers' settings have seen
+some of the events the reported splits hold out: a choice that favours the peers, never the
+recipes. ``--peer-tuning none`` runs implicit's defaults. RESULT.json's ``peer_tuning`` lists
+every point scored.
 
 RESULT.json: ``models`` holds one entry per model: ``name`` (the recipe's name, or
 ``implicit.als``/``implicit.bpr``), ``kind`` (recipe or peer), ``hyperparameters``, and one key
@@ -37,10 +46,16 @@ import json
 import os
 import sys
 
-DEFAULT_RECIPES = ("popularity-count", "sims", "hrnn", "user-personalization", "deepfm")  # deepfm where registered
+DEFAULT_RECIPES = ("popularity-count", "sims", "similar-items", "hrnn", "user-personalization",
+                   "user-personalization-v2", "deepfm")  # fmt: skip
 PROTOCOLS = ("personalize", "leave-last-out")
 PEERS = ("implicit.als", "implicit.bpr")
 LATENCY_RESULTS = 25
+PEER_GRIDS = {  # the peers' settings searched: sizes and regularization over two orders of magnitude
+    "implicit.als": {"factors": [32, 64, 128], "regularization": [0.01, 0.1, 1.0], "alpha": [1.0, 10.0]},
+    "implicit.bpr": {"factors": [32, 64, 128], "regularization": [0.001, 0.01, 0.1], "learning_rate": [0.01, 0.05]},
+}
+TUNING_SEED_OFFSET = 1000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +71,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", choices=PROTOCOLS, default="personalize", help="offline protocol")
     parser.add_argument("--repeats", type=int, default=1, help="splits (and model seeds) to average over")
     parser.add_argument("--peers", action="store_true", help="also run implicit's ALS and BPR (pip install implicit)")
+    parser.add_argument(
+        "--peer-tuning",
+        choices=("grid", "none"),
+        default="grid",
+        help="grid: each peer runs the best point of its grid on a split of its own; none: implicit's defaults",
+    )
     parser.add_argument("--out", required=True, metavar="RESULT.json", help="where the JSON result goes")
     parser.add_argument("--seed", type=int, default=42, help="seed of the first repeat; repeat k uses seed + k")
     parser.add_argument("--latency-users", type=int, default=1000, help="users timed for recommend latency")
@@ -85,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
     names = [n.strip() for n in args.recipes.split(",") if n.strip()] if args.recipes else None
     if names is None:
-        names = [n for n in DEFAULT_RECIPES if n in RECIPES]
+        names = [n for n in DEFAULT_RECIPES if n in RECIPES]  # deepfm where registered
     if not names and not args.peers:
         return _usage("--recipes names no recipe")
     try:
@@ -97,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         data,
         recipes,
         peers=args.peers,
+        peer_tuning=args.peer_tuning,
         protocol=args.protocol,
         repeats=args.repeats,
         seed=args.seed,
@@ -169,14 +191,21 @@ def benchmark(
     seed: int = 42,
     latency_users: int = 1000,
     log=None,
+    peer_tuning: str = "none",
 ) -> dict:
-    """Evaluate each recipe (and the peers) ``repeats`` times; the RESULT.json structure."""
+    """Evaluate each recipe (and the peers, tuned when ``peer_tuning`` is "grid") ``repeats`` times;
+    the RESULT.json structure."""
     import numpy as np
 
     models = [(r, "recipe") for r in recipes]
+    tuning: dict[str, list[dict]] = {}
     if peers:
-        als, bpr = peer_recipes()
-        models += [(als(), "peer"), (bpr(), "peer")]
+        for peer in peer_recipes():
+            if peer_tuning == "grid":
+                params, tuning[peer.name] = tune_peer(peer, data, seed + TUNING_SEED_OFFSET, log)
+                models.append((peer(**params), "peer"))
+            else:
+                models.append((peer(), "peer"))
     seeds = [seed + k for k in range(repeats)]
     runs: dict[str, list[dict]] = {m.name: [] for m, _ in models}
     for k, split_seed in enumerate(seeds):
@@ -212,7 +241,33 @@ def benchmark(
         "data": {"users": data.n_users, "items": data.n_items, "interactions": data.n_interactions},
         "machine": machine(),
         "models": entries,
+        "peer_tuning": {
+            "method": peer_tuning if peers else None,
+            "seed": seed + TUNING_SEED_OFFSET,
+            "metric": "normalized_discounted_cumulative_gain_at_10",
+            "points": tuning,
+        },
     }
+
+
+def tune_peer(peer, data, seed: int, log=None) -> tuple[dict, list[dict]]:
+    """(the best settings, every point scored) of ``peer`` over its ``PEER_GRIDS`` grid, each scored by
+    NDCG@10 of Personalize's protocol on the user split of ``seed`` (ties: the first point)."""
+    import itertools
+
+    from pipelines.personalize.evaluation import evaluate
+
+    grid = PEER_GRIDS[peer.name]
+    points = []
+    for values in itertools.product(*grid.values()):
+        params = dict(zip(grid, values, strict=True))
+        report = evaluate(peer(**params, random_state=seed), data, seed=seed)
+        points.append({**params, "ndcg_at_10": report["metrics"]["normalized_discounted_cumulative_gain_at_10"]})
+    best = max(points, key=lambda p: p["ndcg_at_10"])  # max keeps the first of equals
+    chosen = {k: best[k] for k in grid}
+    if log is not None:
+        log(f"{peer.name}: tuned on {len(points)} points, best {chosen} (NDCG@10 {best['ndcg_at_10']:.4f})")
+    return chosen, points
 
 
 def measure(recipe, data, protocol: str, seed: int, latency_users: int) -> dict:

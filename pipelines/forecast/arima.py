@@ -37,7 +37,7 @@ of sine and cosine regressors instead (dynamic harmonic regression), when the se
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -225,7 +225,14 @@ class Fit:
     sigma2: float
     ic: float
     method: str  # CSS or ML
-    result: object = None  # statsmodels' results, for an ML fit
+    result: object = None  # statsmodels' results, for an ML fit (dropped from what a model keeps)
+    ml_params: np.ndarray | None = None  # an ML fit's parameters in statsmodels' order, to filter again
+
+    def lean(self) -> Fit:
+        """This fit without statsmodels' results: SARIMAX's results hold the filter's and smoother's
+        arrays (about 16 MB for a daily series of two years with a weekly season), so a model keeps
+        the parameters and filters again when it forecasts from other regressors."""
+        return replace(self, result=None)
 
 
 def criterion(neg2_loglik: float, n: int, k: int, which: str) -> float:
@@ -350,7 +357,19 @@ def fit_ml(
     if not roots_ok(coefs, order, min_root):
         return None
     score = criterion(-2 * result.llf, len(w), k + r + 1, ic)
-    return Fit(order, coefs, float(params[-1]), score, "ML", result)
+    return Fit(order, coefs, float(params[-1]), score, "ML", result, params)
+
+
+def sarimax_filtered(w: np.ndarray, Z: np.ndarray, order: Order, params: np.ndarray):
+    """statsmodels' results of the SARIMAX model ``fit_ml`` fitted, from its parameters: a Kalman filter
+    pass (no estimation), which forecasts exactly as the fitted results do."""
+    from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+    seasonal = (order.P, 0, order.Q, order.m) if order.P or order.Q else (0, 0, 0, 0)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        model = SARIMAX(w, exog=Z if Z.shape[1] else None, order=(order.p, 0, order.q), seasonal_order=seasonal)
+        return model.filter(params)
 
 
 # -- the stepwise search ---------------------------------------------------------------------
@@ -519,7 +538,7 @@ class ARIMA(WithRegressors, ForecastAlgorithm):
             return {**state, "mean": mean, "sd": sd}
         # with_data forecasts again from the fit (statsmodels' results: up to a megabyte a series, so
         # kept only where there are regressors for a what-if to change)
-        design = {"fit": best, "d": d, "D": D, "m": m, "fourier": not seasonal, "varies": varies}
+        design = {"fit": best.lean(), "d": d, "D": D, "m": m, "fourier": not seasonal, "varies": varies}
         return {**state, **design, "mean": mean, "sd": sd}
 
     def _regressors(self, y: np.ndarray, chunk, j: int, first: int, m: int, fourier: bool) -> np.ndarray:
@@ -586,16 +605,19 @@ class ARIMA(WithRegressors, ForecastAlgorithm):
     def _forecast_differences(self, w, Xw, Xf, best: Fit, h: int) -> np.ndarray:
         """The mean forecast of the differenced series."""
         Zf = np.column_stack([np.ones(h), Xf]) if best.order.constant else Xf
-        if best.result is not None:
+        Z = np.column_stack([np.ones(len(w)), Xw]) if best.order.constant else Xw
+        if best.method == "ML" and (best.result is not None or best.ml_params is not None):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 try:
-                    out = np.asarray(best.result.forecast(h, exog=Zf if Zf.shape[1] else None), dtype="float64")
+                    result = best.result
+                    if result is None:
+                        result = sarimax_filtered(w, Z, best.order, best.ml_params)
+                    out = np.asarray(result.forecast(h, exog=Zf if Zf.shape[1] else None), dtype="float64")
                     if np.all(np.isfinite(out)):
                         return out
                 except Exception:  # fall through to the CSS-style recursion with the same coefficients
                     pass
-        Z = np.column_stack([np.ones(len(w)), Xw]) if best.order.constant else Xw
         return arma_forecast(w, Z, Zf, best.coefs, best.order, h)
 
 

@@ -93,9 +93,26 @@ def test_peers_run_through_the_same_protocol(files, tmp_path):
     entries = json.loads(out.read_text())["models"]
     assert [e["name"] for e in entries] == ["popularity-count", "implicit.als", "implicit.bpr"]
     assert [e["kind"] for e in entries] == ["recipe", "peer", "peer"]
-    assert entries[1]["hyperparameters"]["factors"] == 100
     assert all(e["normalized_discounted_cumulative_gain_at_10"]["mean"] > 0 for e in entries)
     assert "implicit.als" not in RECIPES and "implicit.bpr" not in RECIPES  # peers never become recipes
+    # Each peer ran the best point of its grid, scored on a split of its own.
+    tuning = json.loads(out.read_text())["peer_tuning"]
+    assert tuning["method"] == "grid" and tuning["seed"] == 42 + bench.TUNING_SEED_OFFSET
+    for entry in entries[1:]:
+        points = tuning["points"][entry["name"]]
+        grid = bench.PEER_GRIDS[entry["name"]]
+        assert len(points) == np.prod([len(v) for v in grid.values()])
+        best = max(points, key=lambda p: p["ndcg_at_10"])
+        assert {k: entry["hyperparameters"][k] for k in grid} == {k: best[k] for k in grid}
+
+
+@pytest.mark.skipif(not HAS_IMPLICIT, reason="implicit (the bench extra) is not installed: peers cannot run")
+def test_untuned_peers_run_implicits_defaults(files, tmp_path):
+    out = tmp_path / "peers.json"
+    argv = ["--interactions", str(files / "interactions.csv"), "--recipes", "popularity-count", "--peers"]
+    assert command([*argv, "--peer-tuning", "none", "--latency-users", "10", "--quiet", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["models"][1]["hyperparameters"]["factors"] == 100 and result["peer_tuning"]["points"] == {}
 
 
 @pytest.mark.skipif(not HAS_IMPLICIT, reason="implicit (the bench extra) is not installed: peers cannot run")
