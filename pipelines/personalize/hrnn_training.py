@@ -25,8 +25,10 @@ Torch lives only here, imported when a recipe trains; the trained weights leave 
 
 from __future__ import annotations
 
+import copy
 import heapq
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -42,12 +44,20 @@ class Sequences:
     """Every user's events in time order, flat: user u's are ``[indptr[u], indptr[u + 1])``.
 
     ``weight`` is the loss weight of predicting an event (0: never a target, e.g. a repeat).
+    ``begin`` and ``end`` (per user, default the whole history) bound what training reads:
+    a long history's newest events, a validation user's older ones.
     """
 
     indptr: np.ndarray
     items: np.ndarray
     session_start: np.ndarray
     weight: np.ndarray
+    begin: np.ndarray | None = None
+    end: np.ndarray | None = None
+
+    def span(self) -> tuple[np.ndarray, np.ndarray]:
+        begin = self.indptr[:-1] if self.begin is None else self.begin
+        return begin, self.indptr[1:] if self.end is None else self.end
 
 
 @dataclass
@@ -61,6 +71,8 @@ class Settings:
     logq: float
     dropout: float
     epochs: int
+    patience: int
+    validation_fraction: float
     learning_rate: float
     batch_size: int
     bptt: int
@@ -115,13 +127,14 @@ class HrnnNetwork(nn.Module):
         return torch.stack(outputs), torch.stack(user_states), c, h
 
 
-def lanes(indptr: np.ndarray, users: np.ndarray, n_lanes: int, rng: np.random.Generator | None) -> np.ndarray:
-    """``[steps, n_lanes]`` event positions (-1 once a lane runs dry); each lane reads its users in turn.
+def lanes(seqs: Sequences, users: np.ndarray, n_lanes: int, rng: np.random.Generator | None) -> np.ndarray:
+    """``[steps, n_lanes]`` event positions (-1 once a lane runs dry); each lane reads its users' spans in turn.
 
     Users go, in random order, to the lane with the fewest events so far, so lanes end within
     one user of each other and the batch stays full to the end.
     """
-    lengths = (indptr[users + 1] - indptr[users]).astype(np.int64)
+    begin, end = seqs.span()
+    lengths = (end[users] - begin[users]).astype(np.int64)
     order = rng.permutation(len(users)) if rng is not None else np.arange(len(users))
     lane_of, offset_of = np.zeros(len(users), np.int64), np.zeros(len(users), np.int64)
     load = [(0, lane) for lane in range(n_lanes)]
@@ -132,7 +145,7 @@ def lanes(indptr: np.ndarray, users: np.ndarray, n_lanes: int, rng: np.random.Ge
     positions = np.full((max(used for used, _ in load), n_lanes), -1, dtype=np.int64)
     within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     positions[np.repeat(offset_of, lengths) + within, np.repeat(lane_of, lengths)] = (
-        np.repeat(indptr[users], lengths) + within
+        np.repeat(begin[users], lengths) + within
     )
     return positions
 
@@ -144,10 +157,12 @@ def step_arrays(seqs: Sequences, positions: np.ndarray) -> dict[str, np.ndarray]
     event = np.where(active, positions, 0)
     lengths = np.diff(seqs.indptr)
     user_of = np.repeat(np.arange(len(lengths)), lengths)
+    begin, end = seqs.span()
+    read = end > begin
     first_of = np.zeros(n, dtype=bool)
-    first_of[seqs.indptr[:-1][lengths > 0]] = True
+    first_of[begin[read]] = True
     last_of = np.zeros(n, dtype=bool)
-    last_of[seqs.indptr[1:][lengths > 0] - 1] = True
+    last_of[end[read] - 1] = True
     ends = last_of[event] | ~active
     following = np.where(ends, 0, event + 1)
     return {
@@ -220,8 +235,9 @@ def train_network(
     item_bags: sp.csr_matrix | None,
     user_bags: sp.csr_matrix | None,
     settings: Settings,
-) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """Train; return the weights, and every user's user and session state after their last event."""
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict]:
+    """Train; return the weights, every user's user and session state after their last event, and a report
+    (epochs run, the validation NDCG@10 of each, the epoch kept)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     threads = torch.get_num_threads()
     if device.type == "cpu":
@@ -231,19 +247,94 @@ def train_network(
             torch.manual_seed(settings.seed)  # seeded, and the caller's random state is restored after
             tokens = (0 if bags is None else bags.shape[1] for bags in (item_bags, user_bags))
             net = HrnnNetwork(n_items, *tokens, settings).to(device)
+            report = {"epochs": 0, "validation_ndcg_at_10": [], "best_epoch": None}
             if len(train_users):
-                fit_epochs(net, seqs, train_users, item_bags, user_bags, settings, device)
+                holdout = Holdout.draw(seqs, train_users, settings)
+                training = seqs if holdout is None else replace(seqs, end=holdout.cut)
+                report = fit_epochs(net, training, train_users, item_bags, user_bags, settings, device, holdout)
             net.eval()
             user_states, session_states = final_states(net, seqs, item_bags, user_bags, device)
     finally:
         torch.set_num_threads(threads)
-    return export(net), user_states, session_states
+    return export(net), user_states, session_states, report
 
 
-def fit_epochs(net: HrnnNetwork, seqs: Sequences, train_users, item_bags, user_bags, settings: Settings, device):
+@dataclass
+class Holdout:
+    """A time-ordered validation slice: for some training users, their newest events are held out of
+    training, and the network's top 10 after the older ones is scored against them (NDCG@10, items
+    already seen left out, as recommendations leave them out)."""
+
+    users: np.ndarray
+    cut: np.ndarray  # per user: where training stops reading (the whole span for users not held out)
+    truth: list[set]
+
+    MIN_USERS: ClassVar[int] = 10
+    MAX_USERS: ClassVar[int] = 1000
+
+    @classmethod
+    def draw(cls, seqs: Sequences, train_users: np.ndarray, settings: Settings) -> Holdout | None:
+        begin, end = seqs.span()
+        eligible = train_users[end[train_users] - begin[train_users] >= 3]
+        count = min(int(settings.validation_fraction * len(train_users)), len(eligible), cls.MAX_USERS)
+        if settings.patience < 1 or count < cls.MIN_USERS:
+            return None
+        rng = np.random.default_rng(settings.seed + 1)
+        users = np.sort(rng.choice(eligible, count, replace=False))
+        length = end[users] - begin[users]
+        cut = end.copy()
+        cut[users] = begin[users] + np.clip(np.ceil(length * (1 - settings.validation_fraction)), 2, length - 1).astype(
+            np.int64
+        )
+        truth = [
+            set(seqs.items[cut[u] : end[u]].tolist()) - set(seqs.items[seqs.indptr[u] : cut[u]].tolist())
+            for u in users.tolist()
+        ]
+        keep = np.array([bool(t) for t in truth])
+        if keep.sum() < cls.MIN_USERS:
+            return None
+        cut[users[~keep]] = end[users[~keep]]  # nothing new to predict: trains in full, scored by nothing
+        return cls(users[keep], cut, [t for t, k in zip(truth, keep, strict=True) if k])
+
+    @torch.no_grad()
+    def ndcg_at_10(self, net: HrnnNetwork, seqs: Sequences, item_bags, user_bags, device) -> float:
+        from pipelines.personalize.evaluation import ndcg_at_k
+
+        net.eval()
+        try:
+            _, session = final_states(net, replace(seqs, end=self.cut), item_bags, user_bags, device, self.users)
+        finally:
+            net.train()
+        output = net.output.weight.detach().cpu().numpy()
+        bias = net.output_bias.weight.detach().cpu().numpy()[:, 0]
+        scores = []
+        for k, u in enumerate(self.users.tolist()):
+            logits = output @ session[u] + bias
+            logits[seqs.items[seqs.indptr[u] : self.cut[u]]] = -np.inf
+            top = np.argpartition(-logits, 9)[:10] if len(logits) > 10 else np.arange(len(logits))
+            top = top[np.argsort(-logits[top], kind="stable")]
+            scores.append(ndcg_at_k(top.tolist(), self.truth[k], 10))
+        return float(np.mean(scores))
+
+
+def fit_epochs(
+    net: HrnnNetwork,
+    seqs: Sequences,
+    train_users,
+    item_bags,
+    user_bags,
+    settings: Settings,
+    device,
+    holdout: Holdout | None = None,
+) -> dict:
+    """Epochs of truncated BPTT; with a holdout, stop after ``patience`` epochs without a better
+    validation NDCG@10 and keep the best epoch's weights."""
     rng = np.random.default_rng(settings.seed)
-    users = np.isin(np.repeat(np.arange(len(seqs.indptr) - 1), np.diff(seqs.indptr)), train_users)
-    counts = np.bincount(seqs.items[users], minlength=len(net.output.weight)).astype(np.float64)
+    begin, end = seqs.span()
+    read = np.zeros(len(seqs.items), dtype=bool)
+    for u in train_users.tolist():
+        read[begin[u] : end[u]] = True
+    counts = np.bincount(seqs.items[read], minlength=len(net.output.weight)).astype(np.float64)
     sampled = counts**settings.sample_alpha
     cdf = np.cumsum(sampled / sampled.sum())
     n_lanes = min(settings.batch_size, len(train_users))
@@ -252,8 +343,10 @@ def fit_epochs(net: HrnnNetwork, seqs: Sequences, train_users, item_bags, user_b
     )
     logq = torch.from_numpy(np.log(np.maximum(share, 1e-12)).astype(np.float32)).to(device)
     optimizer = torch.optim.Adagrad(net.parameters(), lr=settings.learning_rate)  # sparse rows: GRU4Rec's choice
-    for _ in range(settings.epochs):
-        steps = step_arrays(seqs, lanes(seqs.indptr, train_users, n_lanes, rng))
+    report = {"epochs": 0, "validation_ndcg_at_10": [], "best_epoch": None}
+    best, since = None, 0
+    for epoch in range(settings.epochs):
+        steps = step_arrays(seqs, lanes(seqs, train_users, n_lanes, rng))
         c = h = torch.zeros(n_lanes, settings.hidden, device=device)
         for start in range(0, len(steps["items"]), settings.bptt):
             stop = min(start + settings.bptt, len(steps["items"]))
@@ -275,22 +368,42 @@ def fit_epochs(net: HrnnNetwork, seqs: Sequences, train_users, item_bags, user_b
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), 5.0)
             optimizer.step()
+        report["epochs"] = epoch + 1
+        if holdout is None:
+            continue
+        score = holdout.ndcg_at_10(net, seqs, item_bags, user_bags, device)
+        report["validation_ndcg_at_10"].append(round(score, 5))
+        if best is None or score > best[0]:
+            best, since = (score, copy.deepcopy(net.state_dict())), 0
+            report["best_epoch"] = epoch + 1
+        else:
+            since += 1
+            if since >= settings.patience:
+                break
+    if best is not None:
+        net.load_state_dict(best[1])
+    return report
 
 
 @torch.no_grad()
-def final_states(net: HrnnNetwork, seqs: Sequences, item_bags, user_bags, device) -> tuple[np.ndarray, np.ndarray]:
-    """Every user's (user state, session state) after reading all their events, as serving starts."""
+def final_states(
+    net: HrnnNetwork, seqs: Sequences, item_bags, user_bags, device, users: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every user's (user state, session state) after reading their span, as serving starts
+    (``users``: only these; the others' rows stay zero)."""
     n_users = len(seqs.indptr) - 1
-    users = np.flatnonzero(np.diff(seqs.indptr) > 0)
+    begin, end = seqs.span()
+    if users is None:
+        users = np.flatnonzero(end > begin)
     user_states = np.zeros((n_users, net.user_gru.hidden_size), dtype=np.float32)
     session_states = np.zeros_like(user_states)
     if len(users) == 0:
         return user_states, session_states
-    lengths = np.diff(seqs.indptr)[users]
+    lengths = end[users] - begin[users]
     n_lanes = int(
         min(INFERENCE_LANES, len(users), -(-lengths.sum() // lengths.max()))
     )  # the longest user sets the steps
-    steps = step_arrays(seqs, lanes(seqs.indptr, users, n_lanes, None))
+    steps = step_arrays(seqs, lanes(seqs, users, n_lanes, None))
     c = h = torch.zeros(n_lanes, net.user_gru.hidden_size, device=device)
     for start in range(0, len(steps["items"]), 64):
         stop = min(start + 64, len(steps["items"]))

@@ -12,7 +12,7 @@ import pytest
 
 from pipelines.personalize import RECIPES, InteractionData, get_recipe
 from pipelines.personalize.evaluation import evaluate_leave_last_out
-from pipelines.personalize.hrnn import Hrnn, session_starts, target_weights
+from pipelines.personalize.hrnn import Hrnn, distinct_events, session_starts, target_weights
 from pipelines.personalize.popularity import PopularityCount
 from tests.personalize.chain_data import FAST, chains, group_of, item
 from tests.personalize.conftest import DAY, T0
@@ -65,6 +65,61 @@ def test_repeats_are_no_targets_and_recency_weighs_newer_events_more():
     assert weights[2] == 0 and 0 < weights[0] < weights[1] < weights[3] == 1
     flat = target_weights(indptr, np.array([3, 5, 3, 7]), np.array([1, 2, 3, 4]), n_items=8, recency=False)
     assert flat.tolist() == [1, 1, 0, 1]
+
+
+def test_duplicates_are_not_read_same_instant_or_right_after_themselves_in_a_session():
+    indptr = np.array([0, 6, 9])
+    items = np.array([3, 5, 3, 3, 3, 7, 1, 1, 2])  # user 0: 3 and 5 at t=0, 3 again at t=0, 3 at t=60, 3 after a gap
+    times = np.array([0, 0, 0, 60, 9000, 9060, 0, 60, 120])
+    kept_indptr, kept, kept_times, starts, coarse = distinct_events(indptr, items, times, gap=1800, chunk=20)
+    assert kept.tolist() == [3, 5, 3, 3, 7, 1, 2] and kept_indptr.tolist() == [0, 5, 7] and not coarse
+    assert kept_times.tolist() == [0, 0, 60, 9000, 9060, 0, 120]
+    assert starts.tolist() == [True, False, False, True, False, True, False]  # the gap still opens a session
+    days = np.array([0, 0, 0, DAY, 2 * DAY, 3 * DAY, 0, DAY, 2 * DAY])  # coarse: any repeat in a row is one
+    kept_indptr, kept, _, starts, coarse = distinct_events(indptr, items, days, gap=1800, chunk=2)
+    assert coarse and kept.tolist() == [3, 5, 3, 7, 1, 2] and starts.tolist() == [True, False, True, False, True, False]
+
+
+def test_serving_reads_a_history_with_duplicates_as_training_did(chain_data):
+    frame = chains(users=60)
+    doubled = pd.concat([frame, frame.assign(EVENT_TYPE="watch")]).sort_values("TIMESTAMP", kind="stable")
+    model = Hrnn(**{**FAST, "epochs": 3}).fit(InteractionData.from_frames(doubled))
+    plain = Hrnn(**{**FAST, "epochs": 3}).fit(InteractionData.from_frames(frame))
+    for user in ("g0_u000", "g1_u001", "g2_u005"):
+        stored = model._stored_state(user)
+        history, times = model._history(user)
+        replayed = model._fresh_state(user)
+        for item_index, when in zip(history.tolist(), times.tolist(), strict=True):
+            replayed = model._read(replayed, item_index, when, None)
+        np.testing.assert_allclose(replayed.session, stored.session, atol=1e-5)
+        assert replayed.events == stored.events == len(history) and replayed.session_events == stored.session_events
+        # Every event twice trains the same network as every event once: the copies are never read.
+        np.testing.assert_allclose(
+            model.session_states_[model.user_index_[user]], plain.session_states_[plain.user_index_[user]], atol=1e-5
+        )
+    live = copy.deepcopy(model)
+    user = "g0_u000"
+    last_item, last_time = live._history(user)[0][-1], int(live._history(user)[1][-1])
+    before = live.recommend(user, n=5)
+    live.update(user, [(live.item_ids_[last_item], last_time + 30)])  # the same item again, in the session
+    assert live.recommend(user, n=5) == before and live.live_states_[user].events == len(live._history(user)[0])
+
+
+def test_long_histories_train_on_their_newest_events_and_training_stops_early():
+    frame = chains(users=300)
+    busy = frame[frame.USER_ID == "g0_u000"]
+    many = pd.concat([busy.assign(TIMESTAMP=busy.TIMESTAMP + k * 10 * DAY) for k in range(30)])
+    data = InteractionData.from_frames(pd.concat([frame, many]).sort_values("TIMESTAMP", kind="stable"))
+    model = Hrnn(**{**FAST, "max_user_history_length_percentile": 0.9})
+    indptr = np.array([0, 3, 10, 40])
+    users, begin = model._training_spans(indptr)
+    assert users.tolist() == [0, 1, 2] and begin[:2].tolist() == [0, 3] and begin[2] > 10  # kept, cut to its newest
+    model = Hrnn(**{**FAST, "epochs": 30, "patience": 2, "validation_fraction": 0.2}).fit(data)
+    report = model.training_report_
+    assert len(report["validation_ndcg_at_10"]) == report["epochs"] <= 30 and report["best_epoch"] >= 1
+    assert report["epochs"] == 30 or report["epochs"] - report["best_epoch"] == 2
+    assert max(report["validation_ndcg_at_10"]) > 0.2  # the chains are learnt, judged on held-out newest events
+    assert Hrnn(**{**FAST, "patience": 0}).fit(data).training_report_["validation_ndcg_at_10"] == []
 
 
 def test_recommends_the_next_item_of_the_chain(model):

@@ -62,7 +62,7 @@ def test_hrnn_metadata_reads_item_and_user_metadata_and_still_learns_order(descr
     model.update("visitor", [(item(2, 3), T0 + 60 * DAY), (item(2, 4), T0 + 60 * DAY + 60)])
     assert item(2, 5) in [i for i, _ in model.recommend("visitor", n=3)]
     scores = dict(model.rank("g0_u000", list(NEW)))
-    assert len(set(scores.values())) == 1  # without the cold-start map, new items are all the mean item
+    assert np.ptp(list(scores.values())) <= 1e-6 * max(scores.values())  # no cold-start map: all the mean item
 
 
 def test_coldstart_scores_a_metadata_only_item_like_its_twins(coldstart, described):
