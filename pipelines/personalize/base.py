@@ -112,6 +112,11 @@ class Recipe:
     def _score_items(self, history: np.ndarray, times: np.ndarray, items: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def _exploitation_pool(self, state: Any, n: int) -> np.ndarray | None:
+        """Sorted item indexes that hold the best ``n`` for ``state``, where the recipe serves a large
+        catalog through an index (``ann.ItemIndex``); None: score the whole catalog."""
+        return None
+
     def _related(self, item: int | None, n: int) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError(f"recipe {self.name!r} does not recommend related items; use 'sims'")
 

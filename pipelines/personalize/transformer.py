@@ -15,6 +15,13 @@ events (in ITEMS only, or first seen in ``update`` or ``add_items``) take the le
 item" row plus their metadata, so a new item with metadata scores where its fields put it.
 ``related_items`` is the cosine of item vectors.
 
+A catalog of ``ann_min_items`` items or more (default 100,000) is served through an approximate
+inner-product index (``ann.ItemIndex``, faiss): a request scores exactly the index's best
+``ann_candidates`` items and every item added or re-described since the index was built, not
+the whole catalog; scores stay a softmax, its normalizer estimated (exact over the candidates,
+the rest of each index cell as a normal cloud around the cell's mean); with exploration, the mix
+is normalized over the items scored.
+
 ``user-personalization-v2`` also explores new items exactly as ``user-personalization`` does
 (``exploration_weight``, ``exploration_item_age_cut_off``, ``item_exploration`` per request):
 the methods are that recipe's own, read through this recipe's ``_serving_state`` and ``_scores``.
@@ -81,6 +88,8 @@ class SequenceTransformer(Recipe):
         target_horizon: int = 1,
         validation_fraction: float = 0.1,
         seed: int = 42,
+        ann_min_items: int = 100_000,
+        ann_candidates: int = 500,
     ):
         self.max_sequence_length = max_sequence_length
         self.embedding_dimension = embedding_dimension
@@ -99,6 +108,8 @@ class SequenceTransformer(Recipe):
         self.target_horizon = target_horizon
         self.validation_fraction = validation_fraction
         self.seed = seed
+        self.ann_min_items = ann_min_items
+        self.ann_candidates = ann_candidates
 
     def _rules(self) -> list[tuple[str, bool]]:
         return [
@@ -118,6 +129,8 @@ class SequenceTransformer(Recipe):
             ("item_id_dropout", 0 <= self.item_id_dropout < 1),
             ("target_horizon", self.target_horizon >= 1),
             ("validation_fraction", 0 <= self.validation_fraction <= 0.5),
+            ("ann_min_items", self.ann_min_items >= 0),  # 0: never an index
+            ("ann_candidates", self.ann_candidates >= 1),
         ]
 
     def validate(self) -> None:
@@ -176,6 +189,14 @@ class SequenceTransformer(Recipe):
         names += ("norm2.weight", "norm2.bias", "ff1.weight", "ff1.bias", "ff2.weight", "ff2.bias")
         self.blocks_ = [{n: weights[f"blocks.{b}.{n}"] for n in names} for b in range(self.blocks)]
         self._normalize()
+        self.build_index()
+
+    def build_index(self) -> None:
+        """Index the item vectors for serving where the catalog has ``ann_min_items`` or more (else none)."""
+        from pipelines.personalize.ann import ItemIndex
+
+        large = 0 < self.ann_min_items <= len(self.item_vectors_)
+        self.index_ = ItemIndex(self.item_vectors_, seed=self.seed) if large else None
 
     def _normalize(self) -> None:
         norms = np.linalg.norm(self.item_vectors_, axis=1, keepdims=True)
@@ -236,6 +257,21 @@ class SequenceTransformer(Recipe):
         """Softmax over the catalog of the user's vector times the item vectors."""
         return softmax(self.item_vectors_ @ state)
 
+    def _scores_of(self, state: np.ndarray, items: np.ndarray, pooled: bool = False) -> np.ndarray:
+        """``_scores(state)[items]``; through the index, with the softmax's normalizer estimated over
+        the items and the index's candidates (``pooled``: the items hold them already)."""
+        index = getattr(self, "index_", None)
+        if index is None:
+            return self._scores(state)[items]
+        support = items if pooled else np.union1d(items, index.candidates(state, self.ann_candidates))
+        logits = (self.item_vectors_[support] @ state).astype(np.float64)
+        log_z = index.log_normalizer(state, support, logits, len(self.item_vectors_))
+        return np.exp((self.item_vectors_[items] @ state).astype(np.float64) - log_z)
+
+    def _exploitation_pool(self, state: np.ndarray, n: int) -> np.ndarray | None:
+        index = getattr(self, "index_", None)
+        return None if index is None else index.candidates(state, max(n, self.ann_candidates))
+
     # The recipe interface.
     def _history(self, user_id: str) -> tuple[np.ndarray, np.ndarray]:
         REQUEST_USER.set(user_id)  # the base passes histories; vectors are kept by user
@@ -243,11 +279,14 @@ class SequenceTransformer(Recipe):
 
     def _candidates(self, history: np.ndarray, times: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         state = self._serving_state(history, times)
-        return (EMPTY, EMPTY) if state is None else top_n(self._scores(state), n)
+        if state is None:
+            return EMPTY, EMPTY
+        pool = self._exploitation_pool(state, n)
+        return top_n(self._scores(state), n) if pool is None else (pool, self._scores_of(state, pool, pooled=True))
 
     def _score_items(self, history: np.ndarray, times: np.ndarray, items: np.ndarray) -> np.ndarray:
         state = self._serving_state(history, times)
-        return np.zeros(len(items)) if state is None else self._scores(state)[items]
+        return np.zeros(len(items)) if state is None else self._scores_of(state, items)
 
     def _related(self, item: int | None, n: int) -> tuple[np.ndarray, np.ndarray]:
         if item is None:
@@ -278,6 +317,8 @@ class SequenceTransformer(Recipe):
         self.item_ids_vectors_ = np.concatenate([self.item_ids_vectors_, unknown])
         self.item_vectors_ = np.concatenate([self.item_vectors_, unknown])
         self._normalize()
+        if getattr(self, "index_", None) is not None:
+            self.index_.grow(count)
 
     def _describe(self, items: np.ndarray, metadata: list[Mapping[str, Any]]) -> None:
         """New fields of ``items`` (PutItems): their vectors become their id's plus the new metadata's."""
@@ -286,6 +327,8 @@ class SequenceTransformer(Recipe):
         bags = self.item_features_.matrix(metadata)
         self.item_vectors_[items] = self.item_ids_vectors_[items] + (bags @ self.token_vectors_).astype(np.float32)
         self._normalize()
+        if getattr(self, "index_", None) is not None:
+            self.index_.touch(items)
 
 
 class UserPersonalizationV2(Exploration, SequenceTransformer):

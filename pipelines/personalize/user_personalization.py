@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipelines.personalize.base import EMPTY
 from pipelines.personalize.data import InteractionData, _epoch_seconds
 from pipelines.personalize.hrnn import DAY, REQUEST_USER, extends, top_n
 from pipelines.personalize.hrnn_metadata import HrnnColdstart
@@ -102,26 +103,46 @@ class Exploration:
     def _candidates(self, history: np.ndarray, times: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         state = self._serving_state(history, times)
         weight, cut_off = self.exploration()
-        bonus = self._bonus(len(history), weight, cut_off)
+        in_scope = self._in_scope(weight, cut_off)
+        ignored = getattr(self, "ignored_", {}).get(REQUEST_USER.get() or "")
+        shown = np.fromiter(ignored, np.int64, len(ignored)) if ignored else EMPTY
+        scope, draws = self._bonus_in_scope(len(history), weight, in_scope)
+        pool = None if state is None else self._exploitation_pool(state, n)
+        if pool is None:
+            bonus = np.zeros(len(self.exposures_))
+            bonus[scope] = draws
+        else:  # a catalog served through an index: the best exploited, the best explored, the shown
+            best = np.argpartition(-draws, n)[:n] if len(scope) > n else np.arange(len(scope))
+            pool = np.union1d(pool, np.concatenate([scope[best], shown]))
+            bonus = np.zeros(len(pool))
+            bonus[np.searchsorted(pool, scope[best])] = draws[best]
         if state is None:  # nothing to exploit: popularity fills in after the explored items
             scores = weight * bonus
         else:
-            exploitation = self._scores(state)
+            exploitation = self._scores(state) if pool is None else self._scores_of(state, pool, pooled=True)
             scores = (1 - weight) * exploitation / exploitation.max() + weight * bonus
             scores /= max(scores.sum(), np.finfo(np.float64).tiny)  # all 0 (pure exploration, none in scope): 0
-        ignored = getattr(self, "ignored_", {}).get(REQUEST_USER.get() or "")
         if ignored:  # shown to this user without an interaction since: less likely to be wanted now
-            shown = np.fromiter(ignored, np.int64, len(ignored))
-            scores[shown] /= np.sqrt(1 + np.fromiter(ignored.values(), np.float64, len(ignored)))
-        return top_n(scores, n)
+            where = shown if pool is None else np.searchsorted(pool, shown)
+            scores[where] /= np.sqrt(1 + np.fromiter(ignored.values(), np.float64, len(ignored)))
+        items, top = top_n(scores, n)
+        return (items, top) if pool is None else (pool[items], top)
 
-    def _bonus(self, history_length: int, weight: float, cut_off_days: float) -> np.ndarray:
+    def _in_scope(self, weight: float, cut_off_days: float) -> np.ndarray:
+        """Which items exploration may promote: created within the cut-off (none when the weight is 0)."""
         if weight == 0:
-            return np.zeros(len(self.exposures_))
-        in_scope = self.created_ >= self.live_clock() - cut_off_days * DAY
+            return np.zeros(len(self.exposures_), dtype=bool)
+        return self.created_ >= self.live_clock() - cut_off_days * DAY
+
+    def _bonus_in_scope(self, history_length: int, weight: float, in_scope: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The items in scope and exploration's bonus of each: fewer exposures, a random draw per request
+        (every other item's bonus is 0)."""
+        scope = np.flatnonzero(in_scope)
+        if weight == 0 or not len(scope):
+            return EMPTY, np.zeros(0)
         user = zlib.crc32((REQUEST_USER.get() or "").encode())
         rng = np.random.default_rng([self.seed, user, history_length])
-        return in_scope / np.sqrt(1 + self.exposures_) * rng.uniform(0.5, 1.0, len(self.exposures_))
+        return scope, rng.uniform(0.5, 1.0, len(scope)) / np.sqrt(1 + self.exposures_[scope])
 
     def observe_impressions(self, user_id: str, impressions: Iterable[tuple[Sequence[str], str | None]]) -> None:
         """The user's live events as ``(impression, item_id)``, oldest first, after ``update`` took their items.
