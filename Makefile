@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 export AIRSIGHT_HOME ?= $(CURDIR)/.airsight
 EXAMPLES := $(AIRSIGHT_HOME)/examples
 
-.PHONY: install chromium demo test bench bench-import bench-forecast bench-personalize bench-serving airflow lint format clean
+.PHONY: install chromium demo test bench bench-import bench-forecast bench-personalize bench-catalog bench-serving airflow lint format clean
 
 install: $(VENV)/.installed
 
@@ -51,7 +51,7 @@ chromium:
 		apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
 	else echo "chromium is not installed (apt-get install chromium, as root): tests/ui will skip"; fi
 
-bench: bench-import bench-forecast bench-personalize bench-serving
+bench: bench-import bench-forecast bench-personalize bench-catalog bench-serving
 
 bench-import: $(BENCH_VENV)/.installed
 	$(BPY) benchmarks/bench_import.py --out benchmarks/results
@@ -61,6 +61,9 @@ bench-forecast: $(BENCH_VENV)/.installed
 
 bench-personalize: $(BENCH_VENV)/.installed
 	$(BPY) benchmarks/bench_personalize.py --out benchmarks/results
+
+bench-catalog: $(BENCH_VENV)/.installed
+	$(BPY) benchmarks/bench_catalog.py --out benchmarks/results
 
 bench-serving: $(BENCH_VENV)/.installed
 	$(BPY) benchmarks/bench_serving.py --out benchmarks/results
