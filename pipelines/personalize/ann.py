@@ -67,15 +67,22 @@ class ItemIndex:
             found = np.union1d(found, np.fromiter(self.fresh, np.int64, len(self.fresh)))
         return found.astype(np.int64)
 
-    def log_normalizer(self, query: np.ndarray, items: np.ndarray, logits: np.ndarray, n_items: int) -> float:
+    def log_normalizer(
+        self, query: np.ndarray, items: np.ndarray, logits: np.ndarray, n_items: int, floor: float | None = None
+    ) -> float:
         """log of sum(exp(vectors @ query)) over the catalog: ``logits`` of ``items`` exactly, each cell's
-        other indexed items as a normal cloud around its mean, items beyond the index at the mean of the scored."""
+        other indexed items as a normal cloud around its mean, none above ``floor`` (default: the lowest of
+        ``logits``; the lowest of the index's candidates where ``items`` hold more), items beyond the index
+        at the mean of the scored."""
         indexed = items[items < self.size]
         others = self.cell_sizes_ - np.bincount(self.cell_[indexed], minlength=self.nlist)
         unscored = max(0, n_items - self.size - int((items >= self.size).sum()))
-        # a cell's sum of exp(v @ q) ~ n exp(mean @ q + spread |q|^2 / 2): its vectors as a normal cloud
-        cells = self.centroids_ @ query + 0.5 * self.spread_ * float(query @ query)
-        terms = [logits, cells + np.log(np.maximum(others, 1e-300))]
+        # a cell's sum of exp(v @ q) ~ n exp(mean @ q + spread |q|^2 / 2): its vectors as a normal cloud,
+        # none of them above the lowest scored (the index found the best; a cloud has a tail cells do not)
+        ceiling = logits.min() if floor is None else floor
+        cells = np.minimum(self.centroids_ @ query + 0.5 * self.spread_ * float(query @ query), ceiling)
+        kept = others > 0
+        terms = [logits, cells[kept] + np.log(others[kept])]
         if unscored:
             terms.append(np.array([float(np.log(unscored) + logits.mean())]))
         stacked = np.concatenate(terms)

@@ -143,6 +143,9 @@ class Hrnn(Recipe):
 
     name = "hrnn"
     uses_metadata: ClassVar[bool] = False
+    # Models pickled before early stopping existed trained without it: what get_params says of them.
+    patience: int = 0
+    validation_fraction: float = 0.0
 
     @extends_model(HrnnHyperparameters)
     def __init__(self, **hyperparameters):
@@ -191,12 +194,9 @@ class Hrnn(Recipe):
         knobs += ("patience", "validation_fraction", "learning_rate", "batch_size", "bptt", "seed")
         settings = training.Settings(hidden=self.hidden_dimension, **{k: getattr(self, k) for k in knobs})
         sequences = training.Sequences(indptr, items, starts, weights, begin=begin)
-        network, self.user_states_, self.session_states_, self.training_report_ = training.train_network(
-            sequences, train_users, data.n_items, item_bags, user_bags, settings
-        )
+        trained = training.train_network(sequences, train_users, data.n_items, item_bags, user_bags, settings)
+        network, self.user_states_, self.session_states_, self.training_report_, self.training_counts_ = trained
         self.training_users_ = len(train_users)
-        in_training = np.repeat(np.isin(np.arange(len(indptr) - 1), train_users), np.diff(indptr))
-        self.training_counts_ = np.bincount(items[in_training], minlength=data.n_items)
         self._load(network, item_bags, user_bags)
         last_start = np.maximum.accumulate(np.where(starts, np.arange(len(items)), 0))
         ends = indptr[1:] - 1
@@ -277,17 +277,18 @@ class Hrnn(Recipe):
             int(end - start),
             int(self.session_events_[u]),
             int(last_time),
-            int(self.last_items_[u]),
+            int(self.last_items_[u]) if hasattr(self, "last_items_") else int(self.history_items_[end - 1]),
             tuple(dict.fromkeys(at_last.tolist())),
         )
 
     def _read(self, state: UserState, item: int, when: int, features: np.ndarray | None) -> UserState:
         """The state after one more event: the open session closes first if the event starts a new one.
         A duplicate (``is_duplicate``) is counted and not read."""
+        later = not state.events or when > state.last_time  # an event out of order leaves the instant as it was
         if self._is_duplicate(state, item, when):
-            instant = state.instant if when == state.last_time else (item,)
+            instant = (item,) if later else state.instant
             return replace(state, events=state.events + 1, last_time=max(state.last_time, when), instant=instant)
-        instant = (*state.instant, item) if state.events and when == state.last_time else (item,)
+        instant = (item,) if later else (*state.instant, item) if when == state.last_time else state.instant
         state = (
             self._close_session(state, features)
             if state.events and self._starts_session(state, when)

@@ -143,11 +143,16 @@ def lanes(seqs: Sequences, users: np.ndarray, n_lanes: int, rng: np.random.Gener
         lane_of[k], offset_of[k] = lane, used
         heapq.heappush(load, (used + int(lengths[k]), lane))
     positions = np.full((max(used for used, _ in load), n_lanes), -1, dtype=np.int64)
-    within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    within = offsets_within(lengths)
     positions[np.repeat(offset_of, lengths) + within, np.repeat(lane_of, lengths)] = (
         np.repeat(begin[users], lengths) + within
     )
     return positions
+
+
+def offsets_within(lengths: np.ndarray) -> np.ndarray:
+    """0, 1, ..., length - 1 for each length in turn, flat."""
+    return np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
 
 
 def step_arrays(seqs: Sequences, positions: np.ndarray) -> dict[str, np.ndarray]:
@@ -236,8 +241,9 @@ def train_network(
     user_bags: sp.csr_matrix | None,
     settings: Settings,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict]:
-    """Train; return the weights, every user's user and session state after their last event, and a report
-    (epochs run, the validation NDCG@10 of each, the epoch kept)."""
+    """Train; return the weights, every user's user and session state after their last event (the whole
+    history, as serving replays it), a report (epochs run, the validation NDCG@10 of each, the epoch
+    kept) and how often each item occurs in what training read (0: never trained)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     threads = torch.get_num_threads()
     if device.type == "cpu":
@@ -248,15 +254,28 @@ def train_network(
             tokens = (0 if bags is None else bags.shape[1] for bags in (item_bags, user_bags))
             net = HrnnNetwork(n_items, *tokens, settings).to(device)
             report = {"epochs": 0, "validation_ndcg_at_10": [], "best_epoch": None}
+            counts = np.zeros(n_items, np.int64)
             if len(train_users):
                 holdout = Holdout.draw(seqs, train_users, settings)
                 training = seqs if holdout is None else replace(seqs, end=holdout.cut)
+                counts = read_counts(training, train_users, n_items)
                 report = fit_epochs(net, training, train_users, item_bags, user_bags, settings, device, holdout)
             net.eval()
-            user_states, session_states = final_states(net, seqs, item_bags, user_bags, device)
+            whole = replace(seqs, begin=None, end=None)
+            user_states, session_states = final_states(net, whole, item_bags, user_bags, device)
     finally:
         torch.set_num_threads(threads)
-    return export(net), user_states, session_states, report
+    return export(net), user_states, session_states, report, counts
+
+
+def read_counts(seqs: Sequences, users: np.ndarray, n_items: int) -> np.ndarray:
+    """How often each item occurs in the spans of ``users`` that training reads."""
+    begin, end = seqs.span()
+    lengths = end[users] - begin[users]
+    positions = np.repeat(begin[users], lengths) + (
+        np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    )
+    return np.bincount(seqs.items[positions], minlength=n_items).astype(np.int64)
 
 
 @dataclass
@@ -330,11 +349,7 @@ def fit_epochs(
     """Epochs of truncated BPTT; with a holdout, stop after ``patience`` epochs without a better
     validation NDCG@10 and keep the best epoch's weights."""
     rng = np.random.default_rng(settings.seed)
-    begin, end = seqs.span()
-    read = np.zeros(len(seqs.items), dtype=bool)
-    for u in train_users.tolist():
-        read[begin[u] : end[u]] = True
-    counts = np.bincount(seqs.items[read], minlength=len(net.output.weight)).astype(np.float64)
+    counts = read_counts(seqs, train_users, len(net.output.weight)).astype(np.float64)
     sampled = counts**settings.sample_alpha
     cdf = np.cumsum(sampled / sampled.sum())
     n_lanes = min(settings.batch_size, len(train_users))

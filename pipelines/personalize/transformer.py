@@ -69,6 +69,9 @@ class SequenceTransformer(Recipe):
     early stopping after ``patience`` epochs without gain, within ``epochs``.
     """
 
+    ann_min_items: int = 0  # models pickled before the index existed have none
+    ann_candidates: int = 500
+
     def __init__(
         self,
         max_sequence_length: int = 100,
@@ -263,14 +266,20 @@ class SequenceTransformer(Recipe):
         index = getattr(self, "index_", None)
         if index is None:
             return self._scores(state)[items]
-        support = items if pooled else np.union1d(items, index.candidates(state, self.ann_candidates))
+        found = items if pooled else index.candidates(state, self.ann_candidates)
+        support = items if pooled else np.union1d(items, found)
         logits = (self.item_vectors_[support] @ state).astype(np.float64)
-        log_z = index.log_normalizer(state, support, logits, len(self.item_vectors_))
+        floor = float((self.item_vectors_[found] @ state).min()) if len(found) else None
+        log_z = index.log_normalizer(state, support, logits, len(self.item_vectors_), floor)
         return np.exp((self.item_vectors_[items] @ state).astype(np.float64) - log_z)
 
     def _exploitation_pool(self, state: np.ndarray, n: int) -> np.ndarray | None:
         index = getattr(self, "index_", None)
-        return None if index is None else index.candidates(state, max(n, self.ann_candidates))
+        if index is None:
+            return None
+        wanted = max(n, self.ann_candidates)
+        pool = index.candidates(state, wanted)
+        return pool if len(pool) >= min(wanted, len(self.item_vectors_)) else None  # too few found: scan all
 
     # The recipe interface.
     def _history(self, user_id: str) -> tuple[np.ndarray, np.ndarray]:

@@ -111,7 +111,8 @@ class Exploration:
         if pool is None:
             bonus = np.zeros(len(self.exposures_))
             bonus[scope] = draws
-        else:  # a catalog served through an index: the best exploited, the best explored, the shown
+        else:  # through an index: the best exploited, the best explored and the shown items, a pool that
+            # holds the top n of the mix unless an item just outside both lists beats one in them
             best = np.argpartition(-draws, n)[:n] if len(scope) > n else np.arange(len(scope))
             pool = np.union1d(pool, np.concatenate([scope[best], shown]))
             bonus = np.zeros(len(pool))

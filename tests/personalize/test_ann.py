@@ -48,6 +48,13 @@ def test_candidates_hold_the_exact_top_items_and_the_normalizer_is_close(cluster
         full = (clustered @ query).astype(np.float64)
         errors.append(abs(estimate - (full.max() + np.log(np.exp(full - full.max()).sum()))))
     assert np.mean(recall) >= 0.95 and index.nlist < len(clustered) // 39
+    for scale in (4.0, 8.0):  # sharp softmaxes: a cell's cloud must not outweigh the items found
+        query = scale * clustered[7]
+        found = index.candidates(query, 200)
+        logits = (clustered[found] @ query).astype(np.float64)
+        full = (clustered @ query).astype(np.float64)
+        exact = full.max() + np.log(np.exp(full - full.max()).sum())
+        assert abs(index.log_normalizer(query, found, logits, len(clustered)) - exact) < 0.15
     assert np.median(errors) < 0.15  # the softmax's scores within about 15 % where the index estimates them
 
 

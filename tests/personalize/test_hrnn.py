@@ -109,12 +109,24 @@ def test_long_histories_train_on_their_newest_events_and_training_stops_early():
     frame = chains(users=300)
     busy = frame[frame.USER_ID == "g0_u000"]
     many = pd.concat([busy.assign(TIMESTAMP=busy.TIMESTAMP + k * 10 * DAY) for k in range(30)])
-    data = InteractionData.from_frames(pd.concat([frame, many]).sort_values("TIMESTAMP", kind="stable"))
+    oldest = pd.DataFrame([("g0_u000", "only-in-the-oldest", T0 - DAY, "click")], columns=frame.columns)
+    data = InteractionData.from_frames(pd.concat([oldest, frame, many]).sort_values("TIMESTAMP", kind="stable"))
     model = Hrnn(**{**FAST, "max_user_history_length_percentile": 0.9})
     indptr = np.array([0, 3, 10, 40])
     users, begin = model._training_spans(indptr)
     assert users.tolist() == [0, 1, 2] and begin[:2].tolist() == [0, 3] and begin[2] > 10  # kept, cut to its newest
     model = Hrnn(**{**FAST, "epochs": 30, "patience": 2, "validation_fraction": 0.2}).fit(data)
+    # The busy user's oldest events were not read: an item only there counts as untrained (the mean
+    # trained item's vectors), and the user's state as serving starts is still the whole history's.
+    only = model.item_index_["only-in-the-oldest"]
+    assert model.training_counts_[only] == 0 and model.training_counts_.sum() > 0
+    np.testing.assert_allclose(model.output_[only], model.cold_item_[1], atol=1e-6)
+    stored, history = model._stored_state("g0_u000"), model._history("g0_u000")
+    replayed = model._fresh_state("g0_u000")
+    for item_index, when in zip(*(h.tolist() for h in history), strict=True):
+        replayed = model._read(replayed, item_index, when, None)
+    np.testing.assert_allclose(replayed.session, stored.session, atol=1e-5)
+    np.testing.assert_allclose(replayed.user, stored.user, atol=1e-5)
     report = model.training_report_
     assert len(report["validation_ndcg_at_10"]) == report["epochs"] <= 30 and report["best_epoch"] >= 1
     assert report["epochs"] == 30 or report["epochs"] - report["best_epoch"] == 2
@@ -214,3 +226,12 @@ def test_serving_a_ten_thousand_item_catalog_takes_milliseconds():
     for user in users:
         model.recommend(user, n=25)
     assert (time.perf_counter() - start) / len(users) < 0.02  # a few ms here; generous for busy machines
+
+
+def test_models_pickled_before_duplicates_and_early_stopping_still_serve(model):
+    old = copy.deepcopy(model)
+    for name in ("last_items_", "patience", "validation_fraction"):
+        old.__dict__.pop(name, None)
+    restored = pickle.loads(pickle.dumps(old))
+    assert restored.recommend("g0_u000", n=3) == model.recommend("g0_u000", n=3)
+    assert restored.get_params()["patience"] == 0  # they trained without early stopping
