@@ -57,6 +57,7 @@ class ItemIndex:
         deviations = ((vectors[:, :-1] - self.centroids_[self.cell_]) ** 2).sum(1)
         self.spread_ = np.bincount(self.cell_, deviations, self.nlist) / counts / (dimension - 1)
         self.fresh: set[int] = set()
+        self.grown = 0  # items added after the index was built
 
     def candidates(self, query: np.ndarray, k: int) -> np.ndarray:
         """Item indexes: the index's best ``k`` for ``query`` by inner product, and every fresh item."""
@@ -91,8 +92,9 @@ class ItemIndex:
 
     def grow(self, count: int) -> None:
         """``count`` new items at the end of the catalog: candidates from now on, until a rebuild."""
-        start = self.size + sum(1 for i in self.fresh if i >= self.size)
+        start = self.size + self.grown
         self.fresh.update(range(start, start + count))
+        self.grown += count
 
     def touch(self, items: np.ndarray) -> None:
         """These items' vectors changed: always candidates, until a rebuild."""

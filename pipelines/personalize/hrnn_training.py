@@ -240,7 +240,7 @@ def train_network(
     item_bags: sp.csr_matrix | None,
     user_bags: sp.csr_matrix | None,
     settings: Settings,
-) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict]:
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict, np.ndarray]:
     """Train; return the weights, every user's user and session state after their last event (the whole
     history, as serving replays it), a report (epochs run, the validation NDCG@10 of each, the epoch
     kept) and how often each item occurs in what training read (0: never trained)."""
@@ -259,7 +259,7 @@ def train_network(
                 holdout = Holdout.draw(seqs, train_users, settings)
                 training = seqs if holdout is None else replace(seqs, end=holdout.cut)
                 counts = read_counts(training, train_users, n_items)
-                report = fit_epochs(net, training, train_users, item_bags, user_bags, settings, device, holdout)
+                report = fit_epochs(net, training, train_users, counts, item_bags, user_bags, settings, device, holdout)
             net.eval()
             whole = replace(seqs, begin=None, end=None)
             user_states, session_states = final_states(net, whole, item_bags, user_bags, device)
@@ -272,9 +272,7 @@ def read_counts(seqs: Sequences, users: np.ndarray, n_items: int) -> np.ndarray:
     """How often each item occurs in the spans of ``users`` that training reads."""
     begin, end = seqs.span()
     lengths = end[users] - begin[users]
-    positions = np.repeat(begin[users], lengths) + (
-        np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    )
+    positions = np.repeat(begin[users], lengths) + offsets_within(lengths)
     return np.bincount(seqs.items[positions], minlength=n_items).astype(np.int64)
 
 
@@ -340,6 +338,7 @@ def fit_epochs(
     net: HrnnNetwork,
     seqs: Sequences,
     train_users,
+    counts: np.ndarray,
     item_bags,
     user_bags,
     settings: Settings,
@@ -347,9 +346,10 @@ def fit_epochs(
     holdout: Holdout | None = None,
 ) -> dict:
     """Epochs of truncated BPTT; with a holdout, stop after ``patience`` epochs without a better
-    validation NDCG@10 and keep the best epoch's weights."""
+    validation NDCG@10 and keep the best epoch's weights. ``counts``: each item's events that training
+    reads (``read_counts``), for the negatives' sampling."""
     rng = np.random.default_rng(settings.seed)
-    counts = read_counts(seqs, train_users, len(net.output.weight)).astype(np.float64)
+    counts = counts.astype(np.float64)
     sampled = counts**settings.sample_alpha
     cdf = np.cumsum(sampled / sampled.sum())
     n_lanes = min(settings.batch_size, len(train_users))

@@ -71,6 +71,7 @@ class SequenceTransformer(Recipe):
 
     ann_min_items: int = 0  # models pickled before the index existed have none
     ann_candidates: int = 500
+    index_ = None
 
     def __init__(
         self,
@@ -263,18 +264,18 @@ class SequenceTransformer(Recipe):
     def _scores_of(self, state: np.ndarray, items: np.ndarray, pooled: bool = False) -> np.ndarray:
         """``_scores(state)[items]``; through the index, with the softmax's normalizer estimated over
         the items and the index's candidates (``pooled``: the items hold them already)."""
-        index = getattr(self, "index_", None)
+        index = self.index_
         if index is None:
             return self._scores(state)[items]
         found = items if pooled else index.candidates(state, self.ann_candidates)
         support = items if pooled else np.union1d(items, found)
         logits = (self.item_vectors_[support] @ state).astype(np.float64)
-        floor = float((self.item_vectors_[found] @ state).min()) if len(found) else None
+        floor = float(logits[np.searchsorted(support, found)].min()) if len(found) else None
         log_z = index.log_normalizer(state, support, logits, len(self.item_vectors_), floor)
-        return np.exp((self.item_vectors_[items] @ state).astype(np.float64) - log_z)
+        return np.exp((logits if pooled else logits[np.searchsorted(support, items)]) - log_z)
 
     def _exploitation_pool(self, state: np.ndarray, n: int) -> np.ndarray | None:
-        index = getattr(self, "index_", None)
+        index = self.index_
         if index is None:
             return None
         wanted = max(n, self.ann_candidates)
@@ -326,7 +327,7 @@ class SequenceTransformer(Recipe):
         self.item_ids_vectors_ = np.concatenate([self.item_ids_vectors_, unknown])
         self.item_vectors_ = np.concatenate([self.item_vectors_, unknown])
         self._normalize()
-        if getattr(self, "index_", None) is not None:
+        if self.index_ is not None:
             self.index_.grow(count)
 
     def _describe(self, items: np.ndarray, metadata: list[Mapping[str, Any]]) -> None:
@@ -336,7 +337,7 @@ class SequenceTransformer(Recipe):
         bags = self.item_features_.matrix(metadata)
         self.item_vectors_[items] = self.item_ids_vectors_[items] + (bags @ self.token_vectors_).astype(np.float32)
         self._normalize()
-        if getattr(self, "index_", None) is not None:
+        if self.index_ is not None:
             self.index_.touch(items)
 
 

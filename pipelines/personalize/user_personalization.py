@@ -106,7 +106,7 @@ class Exploration:
         in_scope = self._in_scope(weight, cut_off)
         ignored = getattr(self, "ignored_", {}).get(REQUEST_USER.get() or "")
         shown = np.fromiter(ignored, np.int64, len(ignored)) if ignored else EMPTY
-        scope, draws = self._bonus_in_scope(len(history), weight, in_scope)
+        scope, draws = self._bonus_in_scope(len(history), in_scope)
         pool = None if state is None else self._exploitation_pool(state, n)
         if pool is None:
             bonus = np.zeros(len(self.exposures_))
@@ -135,11 +135,11 @@ class Exploration:
             return np.zeros(len(self.exposures_), dtype=bool)
         return self.created_ >= self.live_clock() - cut_off_days * DAY
 
-    def _bonus_in_scope(self, history_length: int, weight: float, in_scope: np.ndarray) -> tuple[np.ndarray, ...]:
+    def _bonus_in_scope(self, history_length: int, in_scope: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The items in scope and exploration's bonus of each: fewer exposures, a random draw per request
         (every other item's bonus is 0)."""
-        scope = np.flatnonzero(in_scope)
-        if weight == 0 or not len(scope):
+        scope = np.flatnonzero(in_scope)  # none where the weight is 0 (``_in_scope``)
+        if not len(scope):
             return EMPTY, np.zeros(0)
         user = zlib.crc32((REQUEST_USER.get() or "").encode())
         rng = np.random.default_rng([self.seed, user, history_length])
