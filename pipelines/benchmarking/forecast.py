@@ -390,9 +390,9 @@ class Bench:
             yield np.arange(n)
             return
         size = max(min(8 * self.n_jobs, max(n // 4, 1)), math.ceil(n / 20))  # a few series: one at a time
-        deadline = time.perf_counter() + self.budget
+        self.deadline = time.perf_counter() + self.budget
         for first in range(0, n, size):
-            if time.perf_counter() >= deadline:
+            if time.perf_counter() >= self.deadline:
                 notes["stopped"] = "time limit reached"
                 return
             yield np.arange(first, min(first + size, n))
@@ -481,7 +481,13 @@ class Bench:
             model = getattr(sf_models, name)(season_length=m)
             try:
                 sf = StatsForecast(models=[model], freq=1, n_jobs=self.n_jobs)
-                fc = sf.forecast(h=h, df=part, level=[80])
+                if self.budget is None:
+                    fc = sf.forecast(h=h, df=part, level=[80])
+                else:  # StatsForecast cannot stop within a chunk: the chunk runs apart, stopped at the deadline
+                    fc = within(self.deadline - time.perf_counter(), sf.forecast, h=h, df=part, level=[80])
+            except TimeoutError:
+                notes["stopped"] = "time limit reached within a chunk of series, which was stopped"
+                break
             except Exception as exc:  # the chunk's series stay undone; the error is reported
                 notes.setdefault("errors", []).append(f"{type(exc).__name__}: {exc}")
                 continue
@@ -647,3 +653,49 @@ def _log(entry: dict) -> None:
         file=sys.stderr,
         flush=True,
     )
+
+
+def within(seconds: float, function, *args, **kwargs):
+    """``function(*args, **kwargs)`` in a forked process, killed (with its children) after ``seconds``.
+
+    Raises TimeoutError when it did not finish in time, or what it raised (as RuntimeError when its
+    exception cannot be sent back).
+    """
+    import multiprocessing
+
+    import psutil
+
+    if seconds <= 0:
+        raise TimeoutError("no time left")
+    receiver, sender = multiprocessing.get_context("fork").Pipe(duplex=False)
+    child = multiprocessing.get_context("fork").Process(target=_send_result, args=(sender, function, args, kwargs))
+    child.start()
+    sender.close()
+    try:
+        if not receiver.poll(seconds):
+            raise TimeoutError(f"did not finish in {seconds:.1f} s")
+        ok, value = receiver.recv()
+    except EOFError:
+        ok, value = False, RuntimeError(f"the process running it ended with exit code {child.exitcode}")
+    finally:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for process in [*psutil.Process(child.pid).children(recursive=True), psutil.Process(child.pid)]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.kill()
+        child.join()
+        receiver.close()
+    if not ok:
+        raise value
+    return value
+
+
+def _send_result(sender, function, args, kwargs) -> None:
+    try:
+        result = (True, function(*args, **kwargs))
+    except Exception as exc:  # sent back to be raised in the parent
+        result = (False, exc)
+    try:
+        sender.send(result)
+    except Exception as exc:  # an exception that does not pickle
+        sender.send((False, RuntimeError(f"{type(result[1]).__name__}: {result[1]} ({exc})")))
+    sender.close()

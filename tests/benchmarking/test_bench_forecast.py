@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -102,6 +103,29 @@ def test_a_spent_budget_starts_no_more_series_and_says_so(tmp_path):
     assert theta["smape"] is None
 
 
+def _sleep_then_return(seconds: float, value):
+    import time
+
+    time.sleep(seconds)
+    return value
+
+
+def _fail():
+    raise ValueError("bad chunk")
+
+
+def test_within_returns_the_result_stops_a_late_call_and_raises_its_errors():
+    assert bench.within(30, _sleep_then_return, 0, {"a": np.arange(3)})["a"].tolist() == [0, 1, 2]
+    began = time.perf_counter()
+    with pytest.raises(TimeoutError):
+        bench.within(0.5, _sleep_then_return, 60, None)
+    assert time.perf_counter() - began < 10  # stopped at its deadline, not after the minute
+    with pytest.raises(ValueError, match="bad chunk"):
+        bench.within(30, _fail)
+    with pytest.raises(TimeoutError):
+        bench.within(0, _sleep_then_return, 0, None)
+
+
 def test_bad_input_gets_a_clear_error(tmp_path):
     out = tmp_path / "result.json"
     broken = tmp_path / "broken.csv"
@@ -159,3 +183,27 @@ def test_peers_run_beside_ours_and_the_ensemble_averages_three(tmp_path):
     members = [entries[f"statsforecast.{n}"] for n in ("AutoETS", "AutoARIMA", "AutoTheta")]
     assert ensemble["series_done"] == 4
     assert ensemble["wall_seconds"] == pytest.approx(sum(m["wall_seconds"] for m in members), abs=0.01)
+
+
+@pytest.mark.skipif(not HAVE_STATSFORECAST, reason="StatsForecast is a bench peer only: run in .venv-bench")
+def test_a_peer_past_its_budget_is_stopped_within_its_chunk(tmp_path, monkeypatch):
+    """A peer whose one chunk outlasts the budget is stopped at the deadline, not when StatsForecast ends."""
+    import statsforecast
+
+    slow = statsforecast.StatsForecast.forecast
+
+    def forecast(self, **kwargs):
+        time.sleep(60)
+        return slow(self, **kwargs)
+
+    monkeypatch.setattr(statsforecast.StatsForecast, "forecast", forecast)
+    target = write_target(tmp_path / "target.csv")
+    out = tmp_path / "result.json"
+    began = time.perf_counter()
+    run("--target", target, "--frequency", "1M", "--horizon", HORIZON, "--peers", "--models", "SeasonalNaive",
+        "--n-jobs", 1, "--time-limit", 1, "--out", out)  # fmt: skip
+    assert time.perf_counter() - began < 30  # four peers of one second each, not four minutes
+    entries = {e["name"]: e for e in json.loads(out.read_text())["models"]}
+    for name in ("AutoETS", "AutoARIMA", "AutoTheta", "SeasonalNaive"):
+        peer = entries[f"statsforecast.{name}"]
+        assert peer["series_done"] == 0 and "stopped" in peer["notes"]["stopped"]
