@@ -154,3 +154,27 @@ def test_the_v2_recipes_and_similar_items_have_search_spaces_over_their_hyperpar
     for name in ("user-personalization-v2", "personalized-ranking-v2", "similar-items"):
         assert SEARCH_SPACES[name] and set(SEARCH_SPACES[name]) <= set(RECIPES[name].hyperparameter_defaults())
     assert SEARCH_SPACES["user-personalization-v2"]["max_sequence_length"].low == 50
+
+
+def test_the_catalog_cross_entropy_matches_torch_in_value_and_gradient():
+    """The chunked full softmax (logits computed again in backward) is torch's cross-entropy, over several chunks."""
+    import torch
+    from torch.nn import functional
+
+    from pipelines.personalize.transformer_network import SOFTMAX_ROWS, CatalogCrossEntropy
+
+    generator = torch.Generator().manual_seed(0)
+    rows = 2 * SOFTMAX_ROWS + 37
+    outputs = torch.randn(rows, 8, dtype=torch.float64, generator=generator, requires_grad=True)
+    vectors = torch.randn(50, 8, dtype=torch.float64, generator=generator, requires_grad=True)
+    targets = torch.randint(0, 50, (rows,), generator=generator)
+    weights = torch.rand(rows, dtype=torch.float64, generator=generator)
+    ours = CatalogCrossEntropy.apply(outputs, vectors, targets)
+    theirs = functional.cross_entropy(outputs @ vectors.T, targets, reduction="none")
+    assert torch.allclose(ours, theirs)
+    grads = torch.autograd.grad((ours * weights).sum(), [outputs, vectors])
+    expected = torch.autograd.grad((theirs * weights).sum(), [outputs, vectors])
+    for got, want in zip(grads, expected, strict=True):
+        assert torch.allclose(got, want)
+    small = (outputs[:5].detach().requires_grad_(), vectors.detach().requires_grad_(), targets[:5])
+    assert torch.autograd.gradcheck(CatalogCrossEntropy.apply, small)
