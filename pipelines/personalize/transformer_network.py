@@ -326,7 +326,8 @@ def fit_epochs(net: SequenceNetwork, seqs: Sequences, settings: Settings, rng: n
     for u, (kept, _) in held.items():
         ends[u] = seqs.indptr[u] + kept  # validation users train on their input only
     starts, stops, limits = windows(seqs.indptr[:-1], ends, settings.max_length)
-    report = {"windows": len(starts), "epochs": 0, "best_epoch": 0, "validation_ndcg": None, "full_softmax": False}
+    report = {"windows": len(starts), "epochs": 0, "best_epoch": 0, "validation_ndcg": None, "full_softmax": False,
+              "validation_by_epoch": []}  # fmt: skip
     if len(starts) == 0:
         return report
     counts = np.bincount(train.items[train.target > 0], minlength=net.n_items).astype(np.float64)
@@ -349,6 +350,7 @@ def fit_epochs(net: SequenceNetwork, seqs: Sequences, settings: Settings, rng: n
         if not held:
             continue
         score = validation_ndcg(net, seqs, held, settings.max_length)
+        report["validation_by_epoch"].append(round(score, 6))
         if score > best:
             best, waited, report["best_epoch"] = score, 0, epoch + 1
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
