@@ -377,6 +377,15 @@ def _event(event: Any) -> tuple[str, int]:
     return _id(item), epoch_seconds(when)
 
 
+def event_type_name(event: Any) -> str | None:
+    """An event's EVENT_TYPE as ``update`` takes it: eventType/EVENT_TYPE of a mapping, a tuple's third value."""
+    if isinstance(event, Mapping):
+        name = event.get("eventType", event.get("EVENT_TYPE"))
+    else:
+        name = event[2] if len(event) > 2 else None
+    return None if name is None else str(name)
+
+
 def epoch_seconds(value: Any) -> int:
     """Unix seconds from seconds, a datetime or ISO text (naive times are UTC)."""
     if isinstance(value, int | float | np.integer | np.floating):

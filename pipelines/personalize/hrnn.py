@@ -22,6 +22,13 @@ timestamp, or right after itself within a session (a click, then a watch of the 
 They told the network nothing new and cost a step each (a third of the Personalize-layout
 MovieLens events).
 
+Where the events read have two EVENT_TYPEs or more, each event's type is an input beside its item
+(a learned vector per type added to the item's, in training and in serving; PutEvents' eventType
+is read the same way), so a watch and a click of the same item lead the session apart. Training
+reads a tenth of the events as of no type (``TYPE_DROPOUT``), so an event that comes without one,
+or with a type training never saw, reads as a trained "no type". A duplicate's type is not read,
+as the duplicate is not.
+
 Training reads a long history's newest events (up to ``max_user_history_length_percentile``'s
 length) instead of leaving the user out, and stops early: a ``validation_fraction`` of the
 training users keep their newest events out of training, the network's NDCG@10 on them is
@@ -41,7 +48,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipelines.personalize.base import EMPTY, Recipe, _id
+from pipelines.personalize.base import EMPTY, Recipe, _id, event_type_name
 from pipelines.personalize.data import InteractionData
 from pipelines.personalize.metadata import metadata_bags
 from pipelines.personalize.tuning import Choice, IntRange, register_search_space
@@ -146,6 +153,10 @@ class Hrnn(Recipe):
     # Models pickled before early stopping existed trained without it: what get_params says of them.
     patience: int = 0
     validation_fraction: float = 0.0
+    # ... and without event types: none read, in training or in serving.
+    event_type_index_: ClassVar[dict[str, int]] = {}
+    history_types_: np.ndarray | None = None
+    type_inputs_: np.ndarray | None = None
 
     @extends_model(HrnnHyperparameters)
     def __init__(self, **hyperparameters):
@@ -179,7 +190,11 @@ class Hrnn(Recipe):
     def _fit(self, data: InteractionData) -> None:
         from pipelines.personalize import hrnn_training as training  # torch loads only to train
 
-        indptr, items, times, starts, self.coarse_timestamps_ = distinct_events(
+        _, rows = data.histories
+        self.event_type_index_ = {name: k + 1 for k, name in enumerate(data.event_type_names)}
+        self.history_types_ = (data.event_types[rows].astype(np.int64) + 1) if self.event_type_index_ else None
+        self.recent_types_: dict[str, list[int]] = {}
+        indptr, items, times, starts, self.coarse_timestamps_, kept = distinct_events(
             self.history_indptr_,
             self.history_items_,
             self.history_times_,
@@ -193,7 +208,10 @@ class Hrnn(Recipe):
         knobs = ("variant", "loss", "negative_samples", "sample_alpha", "bpreg", "logq", "dropout", "epochs")
         knobs += ("patience", "validation_fraction", "learning_rate", "batch_size", "bptt", "seed")
         settings = training.Settings(hidden=self.hidden_dimension, **{k: getattr(self, k) for k in knobs})
-        sequences = training.Sequences(indptr, items, starts, weights, begin=begin)
+        types = None if self.history_types_ is None else self.history_types_[kept]
+        if types is not None and len(np.unique(types[types > 0])) < 2:  # one type tells nothing: none read
+            self.history_types_ = types = None
+        sequences = training.Sequences(indptr, items, starts, weights, begin=begin, types=types)
         trained = training.train_network(sequences, train_users, data.n_items, item_bags, user_bags, settings)
         network, self.user_states_, self.session_states_, self.training_report_, self.training_counts_ = trained
         self.training_users_ = len(train_users)
@@ -229,6 +247,7 @@ class Hrnn(Recipe):
         if item_bags is not None:
             embedding = np.hstack([embedding, item_bags @ weights["item_tokens"]]).astype(np.float32)
         self.item_inputs_ = embedding
+        self.type_inputs_ = weights.get("event_types")  # row 0: no type (zeros)
         self.user_features_ = None if user_bags is None else (user_bags @ weights["user_tokens"]).astype(np.float32)
         gru = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
         self.session_gru_ = tuple(weights[f"session_gru.{k}"] for k in gru)
@@ -281,9 +300,11 @@ class Hrnn(Recipe):
             tuple(dict.fromkeys(at_last.tolist())),
         )
 
-    def _read(self, state: UserState, item: int, when: int, features: np.ndarray | None) -> UserState:
-        """The state after one more event: the open session closes first if the event starts a new one.
-        A duplicate (``is_duplicate``) is counted and not read."""
+    def _read(
+        self, state: UserState, item: int, when: int, features: np.ndarray | None, event_type: int = 0
+    ) -> UserState:
+        """The state after one more event (``event_type``: its code plus one, 0 for none): the open session
+        closes first if the event starts a new one. A duplicate (``is_duplicate``) is counted and not read."""
         later = not state.events or when > state.last_time  # an event out of order leaves the instant as it was
         if self._is_duplicate(state, item, when):
             instant = (item,) if later else state.instant
@@ -295,6 +316,8 @@ class Hrnn(Recipe):
             else replace(state)
         )
         x = self.item_inputs_[item]
+        if self.type_inputs_ is not None and 0 < event_type < len(self.type_inputs_):
+            x = x + self.type_inputs_[event_type]
         if self.variant == "all":
             x = np.concatenate([x, state.user] + ([] if features is None else [features]))
         state.session = gru_cell(x, state.session, *self.session_gru_)
@@ -336,9 +359,25 @@ class Hrnn(Recipe):
         if len(history) == 0:
             return None
         state, features = self._fresh_state(user_id), self._user_features(user_id)
-        for item, when in zip(history.tolist(), times.tolist(), strict=True):
-            state = self._read(state, item, when, features)
+        types = self._history_types(user_id, len(history))
+        for item, when, event_type in zip(history.tolist(), times.tolist(), types.tolist(), strict=True):
+            state = self._read(state, item, when, features, event_type)
         return state
+
+    def _history_types(self, user_id: str | None, count: int) -> np.ndarray:
+        """The event-type codes of the user's history, in ``_history``'s order (zeros where unknown)."""
+        if self.history_types_ is None or user_id is None:
+            return np.zeros(count, np.int64)
+        u = self.user_index_.get(user_id)
+        start, end = (0, 0) if u is None else (self.history_indptr_[u], self.history_indptr_[u + 1])
+        types, times = self.history_types_[start:end], self.history_times_[start:end]
+        recent = self.recent_events_.get(user_id)
+        if recent:
+            added = getattr(self, "recent_types_", {}).get(user_id, [])
+            types = np.concatenate([types, np.asarray(added, np.int64)])
+            times = np.concatenate([times, np.asarray(recent[1], dtype=np.int64)])
+            types = types[np.argsort(times, kind="stable")]  # as _history orders the items
+        return types if len(types) == count else np.zeros(count, np.int64)
 
     def _has_features(self, user_id: str) -> bool:
         features = self._user_features(user_id)
@@ -367,16 +406,19 @@ class Hrnn(Recipe):
 
     def update(self, user_id: str, events: Iterable[Any]) -> None:
         """Take the events as the base does, then read them into the user's state (no retraining)."""
-        user_id = _id(user_id)
+        user_id, events = _id(user_id), list(events)
         before = len(self.recent_events_.get(user_id, ([], []))[0]) if hasattr(self, "recent_events_") else 0
         super().update(user_id, events)
         items, times = self.recent_events_.get(user_id, ([], []))
         if len(items) == before:
             return
+        codes = [self.event_type_index_.get(event_type_name(e) or "", 0) for e in events]
+        if self.history_types_ is not None:
+            self.__dict__.setdefault("recent_types_", {}).setdefault(user_id, []).extend(codes)
         state, features = self._stored_state(user_id), self._user_features(user_id)
         new_items, new_times = np.asarray(items[before:]), np.asarray(times[before:])
         for k in np.argsort(new_times, kind="stable").tolist():
-            state = self._read(state, int(new_items[k]), int(new_times[k]), features)
+            state = self._read(state, int(new_items[k]), int(new_times[k]), features, codes[k])
         self.live_states_[user_id] = state
 
     def _grow(self, count: int) -> None:
@@ -413,8 +455,8 @@ def chunk_starts(indptr: np.ndarray, chunk: int) -> np.ndarray:
 
 def distinct_events(
     indptr: np.ndarray, items: np.ndarray, times: np.ndarray, gap: float, chunk: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
-    """The histories without duplicates, as (indptr, items, times, session starts, coarse).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool, np.ndarray]:
+    """The histories without duplicates, as (indptr, items, times, session starts, coarse, which events are kept).
 
     A duplicate is an event of an item the user already has at that timestamp, or of the item the
     user's previous distinct event was, within the session (with coarse timestamps: any time).
@@ -438,8 +480,8 @@ def distinct_events(
     )
     new_times = times[keep]
     if coarse:
-        return new_indptr, items[keep], new_times, chunk_starts(new_indptr, chunk), True
-    return new_indptr, items[keep], new_times, starts[keep], False
+        return new_indptr, items[keep], new_times, chunk_starts(new_indptr, chunk), True, keep
+    return new_indptr, items[keep], new_times, starts[keep], False, keep
 
 
 def target_weights(indptr: np.ndarray, items: np.ndarray, times: np.ndarray, n_items: int, recency: bool) -> np.ndarray:

@@ -37,6 +37,7 @@ from torch import nn
 from torch.nn import functional
 
 INFERENCE_LANES = 1024
+TYPE_DROPOUT = 0.1  # the share of events training reads as of no type (serving may get events without one)
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Sequences:
     """Every user's events in time order, flat: user u's are ``[indptr[u], indptr[u + 1])``.
 
     ``weight`` is the loss weight of predicting an event (0: never a target, e.g. a repeat).
+    ``types`` (optional) is each event's EVENT_TYPE code plus one (0: none), an input beside the item.
     ``begin`` and ``end`` (per user, default the whole history) bound what training reads:
     a long history's newest events, a validation user's older ones.
     """
@@ -54,6 +56,7 @@ class Sequences:
     weight: np.ndarray
     begin: np.ndarray | None = None
     end: np.ndarray | None = None
+    types: np.ndarray | None = None
 
     def span(self) -> tuple[np.ndarray, np.ndarray]:
         begin = self.indptr[:-1] if self.begin is None else self.begin
@@ -80,7 +83,7 @@ class Settings:
 
 
 class HrnnNetwork(nn.Module):
-    def __init__(self, n_items: int, item_tokens: int, user_tokens: int, settings: Settings):
+    def __init__(self, n_items: int, item_tokens: int, user_tokens: int, settings: Settings, event_types: int = 0):
         super().__init__()
         hidden, features = settings.hidden, max(8, settings.hidden // 2)
         self.all = settings.variant == "all"
@@ -91,6 +94,10 @@ class HrnnNetwork(nn.Module):
         self.user_tokens = nn.Parameter(torch.randn(user_tokens, features) * 0.1) if user_tokens else None
         user_dim = hidden + (features if user_tokens else 0)
         item_dim = hidden + (features if item_tokens else 0)
+        # An event type's vector is added to the item's input (row 0: no type); zeros at first (drawing
+        # nothing from the random stream, so the other weights start as without types), so a type adds
+        # only what training finds it tells.
+        self.event_types = nn.Parameter(torch.zeros(event_types + 1, item_dim)) if event_types else None
         self.session_gru = nn.GRUCell(item_dim + (user_dim if self.all else 0), hidden)
         self.user_gru = nn.GRUCell(hidden, hidden)
         self.session_init = nn.Linear(user_dim, hidden)
@@ -115,6 +122,8 @@ class HrnnNetwork(nn.Module):
             x = [self.item_embedding(chunk["items"][t])]
             if item_features is not None:
                 x.append(item_features[t])
+            if self.event_types is not None and "types" in chunk:
+                x = [torch.cat(x, -1) + self.event_types[chunk["types"][t]]]
             if self.all:
                 x += [c] if fu is None else [c, fu]
             h = self.session_gru(torch.cat(x, -1), h)
@@ -170,7 +179,9 @@ def step_arrays(seqs: Sequences, positions: np.ndarray) -> dict[str, np.ndarray]
     last_of[end[read] - 1] = True
     ends = last_of[event] | ~active
     following = np.where(ends, 0, event + 1)
+    types = {} if seqs.types is None else {"types": np.where(active, seqs.types[event], 0).astype(np.int64)}
     return {
+        **types,
         "items": seqs.items[event],
         "targets": np.where(ends, -1, seqs.items[following]),
         "weights": np.where(ends, 0.0, seqs.weight[following]).astype(np.float32),
@@ -252,7 +263,8 @@ def train_network(
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
             torch.manual_seed(settings.seed)  # seeded, and the caller's random state is restored after
             tokens = (0 if bags is None else bags.shape[1] for bags in (item_bags, user_bags))
-            net = HrnnNetwork(n_items, *tokens, settings).to(device)
+            types = 0 if seqs.types is None else int(seqs.types.max(initial=0))
+            net = HrnnNetwork(n_items, *tokens, settings, event_types=types).to(device)
             report = {"epochs": 0, "validation_ndcg_at_10": [], "best_epoch": None}
             counts = np.zeros(n_items, np.int64)
             if len(train_users):
@@ -362,6 +374,8 @@ def fit_epochs(
     best, since = None, 0
     for epoch in range(settings.epochs):
         steps = step_arrays(seqs, lanes(seqs, train_users, n_lanes, rng))
+        if "types" in steps:
+            steps["types"][rng.random(steps["types"].shape) < TYPE_DROPOUT] = 0
         c = h = torch.zeros(n_lanes, settings.hidden, device=device)
         for start in range(0, len(steps["items"]), settings.bptt):
             stop = min(start + settings.bptt, len(steps["items"]))

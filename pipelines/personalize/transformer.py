@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.personalize.base import EMPTY, Recipe, _id
+from pipelines.personalize.base import EMPTY, Recipe, _id, event_type_name
 from pipelines.personalize.data import InteractionData
 from pipelines.personalize.hrnn import REQUEST_USER, extends, target_weights, top_n
 from pipelines.personalize.ranking import ListRanking, softmax
@@ -318,11 +318,8 @@ class SequenceTransformer(Recipe):
         self.live_vectors_[user_id] = (len(items), self.encode(items, times, bits))
 
     def _event_bits(self, event: Any) -> int:
-        if isinstance(event, Mapping):
-            name = event.get("eventType", event.get("EVENT_TYPE"))
-        else:
-            name = event[2] if len(event) > 2 else None
-        code = self.event_type_index_.get(str(name), -1) if name is not None else -1
+        name = event_type_name(event)
+        code = self.event_type_index_.get(name, -1) if name is not None else -1
         return int(event_type_bits(np.array([code]))[0])
 
     def _grow(self, count: int) -> None:

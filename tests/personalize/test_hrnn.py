@@ -71,12 +71,12 @@ def test_duplicates_are_not_read_same_instant_or_right_after_themselves_in_a_ses
     indptr = np.array([0, 6, 9])
     items = np.array([3, 5, 3, 3, 3, 7, 1, 1, 2])  # user 0: 3 and 5 at t=0, 3 again at t=0, 3 at t=60, 3 after a gap
     times = np.array([0, 0, 0, 60, 9000, 9060, 0, 60, 120])
-    kept_indptr, kept, kept_times, starts, coarse = distinct_events(indptr, items, times, gap=1800, chunk=20)
+    kept_indptr, kept, kept_times, starts, coarse, _ = distinct_events(indptr, items, times, gap=1800, chunk=20)
     assert kept.tolist() == [3, 5, 3, 3, 7, 1, 2] and kept_indptr.tolist() == [0, 5, 7] and not coarse
     assert kept_times.tolist() == [0, 0, 60, 9000, 9060, 0, 120]
     assert starts.tolist() == [True, False, False, True, False, True, False]  # the gap still opens a session
     days = np.array([0, 0, 0, DAY, 2 * DAY, 3 * DAY, 0, DAY, 2 * DAY])  # coarse: any repeat in a row is one
-    kept_indptr, kept, _, starts, coarse = distinct_events(indptr, items, days, gap=1800, chunk=2)
+    kept_indptr, kept, _, starts, coarse, _ = distinct_events(indptr, items, days, gap=1800, chunk=2)
     assert coarse and kept.tolist() == [3, 5, 3, 7, 1, 2] and starts.tolist() == [True, False, True, False, True, False]
 
 
@@ -88,9 +88,10 @@ def test_serving_reads_a_history_with_duplicates_as_training_did(chain_data):
     for user in ("g0_u000", "g1_u001", "g2_u005"):
         stored = model._stored_state(user)
         history, times = model._history(user)
+        types = model._history_types(user, len(history))
         replayed = model._fresh_state(user)
-        for item_index, when in zip(history.tolist(), times.tolist(), strict=True):
-            replayed = model._read(replayed, item_index, when, None)
+        for item_index, when, event_type in zip(history.tolist(), times.tolist(), types.tolist(), strict=True):
+            replayed = model._read(replayed, item_index, when, None, event_type)
         np.testing.assert_allclose(replayed.session, stored.session, atol=1e-5)
         assert replayed.events == stored.events == len(history) and replayed.session_events == stored.session_events
         # Every event twice trains the same network as every event once: the copies are never read.
@@ -235,3 +236,44 @@ def test_models_pickled_before_duplicates_and_early_stopping_still_serve(model):
     restored = pickle.loads(pickle.dumps(old))
     assert restored.recommend("g0_u000", n=3) == model.recommend("g0_u000", n=3)
     assert restored.get_params()["patience"] == 0  # they trained without early stopping
+
+
+def typed_walks(users: int = 240, seed: int = 0) -> pd.DataFrame:
+    """Sessions of two events: item ``a`` (clicked or watched), then ``after-watch`` or ``after-click`` by its type,
+    then filler; items otherwise alike, so only the event type tells what follows ``a``."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(users):
+        now = T0 + int(rng.integers(0, DAY))
+        for _ in range(4):
+            kind = "watch" if rng.random() < 0.5 else "click"
+            rows += [(f"u{u:03d}", "a", now, kind), (f"u{u:03d}", f"after-{kind}", now + 60, "click")]
+            rows.append((f"u{u:03d}", f"filler{int(rng.integers(8))}", now + 120, "click"))
+            now += DAY
+    return pd.DataFrame(rows, columns=["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE"])
+
+
+def test_event_types_are_inputs_in_training_serving_and_put_events():
+    data = InteractionData.from_frames(typed_walks())
+    model = Hrnn(**{**FAST, "epochs": 40, "patience": 0}).fit(data)
+    assert model.history_types_ is not None and model.type_inputs_ is not None
+    later = LATER
+    for kind in ("watch", "click"):
+        visitor = copy.deepcopy(model)
+        visitor.update("newcomer", [{"itemId": "a", "sentAt": later, "eventType": kind}])
+        assert top(visitor, "newcomer", 1) == [f"after-{kind}"]  # the same item, told apart by its type
+    # The stored states are what serving replays from the history and its types.
+    for user in ("u000", "u007"):
+        stored = model._stored_state(user)
+        history, times = model._history(user)
+        replayed = model._fresh_state(user)
+        types = model._history_types(user, len(history)).tolist()
+        for item_index, when, event_type in zip(history.tolist(), times.tolist(), types, strict=True):
+            replayed = model._read(replayed, item_index, when, None, event_type)
+        np.testing.assert_allclose(replayed.session, stored.session, atol=1e-5)
+    # An event of no type, or of a type training never saw, reads as none; one type alone is no input.
+    visitor = copy.deepcopy(model)
+    visitor.update("u001", [("a", later), ("after-click", later + 60, "rating")])
+    assert visitor._history_types("u001", len(visitor._history("u001")[0]))[-2:].tolist() == [0, 0]
+    single = Hrnn(**FAST).fit(InteractionData.from_frames(typed_walks().assign(EVENT_TYPE="click")))
+    assert single.history_types_ is None and single.type_inputs_ is None
