@@ -223,8 +223,9 @@ class Recipe:
         Each event is ``(item_id, timestamp)``, ``(item_id, timestamp, event_type)`` or a
         mapping with itemId/ITEM_ID and sentAt/TIMESTAMP. The events join the user's history
         (so they are excluded and, for history-based recipes, drive the next recommendations);
-        items the model has not seen become known. An event type is accepted and not read: the
-        solution's training filter already chose which events these recipes learn from.
+        items the model has not seen become known. An event type is accepted; the base reads none (the
+        solution's training filter already chose which events a recipe learns from), recipes that
+        take event types as input (the HRNN family, the v2 recipes) read it in their own ``update``.
         """
         self._check_fitted()
         parsed = [_event(e) for e in events]

@@ -255,7 +255,8 @@ def typed_walks(users: int = 240, seed: int = 0) -> pd.DataFrame:
 
 def test_event_types_are_inputs_in_training_serving_and_put_events():
     data = InteractionData.from_frames(typed_walks())
-    model = Hrnn(**{**FAST, "epochs": 40, "patience": 0}).fit(data)
+    assert Hrnn(**FAST).fit(data).type_inputs_ is None  # an input only when asked for
+    model = Hrnn(**{**FAST, "epochs": 40, "patience": 0, "use_event_types": True}).fit(data)
     assert model.history_types_ is not None and model.type_inputs_ is not None
     later = LATER
     for kind in ("watch", "click"):
@@ -275,5 +276,7 @@ def test_event_types_are_inputs_in_training_serving_and_put_events():
     visitor = copy.deepcopy(model)
     visitor.update("u001", [("a", later), ("after-click", later + 60, "rating")])
     assert visitor._history_types("u001", len(visitor._history("u001")[0]))[-2:].tolist() == [0, 0]
-    single = Hrnn(**FAST).fit(InteractionData.from_frames(typed_walks().assign(EVENT_TYPE="click")))
+    single = Hrnn(**FAST, use_event_types=True).fit(
+        InteractionData.from_frames(typed_walks().assign(EVENT_TYPE="click"))
+    )
     assert single.history_types_ is None and single.type_inputs_ is None
