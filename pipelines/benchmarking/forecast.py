@@ -656,32 +656,40 @@ def _log(entry: dict) -> None:
 
 
 def within(seconds: float, function, *args, **kwargs):
-    """``function(*args, **kwargs)`` in a forked process, killed (with its children) after ``seconds``.
+    """``function(*args, **kwargs)`` in a forked process, killed with every process it started after ``seconds``.
 
-    Raises TimeoutError when it did not finish in time, or what it raised (as RuntimeError when its
-    exception cannot be sent back).
+    Raises TimeoutError when it did not finish in time, or what it raised (RuntimeError when its
+    exception cannot be sent back, or when its process died without an answer). The process leads
+    a process group of its own, so the workers it forks (StatsForecast's pool) go with it.
     """
     import multiprocessing
-
-    import psutil
+    import signal
+    from multiprocessing.connection import wait
 
     if seconds <= 0:
         raise TimeoutError("no time left")
-    receiver, sender = multiprocessing.get_context("fork").Pipe(duplex=False)
-    child = multiprocessing.get_context("fork").Process(target=_send_result, args=(sender, function, args, kwargs))
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_send_result, args=(sender, function, args, kwargs))
     child.start()
     sender.close()
     try:
-        if not receiver.poll(seconds):
+        # The sentinel too: a child that dies (killed for memory) while its workers keep the pipe
+        # open would otherwise be waited for until the deadline.
+        ready = wait([receiver, child.sentinel], seconds)
+        if not ready:
             raise TimeoutError(f"did not finish in {seconds:.1f} s")
-        ok, value = receiver.recv()
+        if receiver in ready or receiver.poll(0):
+            ok, value = receiver.recv()
+        else:
+            child.join()
+            ok, value = False, RuntimeError(f"the process running it ended with exit code {child.exitcode}")
     except EOFError:
+        child.join()
         ok, value = False, RuntimeError(f"the process running it ended with exit code {child.exitcode}")
     finally:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            for process in [*psutil.Process(child.pid).children(recursive=True), psutil.Process(child.pid)]:
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    process.kill()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signal.SIGKILL)  # the child and whatever it started, done or not
         child.join()
         receiver.close()
     if not ok:
@@ -690,6 +698,7 @@ def within(seconds: float, function, *args, **kwargs):
 
 
 def _send_result(sender, function, args, kwargs) -> None:
+    os.setsid()  # a process group of its own, for ``within`` to stop at once
     try:
         result = (True, function(*args, **kwargs))
     except Exception as exc:  # sent back to be raised in the parent

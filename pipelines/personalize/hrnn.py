@@ -253,7 +253,7 @@ class Hrnn(Recipe):
         if item_bags is not None:
             embedding = np.hstack([embedding, item_bags @ weights["item_tokens"]]).astype(np.float32)
         self.item_inputs_ = embedding
-        self.type_inputs_ = weights.get("event_types")  # row 0: no type (zeros)
+        self.type_inputs_ = weights.get("event_types")  # row 0: no type (learned from training's untyped reads)
         self.user_features_ = None if user_bags is None else (user_bags @ weights["user_tokens"]).astype(np.float32)
         gru = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
         self.session_gru_ = tuple(weights[f"session_gru.{k}"] for k in gru)
@@ -322,8 +322,8 @@ class Hrnn(Recipe):
             else replace(state)
         )
         x = self.item_inputs_[item]
-        if self.type_inputs_ is not None and 0 < event_type < len(self.type_inputs_):
-            x = x + self.type_inputs_[event_type]
+        if self.type_inputs_ is not None:  # a type training never saw reads as none, as in training
+            x = x + self.type_inputs_[event_type if 0 <= event_type < len(self.type_inputs_) else 0]
         if self.variant == "all":
             x = np.concatenate([x, state.user] + ([] if features is None else [features]))
         state.session = gru_cell(x, state.session, *self.session_gru_)

@@ -94,9 +94,9 @@ class HrnnNetwork(nn.Module):
         self.user_tokens = nn.Parameter(torch.randn(user_tokens, features) * 0.1) if user_tokens else None
         user_dim = hidden + (features if user_tokens else 0)
         item_dim = hidden + (features if item_tokens else 0)
-        # An event type's vector is added to the item's input (row 0: no type); zeros at first (drawing
-        # nothing from the random stream, so the other weights start as without types), so a type adds
-        # only what training finds it tells.
+        # An event type's vector is added to the item's input (row 0: no type, which training's type
+        # dropout and untyped events teach); zeros at first (drawing nothing from the random stream, so
+        # the other weights start as without types), so a type adds only what training finds it tells.
         self.event_types = nn.Parameter(torch.zeros(event_types + 1, item_dim)) if event_types else None
         self.session_gru = nn.GRUCell(item_dim + (user_dim if self.all else 0), hidden)
         self.user_gru = nn.GRUCell(hidden, hidden)

@@ -133,7 +133,7 @@ class CatalogCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, outputs: torch.Tensor, vectors: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        normalizer = torch.empty(outputs.shape[0], dtype=outputs.dtype)
+        normalizer = torch.empty(outputs.shape[0], dtype=outputs.dtype, device=outputs.device)
         for k in range(0, outputs.shape[0], SOFTMAX_ROWS):
             normalizer[k : k + SOFTMAX_ROWS] = torch.logsumexp(outputs[k : k + SOFTMAX_ROWS] @ vectors.T, dim=1)
         ctx.save_for_backward(outputs, vectors, targets, normalizer)

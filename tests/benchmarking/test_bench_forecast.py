@@ -114,6 +114,43 @@ def _fail():
     raise ValueError("bad chunk")
 
 
+def _die_leaving_a_worker():
+    import os
+    import subprocess
+
+    subprocess.Popen(["sleep", "60"])  # a worker that outlives its parent and holds the pipe open
+    os._exit(9)
+
+
+def _start_a_worker_and_return(path):
+    import subprocess
+
+    worker = subprocess.Popen(["sleep", "60"])
+    path.write_text(str(worker.pid))
+    return "done"
+
+
+def test_within_answers_at_once_when_its_process_dies_and_leaves_no_worker_behind(tmp_path):
+    import psutil
+
+    began = time.perf_counter()
+    with pytest.raises(RuntimeError, match="exit code 9"):
+        bench.within(30, _die_leaving_a_worker)
+    assert time.perf_counter() - began < 10  # not the 30 s deadline
+    marker = tmp_path / "pid"
+    assert bench.within(30, _start_a_worker_and_return, marker) == "done"
+    worker = int(marker.read_text())
+    for _ in range(50):  # stopped with the process group: gone, or a zombie where nothing reaps it
+        try:
+            if psutil.Process(worker).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the worker {worker} started within the call still runs")
+
+
 def test_within_returns_the_result_stops_a_late_call_and_raises_its_errors():
     assert bench.within(30, _sleep_then_return, 0, {"a": np.arange(3)})["a"].tolist() == [0, 1, 2]
     began = time.perf_counter()

@@ -254,7 +254,9 @@ def typed_walks(users: int = 240, seed: int = 0) -> pd.DataFrame:
 
 
 def test_event_types_are_inputs_in_training_serving_and_put_events():
-    data = InteractionData.from_frames(typed_walks())
+    walks = typed_walks()
+    walks.loc[walks.index % 7 == 0, "EVENT_TYPE"] = None  # some events come without a type
+    data = InteractionData.from_frames(walks)
     assert Hrnn(**FAST).fit(data).type_inputs_ is None  # an input only when asked for
     model = Hrnn(**{**FAST, "epochs": 40, "patience": 0, "use_event_types": True}).fit(data)
     assert model.history_types_ is not None and model.type_inputs_ is not None
@@ -263,8 +265,9 @@ def test_event_types_are_inputs_in_training_serving_and_put_events():
         visitor = copy.deepcopy(model)
         visitor.update("newcomer", [{"itemId": "a", "sentAt": later, "eventType": kind}])
         assert top(visitor, "newcomer", 1) == [f"after-{kind}"]  # the same item, told apart by its type
-    # The stored states are what serving replays from the history and its types.
-    for user in ("u000", "u007"):
+    # The stored states are what serving replays from the history and its types, untyped events included.
+    assert np.abs(model.type_inputs_[0]).sum() > 0  # "no type" is learned, and read in serving too
+    for user in ("u000", "u007", "u013"):
         stored = model._stored_state(user)
         history, times = model._history(user)
         replayed = model._fresh_state(user)
