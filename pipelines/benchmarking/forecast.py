@@ -679,14 +679,7 @@ def within(seconds: float, function, *args, **kwargs):
         ready = wait([receiver, child.sentinel], seconds)
         if not ready:
             raise TimeoutError(f"did not finish in {seconds:.1f} s")
-        if receiver in ready or receiver.poll(0):
-            ok, value = receiver.recv()
-        else:
-            child.join()
-            ok, value = False, RuntimeError(f"the process running it ended with exit code {child.exitcode}")
-    except EOFError:
-        child.join()
-        ok, value = False, RuntimeError(f"the process running it ended with exit code {child.exitcode}")
+        ok, value = _answer(receiver, child, receiver in ready)
     finally:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(child.pid, signal.SIGKILL)  # the child and whatever it started, done or not
@@ -695,6 +688,15 @@ def within(seconds: float, function, *args, **kwargs):
     if not ok:
         raise value
     return value
+
+
+def _answer(receiver, child, readable: bool) -> tuple[bool, object]:
+    """What the child sent, or, where it died without a word, an error naming its exit code."""
+    with contextlib.suppress(EOFError):
+        if readable or receiver.poll(0):
+            return receiver.recv()
+    child.join()
+    return False, RuntimeError(f"the process running it ended with exit code {child.exitcode}")
 
 
 def _send_result(sender, function, args, kwargs) -> None:

@@ -281,6 +281,20 @@ class Recipe:
             items, times = items[order], times[order]
         return items, times
 
+    def _history_column(self, user_id: str, stored: np.ndarray, recent: Mapping[str, Sequence]) -> np.ndarray:
+        """A per-event value (an event type, say) of the user's history, in ``_history``'s order:
+        ``stored`` holds one per training event (aligned with ``history_items_``), ``recent[user_id]``
+        one per event from ``update``."""
+        u = self.user_index_.get(user_id)
+        start, end = (0, 0) if u is None else (self.history_indptr_[u], self.history_indptr_[u + 1])
+        column, times = stored[start:end], self.history_times_[start:end]
+        events = self.recent_events_.get(user_id)
+        if events:
+            column = np.concatenate([column, np.asarray(recent.get(user_id, []), dtype=stored.dtype)])
+            times = np.concatenate([times, np.asarray(events[1], dtype=np.int64)])
+            column = column[np.argsort(times, kind="stable")]
+        return column
+
     def _banned(self, history: np.ndarray, exclude: Iterable[str] | None) -> np.ndarray:
         extra = [self.item_index_[i] for i in map(_id, exclude or ()) if i in self.item_index_]
         return np.unique(np.concatenate([history, np.asarray(extra, dtype=np.int64)]))

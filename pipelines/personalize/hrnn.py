@@ -374,15 +374,7 @@ class Hrnn(Recipe):
         """The event-type codes of the user's history, in ``_history``'s order (zeros where unknown)."""
         if self.history_types_ is None or user_id is None:
             return np.zeros(count, np.int64)
-        u = self.user_index_.get(user_id)
-        start, end = (0, 0) if u is None else (self.history_indptr_[u], self.history_indptr_[u + 1])
-        types, times = self.history_types_[start:end], self.history_times_[start:end]
-        recent = self.recent_events_.get(user_id)
-        if recent:
-            added = getattr(self, "recent_types_", {}).get(user_id, [])
-            types = np.concatenate([types, np.asarray(added, np.int64)])
-            times = np.concatenate([times, np.asarray(recent[1], dtype=np.int64)])
-            types = types[np.argsort(times, kind="stable")]  # as _history orders the items
+        types = self._history_column(user_id, self.history_types_, getattr(self, "recent_types_", {}))
         return types if len(types) == count else np.zeros(count, np.int64)
 
     def _has_features(self, user_id: str) -> bool:
@@ -418,8 +410,9 @@ class Hrnn(Recipe):
         items, times = self.recent_events_.get(user_id, ([], []))
         if len(items) == before:
             return
-        codes = [self.event_type_index_.get(event_type_name(e) or "", 0) for e in events]
+        codes = [0] * len(events)
         if self.history_types_ is not None:
+            codes = [self.event_type_index_.get(event_type_name(e) or "", 0) for e in events]
             self.__dict__.setdefault("recent_types_", {}).setdefault(user_id, []).extend(codes)
         state, features = self._stored_state(user_id), self._user_features(user_id)
         new_items, new_times = np.asarray(items[before:]), np.asarray(times[before:])

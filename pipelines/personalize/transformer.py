@@ -229,18 +229,8 @@ class SequenceTransformer(Recipe):
 
     def _user_events(self, user_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The user's items, times and event-type bits, in the order of ``_history``."""
-        u = self.user_index_.get(user_id)
-        start, end = (0, 0) if u is None else (self.history_indptr_[u], self.history_indptr_[u + 1])
-        items, times = self.history_items_[start:end], self.history_times_[start:end]
-        bits = self.history_bits_[start:end]
-        recent = self.recent_events_.get(user_id)
-        if recent:
-            items = np.concatenate([items, np.asarray(recent[0], dtype=np.int64)])
-            times = np.concatenate([times, np.asarray(recent[1], dtype=np.int64)])
-            bits = np.concatenate([bits, np.asarray(self.recent_bits_.get(user_id, []), dtype=np.int64)])
-            order = np.argsort(times, kind="stable")
-            items, times, bits = items[order], times[order], bits[order]
-        return items, times, bits
+        items, times = self._history(user_id)
+        return items, times, self._history_column(user_id, self.history_bits_, self.recent_bits_)
 
     def _serving_state(self, history: np.ndarray, times: np.ndarray) -> np.ndarray | None:
         """The requesting user's vector: kept from training or the last ``update``, else encoded from the history."""

@@ -104,8 +104,6 @@ def test_a_spent_budget_starts_no_more_series_and_says_so(tmp_path):
 
 
 def _sleep_then_return(seconds: float, value):
-    import time
-
     time.sleep(seconds)
     return value
 
