@@ -36,6 +36,15 @@ A neural model is left out for the series whose history is shorter than three ho
 (Forecast's limit for neural algorithms: a horizon of at most 500 and a third of the series),
 and entirely when no series is long enough.
 
+Windows: the choices and the calibration are made on ``windows`` backtest windows (Forecast's
+NumberOfBacktestWindows, 1 to 5; the DAG passes the group's). Left out, as many as keep the windows
+within 5 % of the median series' history (``selection_windows``): one on short histories such as
+M3's, where each window costs a refit of every candidate and moves the training end back, five on
+long ones such as two years of hourly data, where one window of 24 hours is too small a sample to
+choose or calibrate on. A global network (DeepAR+, CNN-QR) is trained once, before the oldest
+window, and forecasts each window from that window's history (``backtest(..., refit=False)``):
+five windows cost it one training, not five.
+
 Choices are made on the same backtest that scores them, so the AutoPredictor's own backtest
 numbers (``result_.summary``) are optimistic; the candidates' are not. Items that no window
 scored (too new) take the data set's blend. Every candidate's backtest, per-item scores and the
@@ -58,7 +67,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.forecast import calibration, metrics
-from pipelines.forecast.backtest import BacktestResult, backtest, window_starts
+from pipelines.forecast.backtest import MAX_WINDOWS, BacktestResult, backtest, window_starts
 from pipelines.forecast.base import (
     DEFAULT_QUANTILES,
     ForecastAlgorithm,
@@ -79,6 +88,7 @@ COST_ORDER = ("SeasonalNaive", "NPTS", "Theta", "ETS", "ARIMA", "Prophet", "CNN-
 NEURAL_MAX_HORIZON = 500  # Forecast: a neural model's horizon is at most 500 and a third of the series
 SAFETY = 1.15  # estimates are stretched by this much before they are held against the time left
 MIN_EPOCHS = 10  # a neural candidate the budget holds for fewer epochs than this is left out
+SELECTION_SHARE = 0.05  # the default backtest windows span at most this share of the median history
 
 
 @dataclass
@@ -97,6 +107,7 @@ class AutoPredictorResult:
     shortened: dict[str, str] = field(default_factory=dict)  # neural candidates given fewer epochs to fit the time
     excluded_items: dict[str, int] = field(default_factory=dict)  # per candidate: series it could not serve
     calibration: dict[str, dict[str, float]] = field(default_factory=dict)  # candidate -> level -> spread factor
+    windows: int = 1  # the backtest windows the choices were made on
 
     def to_dict(self) -> dict:
         """A small JSON-able digest for a step's manifest: summary, how often each choice won, errors."""
@@ -111,6 +122,7 @@ class AutoPredictorResult:
             "shortened": self.shortened,
             "excluded_items": self.excluded_items,
             "calibration": self.calibration,
+            "windows": self.windows,
         }
 
 
@@ -132,7 +144,7 @@ class AutoPredictor(ForecastAlgorithm):
         candidates: Sequence[str] | None = None,
         metric: str = "AverageWeightedQuantileLoss",
         forecast_types: Sequence[float | str] = DEFAULT_QUANTILES,
-        windows: int = 1,
+        windows: int | None = None,
         offset: int | None = None,
         top_k: int = 3,
         candidate_params: Mapping[str, Mapping] | None = None,
@@ -160,6 +172,8 @@ class AutoPredictor(ForecastAlgorithm):
         self.candidates = None if candidates is None else tuple(candidates)
         self.metric = metric
         self.forecast_types = tuple(forecast_types)
+        if windows is not None and not 1 <= windows <= MAX_WINDOWS:
+            raise ValueError(f"windows {windows}: Forecast takes 1 to {MAX_WINDOWS} backtest windows")
         self.windows = windows
         self.offset = offset
         self.top_k = top_k
@@ -198,6 +212,7 @@ class AutoPredictor(ForecastAlgorithm):
         deadline = None if self.time_limit is None else began_fit + self.time_limit
         self.data_ = data
         self.active_ = np.flatnonzero(data.lengths > 0)
+        self.windows_ = self.windows or selection_windows(data, self.offset)
         types = parse_types(self.forecast_types)
         levels = sorted(t for t in types if t != "mean")
         timings: dict[str, float] = {}
@@ -207,7 +222,7 @@ class AutoPredictor(ForecastAlgorithm):
             data, types, deadline, timings
         )
         names = [n for n in self.candidates_ if n in backtests]
-        starts = window_starts(data.end, data.horizon, self.windows, self.offset)
+        starts = window_starts(data.end, data.horizon, self.windows_, self.offset)
         actual, forecasts = _window_arrays(data, [backtests[n] for n in names], types, levels, len(starts))
         for c, name in enumerate(names):  # a model's forecasts for series it cannot serve do not count
             forecasts[c][0][~eligible[name]] = np.nan
@@ -232,7 +247,7 @@ class AutoPredictor(ForecastAlgorithm):
         self.candidate_names_ = names
         self.result_ = self._result(data, names, backtests, errors, timings, scores, blend_scores, self.weights_)
         self.result_.left_out, self.result_.excluded_items = left_out, excluded
-        self.result_.shortened = shortened
+        self.result_.shortened, self.result_.windows = shortened, self.windows_
         found = {**self.calibration_, "AutoPredictor": self.blend_calibration_} if self.calibration_ else {}
         self.result_.calibration = {n: {str(k): v for k, v in f.items()} for n, f in found.items()}
         self.result_.summary = _summary(backtests, names, actual, blended, scales, point, levels)
@@ -245,7 +260,7 @@ class AutoPredictor(ForecastAlgorithm):
         backtests, errors, left_out, excluded, shortened = {}, {}, {}, {}, {}
         eligible: dict[str, np.ndarray] = {}
         finals_ahead = 0.0  # seconds the accepted candidates' final fits are expected to take
-        train_end = window_starts(data.end, data.horizon, self.windows, self.offset)[0]
+        train_end = window_starts(data.end, data.horizon, self.windows_, self.offset)[0]
         for name in self._planned_order():
             model = self.candidate(name)
             mask = self._eligible(model, data, train_end)
@@ -265,22 +280,24 @@ class AutoPredictor(ForecastAlgorithm):
                     continue
                 timings[f"estimate {name}"] = round(estimate, 3)
                 left = deadline - time.perf_counter()
-                if per_epoch and SAFETY * (2 * estimate + finals_ahead) > left:  # fewer epochs, if enough fit
+                # the backtest fits once per window (once in all for a model that rolls forward), then the final fit
+                fits = 1 + (1 if model.rolls_forward else self.windows_)
+                if per_epoch and SAFETY * (fits * estimate + finals_ahead) > left:  # fewer epochs, if enough fit
                     predicting = estimate - per_epoch * model.epochs
-                    epochs = int(((left / SAFETY - finals_ahead) / 2 - predicting) / per_epoch)
+                    epochs = int(((left / SAFETY - finals_ahead) / fits - predicting) / per_epoch)
                     if epochs >= MIN_EPOCHS:
                         shortened[name] = f"epochs {model.epochs} -> {epochs}: what the time limit holds"
                         estimate -= per_epoch * (model.epochs - epochs)
                         model.epochs = self.epochs_[name] = epochs
-                if SAFETY * (2 * estimate + finals_ahead) > left:
+                if SAFETY * (fits * estimate + finals_ahead) > left:
                     left_out[name] = (
-                        f"time: its backtest and final fit need about {2 * estimate:.0f} s, "
+                        f"time: its backtest and final fit need about {fits * estimate:.0f} s, "
                         f"{max(left - finals_ahead, 0):.0f} s of the {self.time_limit:g} s budget were left"
                     )
                     continue
             began = time.perf_counter()
             try:
-                backtests[name] = backtest(model, data, self.windows, self.offset, types)
+                backtests[name] = backtest(model, data, self.windows_, self.offset, types, refit=False)
                 eligible[name] = mask
             except Exception as exc:  # one algorithm failing on this data must not sink the others
                 log.warning("AutoPredictor: backtesting %s failed", name, exc_info=True)
@@ -288,7 +305,7 @@ class AutoPredictor(ForecastAlgorithm):
             spent = time.perf_counter() - began
             timings[f"backtest {name}"] = round(spent, 3)
             if name in backtests:
-                finals_ahead += spent / max(self.windows, 1)
+                finals_ahead += spent / (1 if model.rolls_forward else self.windows_)
         if not backtests:
             raise RuntimeError(f"AutoPredictor: every candidate failed or was left out: {errors or left_out}")
         return backtests, eligible, errors, left_out, excluded, shortened
@@ -497,6 +514,17 @@ class AutoPredictor(ForecastAlgorithm):
         else:
             made = borrowed(self.data_, frame, key, cold)
         return append_cold_start(frame, made, self.data_.series_keys)
+
+
+def selection_windows(data: ForecastData, offset: int | None = None) -> int:
+    """The backtest windows the choices are made on when none are given: as many (1 to 5) as keep
+    the windows together within ``SELECTION_SHARE`` of the median series' history, so one window on
+    short histories (M3's, a year of daily sales) and five on long ones (two years of hourly data)."""
+    lengths = data.lengths[data.lengths > 0]
+    if not len(lengths):
+        return 1
+    step = max(data.horizon, offset or data.horizon)
+    return int(np.clip(SELECTION_SHARE * float(np.median(lengths)) // step, 1, MAX_WINDOWS))
 
 
 def _is_global(model: ForecastAlgorithm) -> bool:

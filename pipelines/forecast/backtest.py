@@ -125,14 +125,26 @@ def predict_windows(
     offset: int | None = None,
     quantiles: Sequence[float | str] = DEFAULT_QUANTILES,
     series: np.ndarray | None = None,
+    refit: bool = True,
 ) -> list[WindowForecast]:
-    """Fit a fresh copy of ``algorithm`` per window (on ``series`` alone, if given) and forecast it."""
+    """Fit a fresh copy of ``algorithm`` per window (on ``series`` alone, if given) and forecast it.
+
+    ``refit=False``: a model that forecasts from a later history without being refitted
+    (``rolls_forward``: the global networks) is fitted once, before the oldest window, and each
+    window is forecast from its own history with that model (rolling origin without refitting: one
+    training instead of one per window); other models are still fitted per window.
+    """
     types = forecast_types(quantiles)
-    found = []
+    found, fitted = [], None
     for number, start in enumerate(window_starts(data.end, data.horizon, windows, offset), 1):
         began = time.perf_counter()
-        model = algorithm.clone()
-        model = model.fit(data.until(start)) if series is None else model.fit(data.until(start), series)
+        if fitted is not None:
+            model = fitted.with_data(data.until(start))
+        else:
+            model = algorithm.clone()
+            model = model.fit(data.until(start)) if series is None else model.fit(data.until(start), series)
+            if not refit and model.rolls_forward:
+                fitted = model
         ids, mean, quant, _ = model.predict_arrays(types)
         found.append(WindowForecast(number, start, ids, mean, quant, round(time.perf_counter() - began, 3)))
     return found
@@ -145,10 +157,12 @@ def backtest(
     offset: int | None = None,
     quantiles: Sequence[float | str] = DEFAULT_QUANTILES,
     velocity_quantiles: Sequence[float] = DEFAULT_VELOCITY_QUANTILES,
+    refit: bool = True,
 ) -> BacktestResult:
-    """Fit a fresh copy of ``algorithm`` per window and score its forecasts against the actuals."""
+    """Fit a fresh copy of ``algorithm`` per window (once, where ``refit`` is False and the model
+    rolls forward; see ``predict_windows``) and score its forecasts against the actuals."""
     velocity_buckets([], velocity_quantiles)  # bad cut-points fail before any model is fitted
-    predicted = predict_windows(algorithm, data, windows, offset, quantiles)
+    predicted = predict_windows(algorithm, data, windows, offset, quantiles, refit=refit)
     return score(data, predicted, quantiles, offset, velocity_quantiles)
 
 

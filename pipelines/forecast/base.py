@@ -97,6 +97,9 @@ class ForecastAlgorithm:
     fits_per_series = True  # False for models with nothing to learn before forecasting (NPTS)
     # Heavy modules the per-series code imports: loaded up front, once, not in each worker.
     worker_imports: tuple[str, ...] = ()
+    # True where ``with_data`` of a fitted model forecasts from a later history of the same series
+    # without refitting (the global networks); a local model's fitted state belongs to its history.
+    rolls_forward: ClassVar[bool] = False
     # The pydantic model (hyperparameters.py) that declares the hyperparameters, their defaults and
     # the algorithm's limits, where one does: the constructor then takes its fields by keyword,
     # validated by it, and sets them as attributes (see __init_subclass__).

@@ -73,6 +73,8 @@ class GlobalModel:
     once it is trained.
     """
 
+    rolls_forward = True  # with_data(later history) forecasts from it with the trained network
+
     def _prepare(
         self, data: ForecastData, context: int, pad: int, lags: np.ndarray, related: bool, metadata: bool
     ) -> Design:
@@ -130,8 +132,9 @@ class GlobalModel:
         )
 
     def with_data(self, data: ForecastData):
-        """The fitted network forecasting from ``data`` (other future related values): the panel is
-        rebuilt with the related series standardised as in training."""
+        """The fitted network forecasting from ``data``: other future related values (a what-if), or a
+        later history of the same series (a backtest's later window). The panel is rebuilt with the
+        related series standardised as in training; the series forecast are those trained on."""
         self._check_fitted()
         other = copy.copy(self)
         design = self.design_

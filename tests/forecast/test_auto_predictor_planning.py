@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from pipelines.forecast.auto_predictor import AutoPredictor, subset
+from pipelines.forecast.auto_predictor import AutoPredictor, selection_windows, subset
 from pipelines.forecast.base import register
 from pipelines.forecast.calibration import apply as _apply_calibration
 from pipelines.forecast.calibration import factors as _calibration
@@ -107,3 +107,45 @@ def test_a_neural_candidate_gets_the_epochs_the_time_limit_holds_or_is_left_out(
     cramped = AutoPredictor(["SeasonalNaive", "DeepAR+"], time_limit=0.2, candidate_params={"DeepAR+": tiny})
     cramped.fit(data)
     assert "DeepAR+" in cramped.result_.left_out and cramped.result_.shortened == {}
+
+
+def long_hourly(length: int, n: int = 2, seed: int = 5) -> ForecastData:
+    rng = np.random.default_rng(seed)
+    t = np.arange(length)
+    series = [20 + 5 * np.sin(2 * np.pi * t / 24) + rng.normal(0, 1, length) for _ in range(n)]
+    return ForecastData.from_arrays(series, freq="1H", horizon=24, end="2024-06-01 00:00")
+
+
+def test_without_given_windows_the_choices_are_made_on_as_many_as_five_percent_of_the_history_holds():
+    assert selection_windows(noisy_cycles()) == 1  # 72 months, horizon 6: one window is already 8 %
+    assert selection_windows(long_hourly(2000)) == 4  # 5 % of 2,000 hours: four days
+    assert selection_windows(long_hourly(6000)) == 5  # Forecast's most
+    assert selection_windows(long_hourly(6000), offset=72) == 4  # windows step back by the offset
+    data = long_hourly(6000)
+    model = AutoPredictor(["SeasonalNaive", "NPTS"]).fit(data)
+    assert model.result_.windows == 5 and model.result_.to_dict()["windows"] == 5
+    for result in model.result_.backtests.values():
+        assert result.windows["backtest_window"].tolist() == [1, 2, 3, 4, 5]
+    assert AutoPredictor(["SeasonalNaive"], windows=2).fit(data).result_.windows == 2  # given: honoured
+    with pytest.raises(ValueError, match="1 to 5"):
+        AutoPredictor(windows=6)
+
+
+def test_the_planner_counts_a_refit_per_window_for_local_models_and_one_training_for_networks(monkeypatch):
+    data = long_hourly(2000)  # four windows
+    tiny = {"epochs": 200, "num_cells": 4, "num_layers": 1, "num_batches_per_epoch": 1, "num_samples": 10}
+
+    # 0.6 s a local fit (Theta), next to nothing for SeasonalNaive; 0.01 s an epoch and 0.1 s to forecast.
+    def probe(self, model, data):
+        if hasattr(model, "epochs"):
+            return 0.01 * model.epochs + 0.1, 0.01
+        return (0.6 if model.name == "Theta" else 0.001), None
+
+    monkeypatch.setattr(AutoPredictor, "_estimate", probe)
+    model = AutoPredictor(["SeasonalNaive", "Theta"], time_limit=3).fit(data)
+    # Theta: four backtest fits and a final one, 5 x 0.6 x 1.15 = 3.45 s: more than the 3 s (one window: 1.4 s).
+    assert model.result_.candidates == ["SeasonalNaive"] and "need about 3 s" in model.result_.left_out["Theta"]
+    assert "Theta" in AutoPredictor(["SeasonalNaive", "Theta"], windows=1, time_limit=3).fit(data).result_.candidates
+    # DeepAR+ trains once for the four windows: its epochs are cut as for one window.
+    rolled = AutoPredictor(["DeepAR+"], time_limit=3, candidate_params={"DeepAR+": tiny}).fit(data)
+    assert rolled.result_.windows == 4 and 100 <= rolled.epochs_["DeepAR+"] < 130

@@ -123,3 +123,10 @@ def test_point_metrics_score_the_mean_even_when_it_is_not_a_forecast_type():
     assert {"p10", "p90", "mean"} <= set(export.columns) and "p50" not in export.columns
     assert result.summary["ForecastType"] == "mean"
     assert result.summary["WAPE"] == pytest.approx(metrics.wape(export["demand"], export["mean"]))
+
+
+def test_a_local_model_is_refitted_per_window_even_when_refits_are_not_asked_for():
+    data = weekly_pattern()
+    Recording.trained_until.clear()
+    backtest(Recording(), data, windows=3, offset=10, refit=False)
+    assert len(Recording.trained_until) == 3  # its fitted state belongs to one history: it cannot roll forward

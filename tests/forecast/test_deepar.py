@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from pipelines.forecast import metrics
-from pipelines.forecast.backtest import backtest
+from pipelines.forecast.backtest import backtest, predict_windows, window_starts
 from pipelines.forecast.base import get_algorithm
 from pipelines.forecast.data import ForecastData
 from pipelines.forecast.deepar import DeepARPlus
@@ -153,3 +153,23 @@ def test_lags_and_time_features_follow_the_frequency():
     assert features.shape == (48, 3) and features.min() >= -0.5 and features.max() <= 0.5
     assert features[0, 0] == -0.5 and features[23, 0] == 0.5  # hour of day
     assert time_features(Frequency.parse("1Y"), pd.date_range("2000", periods=3, freq="YS")).shape == (3, 0)
+
+
+def test_a_backtest_without_refits_trains_once_and_forecasts_each_window_from_its_own_history(generated, monkeypatch):
+    data, _ = generated
+    trained_until = []
+    fit = DeepARPlus.fit
+    monkeypatch.setattr(DeepARPlus, "fit", lambda self, d: trained_until.append(d.end) or fit(self, d))
+    starts = window_starts(data.end, HORIZON, 3, HORIZON)
+    rolled = predict_windows(DeepARPlus(epochs=2, **TINY), data, 3, HORIZON, [*LEVELS, "mean"], refit=False)
+    assert trained_until == [starts[0]]  # one training, before the oldest window
+    once = DeepARPlus(epochs=2, **TINY).fit(data.until(starts[0]))
+    for window, start in zip(rolled, starts, strict=True):
+        assert window.start == start
+        _, mean, quant, _ = once.with_data(data.until(start)).predict_arrays([*LEVELS, "mean"])
+        np.testing.assert_allclose(window.mean, mean, rtol=1e-5)
+        np.testing.assert_allclose(window.quant, quant, rtol=1e-5)
+    assert not np.allclose(rolled[0].mean, rolled[2].mean)  # later windows read their later history
+    trained_until.clear()
+    predict_windows(DeepARPlus(epochs=1, **TINY), data, 3, HORIZON, LEVELS)
+    assert trained_until == starts  # the default refits per window, as Forecast's backtests do
