@@ -30,8 +30,9 @@ forecast: averaging candidates whose errors partly cancel leaves the averaged sp
 Time (``time_limit``, seconds, as AutoGluon's ``time_limit``): candidates run cheapest first. Before
 each, the planner times it on a small probe of series (a neural candidate: fits of two epochs and of
 one, whose difference is an epoch) and extrapolates its backtest and its final fit; a neural
-candidate is given the epochs that fit (``result_.shortened`` says how many, at least 10), and a candidate that would still not finish inside what is left,
-with the final fits of those already accepted, is left out, and ``result_.left_out`` says why.
+candidate is given the epochs that fit (``result_.shortened`` says how many, at least 10), and a
+candidate that would still not finish inside what is left, with the final fits of those already
+accepted, is left out, and ``result_.left_out`` says why.
 A neural model is left out for the series whose history is shorter than three horizons
 (Forecast's limit for neural algorithms: a horizon of at most 500 and a third of the series),
 and entirely when no series is long enough.
