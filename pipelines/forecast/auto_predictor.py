@@ -30,10 +30,10 @@ forecast: averaging candidates whose errors partly cancel leaves the averaged sp
 Time (``time_limit``, seconds, as AutoGluon's ``time_limit``): candidates run cheapest first. Before
 each, the planner times it on a small probe of series (a neural candidate: fits of two epochs and of
 one, whose difference is an epoch) and extrapolates its backtest and its final fit; a neural
-candidate is given the epochs that fit (``result_.shortened`` says how many, at least 10), and a
-candidate that would still not finish inside what is left, with the final fits of those already
-accepted, is left out, and ``result_.left_out`` says why.
-A neural model is left out for the series whose history is shorter than three horizons
+candidate is given the epochs that fit its share of the time left (shared with the neural candidates
+still to come; ``result_.shortened`` says how many, at least 10), and a candidate that would still
+not finish inside what is left, with the final fits of those already accepted, is left out, and
+``result_.left_out`` says why. A neural model is left out for the series whose history is shorter than three horizons
 (Forecast's limit for neural algorithms: a horizon of at most 500 and a third of the series),
 and entirely when no series is long enough.
 
@@ -262,7 +262,8 @@ class AutoPredictor(ForecastAlgorithm):
         eligible: dict[str, np.ndarray] = {}
         finals_ahead = 0.0  # seconds the accepted candidates' final fits are expected to take
         train_end = window_starts(data.end, data.horizon, self.windows_, self.offset)[0]
-        for name in self._planned_order():
+        order = self._planned_order()
+        for position, name in enumerate(order):
             model = self.candidate(name)
             mask = self._eligible(model, data, train_end)
             if not mask.any():
@@ -283,10 +284,16 @@ class AutoPredictor(ForecastAlgorithm):
                 left = deadline - time.perf_counter()
                 # the backtest fits once per window (once in all for a model that rolls forward), then the final fit
                 fits = 1 + (1 if model.rolls_forward else self.windows_)
-                if per_epoch and SAFETY * (fits * estimate + finals_ahead) > left:  # fewer epochs, if enough fit
+                # A neural candidate shares the time left with those still to come (one taking it all
+                # left none for the next), and takes it all where its share holds too few epochs.
+                sharing = 1 + sum(hasattr(self.candidate(n), "epochs") for n in order[position + 1 :])
+                room = left / SAFETY - finals_ahead
+                if per_epoch and fits * estimate > room / sharing:  # fewer epochs, if enough fit
                     predicting = estimate - per_epoch * model.epochs
-                    epochs = int(((left / SAFETY - finals_ahead) / fits - predicting) / per_epoch)
-                    if epochs >= MIN_EPOCHS:
+                    epochs = int((room / sharing / fits - predicting) / per_epoch)
+                    if epochs < MIN_EPOCHS:
+                        epochs = int((room / fits - predicting) / per_epoch)
+                    if MIN_EPOCHS <= epochs < model.epochs:
                         shortened[name] = f"epochs {model.epochs} -> {epochs}: what the time limit holds"
                         estimate -= per_epoch * (model.epochs - epochs)
                         model.epochs = self.epochs_[name] = epochs

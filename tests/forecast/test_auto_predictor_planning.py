@@ -149,3 +149,20 @@ def test_the_planner_counts_a_refit_per_window_for_local_models_and_one_training
     # DeepAR+ trains once for the four windows: its epochs are cut as for one window.
     rolled = AutoPredictor(["DeepAR+"], time_limit=3, candidate_params={"DeepAR+": tiny}).fit(data)
     assert rolled.result_.windows == 4 and 100 <= rolled.epochs_["DeepAR+"] < 130
+
+
+def test_two_neural_candidates_share_the_time_left_instead_of_the_first_taking_it_all(monkeypatch):
+    data = noisy_cycles(n=6)
+    tiny = {"epochs": 200, "num_cells": 4, "num_layers": 1, "num_batches_per_epoch": 1, "num_samples": 10}
+    cnn = {"epochs": 200, "num_batches_per_epoch": 1}
+
+    def probe(self, model, data):  # 0.01 s an epoch and 0.1 s to forecast, for both networks
+        return (0.01 * model.epochs + 0.1, 0.01) if hasattr(model, "epochs") else (0.01, None)
+
+    monkeypatch.setattr(AutoPredictor, "_estimate", probe)
+    params = {"DeepAR+": tiny, "CNN-QR": cnn}
+    model = AutoPredictor(["DeepAR+", "CNN-QR"], time_limit=6, candidate_params=params).fit(data)
+    # About 6 s / 1.15 for both: CNN-QR (first, as the cheaper) gets half, (2.6 / 2 - 0.1) / 0.01 = 120
+    # epochs; DeepAR+ what is left, not nothing.
+    assert 100 <= model.epochs_["CNN-QR"] < 130 and model.epochs_.get("DeepAR+", 200) >= 100
+    assert model.result_.candidates == ["DeepAR+", "CNN-QR"] and model.result_.left_out == {}
