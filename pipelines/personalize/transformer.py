@@ -69,7 +69,9 @@ class SequenceTransformer(Recipe):
     early stopping after ``patience`` epochs without gain, within ``epochs``. On MovieLens (9,742
     items) the full softmax reached a higher validation NDCG (0.136-0.146 against about 0.12 on
     three splits) but a lower test NDCG@10 over five (0.0838 against 0.0937, with a patience of
-    5), so the sampled softmax stays the default there.
+    5), so the sampled softmax stays the default there. The weights of the best epoch are kept:
+    averaging them with those of the epochs early stopping waited on (as stochastic weight
+    averaging does) scored 0.0934 over the same five splits, no gain.
     """
 
     ann_min_items: int = 0  # models pickled before the index existed have none

@@ -60,9 +60,6 @@ SOFTMAX_ROWS = 128  # positions whose logits over the catalog are computed at on
 # These matrices are small: a second thread halves no step, and on a busy machine threads wait on
 # each other (a test's training took 20 times longer with 2 threads at load 10 on 2 cores).
 THREADS = 1
-# The weights averaged over the epochs after the best are kept where their validation NDCG is at
-# most this much below the best epoch's (see _average_plateau).
-AVERAGE_MARGIN = 0.0
 
 
 @dataclass
@@ -339,7 +336,6 @@ def fit_epochs(net: SequenceNetwork, seqs: Sequences, settings: Settings, rng: n
     sampling = None if full else Sampling.of(counts, settings.sample_alpha)
     optimizer = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     best, best_state, waited = -math.inf, None, 0
-    total, count = None, 0  # the weights summed since the best epoch, and how many
     for epoch in range(settings.epochs):
         net.train()
         for batch in batches(starts, stops, settings.batch_size, rng):
@@ -358,35 +354,14 @@ def fit_epochs(net: SequenceNetwork, seqs: Sequences, settings: Settings, rng: n
         if score > best:
             best, waited, report["best_epoch"] = score, 0, epoch + 1
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            total, count = {k: v.clone() for k, v in best_state.items()}, 1
         else:
             waited += 1
-            for k, v in net.state_dict().items():
-                total[k] += v.detach()
-            count += 1
             if waited >= settings.patience:
                 break
     if best_state is not None:
         net.load_state_dict(best_state)
         report["validation_ndcg"] = round(best, 6)
-        if count > 1:
-            score = lambda: validation_ndcg(net, seqs, held, settings.max_length)  # noqa: E731
-            _average_plateau(net, best_state, total, count, score, report)
     return report
-
-
-def _average_plateau(net, best_state, total, count, score, report) -> None:
-    """Average the weights of the best epoch and of those after it (the plateau early stopping
-    waited on) and keep the average where it scores at least ``best - AVERAGE_MARGIN`` on the
-    validation slice, as stochastic weight averaging does; otherwise keep the best epoch's weights."""
-    net.load_state_dict({k: v / count if v.is_floating_point() else best_state[k] for k, v in total.items()})
-    averaged = score()
-    report["averaged_epochs"], report["validation_ndcg_averaged"] = count, round(averaged, 6)
-    if averaged >= report["validation_ndcg"] - AVERAGE_MARGIN:
-        report["validation_ndcg"] = round(averaged, 6)
-    else:
-        net.load_state_dict(best_state)
-        report["averaged_epochs"] = 1
 
 
 def batches(starts: np.ndarray, stops: np.ndarray, size: int, rng: np.random.Generator) -> list[np.ndarray]:

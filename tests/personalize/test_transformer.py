@@ -102,27 +102,6 @@ def test_early_stopping_keeps_the_best_epoch_on_a_validation_slice(data):
     report = recipe.fit(data).training_report_
     assert 1 <= report["best_epoch"] <= report["epochs"] <= 6
     assert report["full_softmax"] and report["validation_ndcg"] > 0
-    # What is kept scores at least the best epoch on the validation slice: it or the plateau's average.
-    assert report["validation_ndcg"] >= max(report["validation_by_epoch"])
-    if report["epochs"] > report["best_epoch"]:
-        assert report["averaged_epochs"] in (1, report["epochs"] - report["best_epoch"] + 1)
-
-
-def test_the_plateau_average_is_kept_only_where_it_validates_at_least_as_well():
-    import torch
-
-    from pipelines.personalize.transformer_network import _average_plateau
-
-    net = torch.nn.Linear(2, 1)
-    states = [{"weight": torch.full((1, 2), float(k)), "bias": torch.tensor([float(k)])} for k in (1, 2, 6)]
-    total = {k: sum(s[k] for s in states) for k in states[0]}
-    for averaged_score, kept in ((0.31, 3.0), (0.29, 1.0)):  # the best epoch (weights 1) validated 0.30
-        report = {"validation_ndcg": 0.30}
-        _average_plateau(net, states[0], total, 3, lambda s=averaged_score: s, report)
-        assert torch.equal(net.weight, torch.full((1, 2), kept)) and float(net.bias) == kept
-        assert report["validation_ndcg_averaged"] == averaged_score
-        assert report["averaged_epochs"] == (3 if kept == 3.0 else 1)
-        assert report["validation_ndcg"] == max(0.30, averaged_score)
 
 
 def test_sampled_softmax_beyond_the_full_softmax_limit_still_learns(data):
