@@ -82,7 +82,8 @@ from pipelines.forecast.data import ForecastData
 log = logging.getLogger(__name__)
 OPTIMIZATION_METRICS = ("AverageWeightedQuantileLoss", "WAPE", "RMSE", "MASE", "MAPE")
 DEFAULT_CANDIDATES = ("SeasonalNaive", "ETS", "ARIMA", "Theta", "NPTS", "DeepAR+")
-# Joins the default candidates when the data has related series or item metadata for it to use.
+# Joins the default candidates when the data has related series or item metadata for it to use, or
+# long histories (candidate_names).
 WITH_FEATURES = ("CNN-QR",)
 # Cheapest first, so that a tight budget keeps the candidates that cost little (unknown names last).
 COST_ORDER = ("SeasonalNaive", "NPTS", "Theta", "ETS", "ARIMA", "Prophet", "CNN-QR", "DeepAR+")
@@ -191,11 +192,14 @@ class AutoPredictor(ForecastAlgorithm):
             self.candidate(candidate)
 
     def candidate_names(self, data: ForecastData) -> tuple[str, ...]:
-        """The candidates given, else the defaults, with CNN-QR where the data has related series or metadata."""
+        """The candidates given, else the defaults, with CNN-QR where the data has related series or
+        metadata for it to use, or histories long enough to choose on several windows (at least 20
+        horizons: there it learns the calendar from the time features alone)."""
         if self.candidates is not None:
             return self.candidates
         features = data.related is not None or data.item_metadata is not None
-        return (*DEFAULT_CANDIDATES, *WITH_FEATURES) if features else DEFAULT_CANDIDATES
+        long = selection_windows(data, self.offset) > 1
+        return (*DEFAULT_CANDIDATES, *WITH_FEATURES) if features or long else DEFAULT_CANDIDATES
 
     def candidate(self, name: str) -> ForecastAlgorithm:
         """An unfitted candidate with its hyperparameters, inheriting ``n_jobs`` and ``seed`` (and the

@@ -129,6 +129,9 @@ def test_without_given_windows_the_choices_are_made_on_as_many_as_five_percent_o
     assert AutoPredictor(["SeasonalNaive"], windows=2).fit(data).result_.windows == 2  # given: honoured
     with pytest.raises(ValueError, match="1 to 5"):
         AutoPredictor(windows=6)
+    # CNN-QR joins the default candidates on histories that long, even without related series.
+    assert "CNN-QR" in AutoPredictor().candidate_names(data)
+    assert "CNN-QR" not in AutoPredictor().candidate_names(noisy_cycles())
 
 
 def test_the_planner_counts_a_refit_per_window_for_local_models_and_one_training_for_networks(monkeypatch):
