@@ -180,6 +180,9 @@ class AutoPredictorParams(Hyperparameters):
     calibrate_intervals: bool = True
     selection: Literal["blend", "best"] = "blend"
     item_share: float = Field(0.5, ge=0.0, le=1.0)
+    # The backtest windows it chooses on: the group's backtest_windows unless given; null: as many
+    # as keep within 5 % of the median history (auto_predictor.selection_windows).
+    windows: int | None = Field(None, ge=1, le=5)
 
 
 MODELS: dict[str, type[Hyperparameters]] = {

@@ -112,3 +112,18 @@ def test_algorithm_params_reach_the_candidate_and_its_configuration(retail):
     assert model.theta == 3.0 and model.deseasonalize is False
     with pytest.raises(Exception, match=r"Theta.theta: Input should be greater than or equal to 1"):
         wf.options(retail, {"algorithm_params": {"Theta": {"theta": 0.5}}})
+
+
+def test_the_autopredictor_chooses_on_the_groups_backtest_windows_unless_its_params_say_otherwise():
+    from pipelines.settings import ForecastTraining
+
+    def windows(**settings):
+        training = ForecastTraining(algorithms=["AutoPredictor"], **settings)
+        params = training.algorithm_params.get("AutoPredictor", {})
+        return workflow.algorithm({"name": "AutoPredictor", "params": params}, training).windows
+
+    assert windows() == 1 and windows(backtest_windows=3) == 3  # Forecast's: the evaluation's windows
+    assert windows(algorithm_params={"AutoPredictor": {"windows": None}}) is None  # as the history allows
+    assert windows(backtest_windows=3, algorithm_params={"AutoPredictor": {"windows": 2}}) == 2
+    with pytest.raises(ValueError, match=r"AutoPredictor\.windows"):
+        ForecastTraining(algorithm_params={"AutoPredictor": {"windows": 6}})
