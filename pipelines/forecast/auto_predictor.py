@@ -33,14 +33,14 @@ one, whose difference is an epoch) and extrapolates its backtest and its final f
 candidate is given the epochs that fit its share of the time left (shared with the neural candidates
 still to come; ``result_.shortened`` says how many, at least 10), and a candidate that would still
 not finish inside what is left, with the final fits of those already accepted, is left out, and
-``result_.left_out`` says why. A neural model is left out for the series whose history is shorter than three horizons
-(Forecast's limit for neural algorithms: a horizon of at most 500 and a third of the series),
-and entirely when no series is long enough.
+``result_.left_out`` says why. A neural model is left out for the series whose history is shorter
+than three horizons (Forecast's limit for neural algorithms: a horizon of at most 500 and a third
+of the series), and entirely when no series is long enough.
 
 Windows: the choices and the calibration are made on ``windows`` backtest windows (Forecast's
-NumberOfBacktestWindows, 1 to 5; the DAG passes the group's). Left out, as many as keep the windows
-within 5 % of the median series' history (``selection_windows``): one on short histories such as
-M3's, where each window costs a refit of every candidate and moves the training end back, five on
+NumberOfBacktestWindows, 1 to 5; the DAG passes the group's). Where none are given, as many as
+keep the windows within 5 % of the median series' history (``selection_windows``): one on short
+histories such as M3's, where each window costs a refit of every candidate and moves the training end back, five on
 long ones such as two years of hourly data, where one window of 24 hours is too small a sample to
 choose or calibrate on. A global network (DeepAR+, CNN-QR) is trained once, before the oldest
 window, and forecasts each window from that window's history (``backtest(..., refit=False)``):
