@@ -35,7 +35,8 @@ still to come; ``result_.shortened`` says how many, at least 10), and a candidat
 not finish inside what is left, with the final fits of those already accepted, is left out, and
 ``result_.left_out`` says why. A neural model is left out for the series whose history is shorter
 than three horizons (Forecast's limit for neural algorithms: a horizon of at most 500 and a third
-of the series), and entirely when no series is long enough.
+of the series) before the oldest window, so more windows raise that minimum by their span, and
+entirely when no series is long enough.
 
 Windows: the choices and the calibration are made on ``windows`` backtest windows (Forecast's
 NumberOfBacktestWindows, 1 to 5; the DAG passes the group's). Where none are given, as many as
@@ -83,7 +84,7 @@ log = logging.getLogger(__name__)
 OPTIMIZATION_METRICS = ("AverageWeightedQuantileLoss", "WAPE", "RMSE", "MASE", "MAPE")
 DEFAULT_CANDIDATES = ("SeasonalNaive", "ETS", "ARIMA", "Theta", "NPTS", "DeepAR+")
 # Joins the default candidates when the data has related series or item metadata for it to use, or
-# long histories (candidate_names).
+# long histories: 40 horizons and more (candidate_names).
 WITH_FEATURES = ("CNN-QR",)
 # Cheapest first, so that a tight budget keeps the candidates that cost little (unknown names last).
 COST_ORDER = ("SeasonalNaive", "NPTS", "Theta", "ETS", "ARIMA", "Prophet", "CNN-QR", "DeepAR+")
@@ -193,8 +194,9 @@ class AutoPredictor(ForecastAlgorithm):
 
     def candidate_names(self, data: ForecastData) -> tuple[str, ...]:
         """The candidates given, else the defaults, with CNN-QR where the data has related series or
-        metadata for it to use, or histories long enough to choose on several windows (at least 20
-        horizons: there it learns the calendar from the time features alone)."""
+        metadata for it to use, or histories long enough for ``selection_windows`` to take two
+        windows or more (a median history of at least 40 horizons: there it learns the calendar
+        from the time features alone), whatever windows are given."""
         if self.candidates is not None:
             return self.candidates
         features = data.related is not None or data.item_metadata is not None
@@ -286,24 +288,24 @@ class AutoPredictor(ForecastAlgorithm):
                     continue
                 timings[f"estimate {name}"] = round(estimate, 3)
                 left = deadline - time.perf_counter()
-                # the backtest fits once per window (once in all for a model that rolls forward), then the final fit
+                # The backtest fits once per window, then the final fit; a model that rolls forward
+                # trains once and forecasts each further window (``extra``: the design and forecast).
                 fits = 1 + (1 if model.rolls_forward else self.windows_)
+                predicting = estimate - per_epoch * model.epochs if per_epoch else estimate
+                extra = (self.windows_ - 1) * predicting if model.rolls_forward else 0.0
                 # A neural candidate shares the time left with those still to come (one taking it all
-                # left none for the next), and takes it all where its share holds too few epochs.
+                # left none for the next); one whose share holds fewer than MIN_EPOCHS is left out.
                 sharing = 1 + sum(hasattr(self.candidate(n), "epochs") for n in order[position + 1 :])
-                room = left / SAFETY - finals_ahead
-                if per_epoch and fits * estimate > room / sharing:  # fewer epochs, if enough fit
-                    predicting = estimate - per_epoch * model.epochs
-                    epochs = int((room / sharing / fits - predicting) / per_epoch)
-                    if epochs < MIN_EPOCHS:
-                        epochs = int((room / fits - predicting) / per_epoch)
-                    if MIN_EPOCHS <= epochs < model.epochs:
+                share = (left / SAFETY - finals_ahead) / sharing - extra
+                if per_epoch and fits * estimate > share:  # fewer epochs, if enough fit
+                    epochs = int((share / fits - predicting) / per_epoch)
+                    if epochs >= MIN_EPOCHS:
                         shortened[name] = f"epochs {model.epochs} -> {epochs}: what the time limit holds"
                         estimate -= per_epoch * (model.epochs - epochs)
                         model.epochs = self.epochs_[name] = epochs
-                if SAFETY * (fits * estimate + finals_ahead) > left:
+                if SAFETY * (fits * estimate + extra + finals_ahead) > left:
                     left_out[name] = (
-                        f"time: its backtest and final fit need about {fits * estimate:.0f} s, "
+                        f"time: its backtest and final fit need about {fits * estimate + extra:.0f} s, "
                         f"{max(left - finals_ahead, 0):.0f} s of the {self.time_limit:g} s budget were left"
                     )
                     continue
@@ -377,9 +379,12 @@ class AutoPredictor(ForecastAlgorithm):
             # Fits of one and of two epochs: their difference is an epoch, the rest (the design, the
             # forecast) is paid once. One probe alone counted that once-paid part in every epoch
             # (electricity: 506 s estimated for a fit that took 18 s with 16 epochs).
-            # A fit of one series first pays what only the first fit does (importing torch: about 3 s).
+            # A fit of one series and one batch first pays what only the first fit does (importing
+            # torch: about 3 s).
             one, two, warm = model.clone(), model.clone(), model.clone()
             one.epochs, two.epochs, warm.epochs = 1, 2, 1
+            if hasattr(warm, "num_batches_per_epoch"):
+                warm.num_batches_per_epoch = 1
             _timed_fit(warm, subset(data, self.active_[:1]))
             once, twice = _timed_fit(one, data), _timed_fit(two, data)
             per_epoch = max(twice - once, 0.1 * once)

@@ -132,7 +132,10 @@ def predict_windows(
     ``refit=False``: a model that forecasts from a later history without being refitted
     (``rolls_forward``: the global networks) is fitted once, before the oldest window, and each
     window is forecast from its own history with that model (rolling origin without refitting: one
-    training instead of one per window); other models are still fitted per window.
+    training instead of one per window); other models are still fitted per window. The network
+    forecasts the series it was trained on: a series whose history starts after the oldest window's
+    training end is not in its later windows (the AutoPredictor does not let a network serve such
+    series anyway).
     """
     types = forecast_types(quantiles)
     found, fitted = [], None

@@ -159,13 +159,17 @@ def test_two_neural_candidates_share_the_time_left_instead_of_the_first_taking_i
     tiny = {"epochs": 200, "num_cells": 4, "num_layers": 1, "num_batches_per_epoch": 1, "num_samples": 10}
     cnn = {"epochs": 200, "num_batches_per_epoch": 1}
 
-    def probe(self, model, data):  # 0.01 s an epoch and 0.1 s to forecast, for both networks
-        return (0.01 * model.epochs + 0.1, 0.01) if hasattr(model, "epochs") else (0.01, None)
+    def probe(self, model, data):  # 0.05 s an epoch and 0.1 s to forecast, for both networks
+        return (0.05 * model.epochs + 0.1, 0.05) if hasattr(model, "epochs") else (0.01, None)
 
     monkeypatch.setattr(AutoPredictor, "_estimate", probe)
     params = {"DeepAR+": tiny, "CNN-QR": cnn}
-    model = AutoPredictor(["DeepAR+", "CNN-QR"], time_limit=6, candidate_params=params).fit(data)
-    # About 6 s / 1.15 for both: CNN-QR (first, as the cheaper) gets half, (2.6 / 2 - 0.1) / 0.01 = 120
-    # epochs; DeepAR+ what is left, not nothing.
-    assert 100 <= model.epochs_["CNN-QR"] < 130 and model.epochs_.get("DeepAR+", 200) >= 100
+    model = AutoPredictor(["DeepAR+", "CNN-QR"], time_limit=30, candidate_params=params).fit(data)
+    # 30 s / 1.15 for both: CNN-QR (first, as the cheaper) gets half, (13 / 2 - 0.1) / 0.05 = 128
+    # epochs; DeepAR+ what is left (its tiny network trains in far less than the estimate).
+    assert 115 <= model.epochs_["CNN-QR"] < 135 and model.epochs_.get("DeepAR+", 200) >= 128
     assert model.result_.candidates == ["DeepAR+", "CNN-QR"] and model.result_.left_out == {}
+    # A share that holds fewer than 10 epochs leaves the network out, and the next one takes the time:
+    # 2.5 s / 1.15 / 2 for CNN-QR is 8 epochs; DeepAR+ gets (2.17 / 2 - 0.1) / 0.05 = 19.
+    cramped = AutoPredictor(["DeepAR+", "CNN-QR"], time_limit=2.5, candidate_params=params).fit(data)
+    assert "CNN-QR" in cramped.result_.left_out and 12 <= cramped.epochs_["DeepAR+"] <= 20
