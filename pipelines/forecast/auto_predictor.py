@@ -41,9 +41,9 @@ entirely when no series is long enough.
 Windows: the choices and the calibration are made on ``windows`` backtest windows (Forecast's
 NumberOfBacktestWindows, 1 to 5; the DAG passes the group's). Where none are given, as many as
 keep the windows within 5 % of the median series' history (``selection_windows``): one on short
-histories such as M3's, where each window costs a refit of every candidate and moves the training end back, five on
-long ones such as two years of hourly data, where one window of 24 hours is too small a sample to
-choose or calibrate on. A global network (DeepAR+, CNN-QR) is trained once, before the oldest
+histories such as M3's, where each window costs a refit of every candidate and moves the training
+end back, five on long ones such as two years of hourly data, where one window of 24 hours is too
+small a sample to choose or calibrate on. A global network (DeepAR+, CNN-QR) is trained once, before the oldest
 window, and forecasts each window from that window's history (``backtest(..., refit=False)``):
 five windows cost it one training, not five.
 
@@ -376,11 +376,10 @@ class AutoPredictor(ForecastAlgorithm):
         if _is_global(model):  # a global model's cost is its epochs, not its series
             if not hasattr(model, "epochs"):
                 return _timed_fit(model.clone(), data), None
-            # Fits of one and of two epochs: their difference is an epoch, the rest (the design, the
-            # forecast) is paid once. One probe alone counted that once-paid part in every epoch
-            # (electricity: 506 s estimated for a fit that took 18 s with 16 epochs).
-            # A fit of one series and one batch first pays what only the first fit does (importing
-            # torch: about 3 s).
+            # A fit of one series and one batch pays what only the first fit does (importing torch:
+            # about 3 s); then fits of one and of two epochs: their difference is an epoch, the rest
+            # (the design, the forecast) is paid once. One probe alone counted that once-paid part in
+            # every epoch (electricity: 506 s estimated for a fit that took 18 s with 16 epochs).
             one, two, warm = model.clone(), model.clone(), model.clone()
             one.epochs, two.epochs, warm.epochs = 1, 2, 1
             if hasattr(warm, "num_batches_per_epoch"):
