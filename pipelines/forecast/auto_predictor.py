@@ -36,7 +36,11 @@ not finish inside what is left, with the final fits of those already accepted, i
 ``result_.left_out`` says why. A neural model is left out for the series whose history is shorter
 than three horizons (Forecast's limit for neural algorithms: a horizon of at most 500 and a third
 of the series) before the oldest window, so more windows raise that minimum by their span, and
-entirely when no series is long enough.
+entirely when no series is long enough. The plan rests on timings taken once; a machine that slows
+down afterwards (another job starting) would stretch the networks' epochs past it, so each network
+trains inside a deadline (``global_model.training_deadline``): its backtest stops between two epochs
+at the end of its share, and the final fits of the networks, made last, share what is left of the
+limit (one epoch each at least).
 
 Windows: the choices and the calibration are made on ``windows`` backtest windows (Forecast's
 NumberOfBacktestWindows, 1 to 5; the DAG passes the group's). Where none are given, as many as
@@ -79,6 +83,7 @@ from pipelines.forecast.base import (
 )
 from pipelines.forecast.base import forecast_types as parse_types
 from pipelines.forecast.data import ForecastData
+from pipelines.forecast.global_model import training_deadline
 
 log = logging.getLogger(__name__)
 OPTIMIZATION_METRICS = ("AverageWeightedQuantileLoss", "WAPE", "RMSE", "MASE", "MAPE")
@@ -249,8 +254,9 @@ class AutoPredictor(ForecastAlgorithm):
         if self.calibration_:  # what is published is the blend: its spread is calibrated too
             self.blend_calibration_ = calibration.factors(actual, blended[1], levels)
             blended = (blended[0], calibration.apply(blended[1], levels, self.blend_calibration_))
-        self._fit_chosen(data, names, timings)
-        self.cold_start_model_ = self._cold_start_model(data, names, timings)
+        self._fit_chosen(data, names, timings, deadline)
+        with training_deadline(deadline):
+            self.cold_start_model_ = self._cold_start_model(data, names, timings)
         self.candidate_names_ = names
         self.result_ = self._result(data, names, backtests, errors, timings, scores, blend_scores, self.weights_)
         self.result_.left_out, self.result_.excluded_items = left_out, excluded
@@ -270,7 +276,7 @@ class AutoPredictor(ForecastAlgorithm):
         train_end = window_starts(data.end, data.horizon, self.windows_, self.offset)[0]
         order = self._planned_order()
         for position, name in enumerate(order):
-            model = self.candidate(name)
+            model, stop_at = self.candidate(name), None
             mask = self._eligible(model, data, train_end)
             if not mask.any():
                 left_out[name] = (
@@ -309,9 +315,12 @@ class AutoPredictor(ForecastAlgorithm):
                         f"{max(left - finals_ahead, 0):.0f} s of the {self.time_limit:g} s budget were left"
                     )
                     continue
+                if per_epoch:  # its training stops at the end of its share, however fast the machine is then
+                    stop_at = time.perf_counter() + max(share / fits - predicting, 0.0)
             began = time.perf_counter()
             try:
-                backtests[name] = backtest(model, data, self.windows_, self.offset, types, refit=False)
+                with training_deadline(stop_at):
+                    backtests[name] = backtest(model, data, self.windows_, self.offset, types, refit=False)
                 eligible[name] = mask
             except Exception as exc:  # one algorithm failing on this data must not sink the others
                 log.warning("AutoPredictor: backtesting %s failed", name, exc_info=True)
@@ -338,17 +347,22 @@ class AutoPredictor(ForecastAlgorithm):
         total = weights.sum(axis=1, keepdims=True)
         return np.divide(weights, total, out=np.zeros_like(weights), where=total > 0)
 
-    def _fit_chosen(self, data: ForecastData, names: list[str], timings: dict) -> None:
-        """Fit each candidate some item uses on the full data (local models only on those items)."""
+    def _fit_chosen(self, data: ForecastData, names: list[str], timings: dict, deadline: float | None) -> None:
+        """Fit each candidate some item uses on the full data (local models only on those items); under
+        a time limit the networks, fitted last, share what is left of it (one epoch each at least)."""
         self.models_, self.model_ids_ = {}, {}
-        for c, name in enumerate(names):
-            ids = np.flatnonzero(self.weights_[:, c] > 0)
-            if not len(ids):
-                continue
+        used = [c for c in range(len(names)) if (self.weights_[:, c] > 0).any()]
+        networks = [c for c in used if hasattr(self.candidate(names[c]), "epochs")]
+        for c in [c for c in used if c not in networks] + networks:
+            name, ids = names[c], np.flatnonzero(self.weights_[:, c] > 0)
             began = time.perf_counter()
             model = self.candidate(name)
+            stop_at = None
+            if deadline is not None and c in networks:
+                stop_at = began + max(deadline - began, 0.0) / len(networks[networks.index(c) :])
             if _is_global(model) or len(ids) == data.n_series:
-                self.models_[name], self.model_ids_[name] = model.fit(data), None
+                with training_deadline(stop_at):
+                    self.models_[name], self.model_ids_[name] = model.fit(data), None
             else:  # a local model is fitted only where it is used
                 self.models_[name], self.model_ids_[name] = model.fit(subset(data, ids)), ids
             timings[f"fit {name}"] = round(time.perf_counter() - began, 3)

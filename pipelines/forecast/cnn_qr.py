@@ -28,7 +28,7 @@ import numpy as np
 
 from pipelines.forecast.base import ForecastAlgorithm, register
 from pipelines.forecast.data import ForecastData
-from pipelines.forecast.global_model import Design, GlobalModel
+from pipelines.forecast.global_model import Design, GlobalModel, out_of_time
 from pipelines.forecast.hyperparameters import CNNQRLimits
 
 TRAINING_LEVELS = np.array([0.01, *np.round(np.arange(0.05, 0.951, 0.05), 2), 0.99])
@@ -79,9 +79,11 @@ class CNNQR(GlobalModel, ForecastAlgorithm):
             patience = max(1, min(10, self.epochs // 5))
             self.training_loss_ = nn.train(
                 net, sample, self.epochs, self.num_batches_per_epoch, self.batch_size, self.learning_rate, rng, device,
-                patience,
+                patience, stop=out_of_time,
             )  # fmt: skip
             self.network_ = net.to("cpu")
+        self.epochs_trained_ = len(self.training_loss_)
+        self.stopped_by_deadline_ = out_of_time() and self.epochs_trained_ < self.epochs
         self.fitted_ = True
         return self
 

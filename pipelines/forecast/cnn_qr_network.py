@@ -116,9 +116,10 @@ def train(
     rng: np.random.Generator,
     device,
     patience: int = 10,
+    stop: Callable[[], bool] = lambda: False,
 ) -> list[float]:
     """Adam over ``epochs`` of ``batches`` random windows, stopping early after ``patience`` epochs
-    without a better mean loss; the mean loss of each epoch."""
+    without a better mean loss, or when ``stop()`` says so after an epoch; the mean loss of each epoch."""
     optimizer = torch.optim.Adam(net.parameters(), lr=learning_rate)
     history, best, waited = [], math.inf, 0
     net.train()
@@ -140,6 +141,8 @@ def train(
             waited += 1
             if waited >= patience:
                 break
+        if stop():
+            break
     net.eval()
     return history
 

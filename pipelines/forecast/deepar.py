@@ -32,7 +32,7 @@ import numpy as np
 from pipelines.forecast.base import ALGORITHMS, ForecastAlgorithm, register
 from pipelines.forecast.data import ForecastData
 from pipelines.forecast.deepar_features import lags_for
-from pipelines.forecast.global_model import Design, GlobalModel
+from pipelines.forecast.global_model import Design, GlobalModel, out_of_time
 from pipelines.forecast.hyperparameters import DeepARLimits
 
 
@@ -80,6 +80,8 @@ class DeepARPlus(GlobalModel, ForecastAlgorithm):
         self.networks_, self.training_loss_ = [], []
         sampler = self._window_sampler(design)
         for k in range(self.num_averaged_models):
+            if k and out_of_time():  # a deadline keeps the networks already trained
+                break
             with self._torch(self.seed + k) as device:
                 net = nn.DeepARNetwork(
                     n_dynamic,
@@ -90,8 +92,12 @@ class DeepARPlus(GlobalModel, ForecastAlgorithm):
                     self.likelihood,
                     self.dropout_rate,
                 ).to(device)
-                self.training_loss_.append(nn.train(net, sampler, settings, rng, device))
+                self.training_loss_.append(nn.train(net, sampler, settings, rng, device, stop=out_of_time))
                 self.networks_.append(net.to("cpu"))
+        self.epochs_trained_ = max(len(loss) for loss in self.training_loss_)
+        self.stopped_by_deadline_ = out_of_time() and (
+            self.epochs_trained_ < self.epochs or len(self.networks_) < self.num_averaged_models
+        )
         self.fitted_ = True
         return self
 

@@ -123,8 +123,10 @@ def train(
     rng: np.random.Generator,
     device,
     on_epoch: Callable[[int, float], None] | None = None,
+    stop: Callable[[], bool] = lambda: False,
 ) -> list[float]:
-    """Adam over ``epochs`` of ``num_batches_per_epoch`` random windows; the mean loss of each epoch.
+    """Adam over ``epochs`` of ``num_batches_per_epoch`` random windows (fewer where ``stop()`` says so
+    after an epoch); the mean loss of each epoch.
 
     As Forecast's DeepAR+, the learning rate is multiplied by ``learning_rate_decay`` when the
     epoch loss has not improved for ``patience`` epochs, at most ``max_learning_rate_decays`` times.
@@ -157,6 +159,8 @@ def train(
             decays, waited = decays + 1, 0
             for group in optimizer.param_groups:
                 group["lr"] *= settings.learning_rate_decay
+        if stop():
+            break
     net.eval()
     return history
 

@@ -6,6 +6,11 @@ scale per window (``1 + mean |z|`` over its context, or a guess from the metadat
 context is empty). Cold-start items (ITEM_METADATA items without target history) are rows after
 the warm series: they have no context, no id, only their metadata. ``GlobalModel`` is a mixin
 without hyperparameters of its own; each model keeps its constructor and its network.
+
+Training runs in epochs, and inside ``training_deadline(at)`` it stops between two epochs once
+``time.perf_counter()`` has passed ``at`` (after one epoch at least): the AutoPredictor's time limit
+holds however the machine's speed changes after the planner timed a candidate. A model records the
+epochs it trained (``epochs_trained_``) and whether the deadline cut them (``stopped_by_deadline_``).
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ import copy
 import dataclasses
 import math
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +33,25 @@ from pipelines.forecast.data import ForecastData
 from pipelines.forecast.deepar_features import Metadata, Panel, prior_log_scales, related_stats
 
 ID_DROPOUT = 0.1  # share of training windows that do not see their series id (what a cold-start item gets)
+_deadline: ContextVar[float | None] = ContextVar("training_deadline", default=None)
+
+
+@contextlib.contextmanager
+def training_deadline(at: float | None) -> Iterator[None]:
+    """Networks trained inside stop between epochs once ``time.perf_counter()`` passes ``at`` (None: no
+    deadline; an enclosing one stays in force where it is earlier)."""
+    outer = _deadline.get()
+    token = _deadline.set(at if outer is None else outer if at is None else min(at, outer))
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def out_of_time() -> bool:
+    """Whether the deadline of the enclosing ``training_deadline`` has passed."""
+    at = _deadline.get()
+    return at is not None and time.perf_counter() >= at
 
 
 @dataclass

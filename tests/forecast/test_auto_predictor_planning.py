@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 
 from pipelines.forecast.auto_predictor import AutoPredictor, selection_windows, subset
-from pipelines.forecast.base import register
+from pipelines.forecast.base import get_algorithm, register
 from pipelines.forecast.calibration import apply as _apply_calibration
 from pipelines.forecast.calibration import factors as _calibration
 from pipelines.forecast.data import ForecastData
+from pipelines.forecast.deepar import DeepARPlus
+from pipelines.forecast.global_model import training_deadline
 from pipelines.forecast.naive import SeasonalNaive
 
 
@@ -173,3 +175,44 @@ def test_two_neural_candidates_share_the_time_left_instead_of_the_first_taking_i
     # 2.5 s / 1.15 / 2 for CNN-QR is 8 epochs; DeepAR+ gets (2.17 / 2 - 0.1) / 0.05 = 19.
     cramped = AutoPredictor(["DeepAR+", "CNN-QR"], time_limit=2.5, candidate_params=params).fit(data)
     assert "CNN-QR" in cramped.result_.left_out and 12 <= cramped.epochs_["DeepAR+"] <= 20
+
+
+def test_networks_stop_at_a_training_deadline_between_epochs():
+    data = noisy_cycles(n=6)
+    tiny = {"epochs": 4, "num_cells": 4, "num_layers": 1, "num_batches_per_epoch": 1, "num_samples": 10}
+    free = get_algorithm("DeepAR+", num_averaged_models=2, **tiny).fit(data)
+    assert free.epochs_trained_ == 4 and len(free.networks_) == 2 and not free.stopped_by_deadline_
+    with training_deadline(time.perf_counter()):  # already passed: one epoch, one network
+        cut = get_algorithm("DeepAR+", num_averaged_models=2, **tiny).fit(data)
+        cnn = get_algorithm("CNN-QR", epochs=50, num_batches_per_epoch=1).fit(data)
+        with training_deadline(time.perf_counter() + 3600):  # a later inner deadline: the outer holds
+            inner = get_algorithm("CNN-QR", epochs=50, num_batches_per_epoch=1).fit(data)
+    assert cut.epochs_trained_ == 1 and len(cut.networks_) == 1 and cut.stopped_by_deadline_
+    assert cnn.epochs_trained_ == inner.epochs_trained_ == 1 and cnn.stopped_by_deadline_
+    assert np.isfinite(cut.predict_arrays([0.1, 0.5, 0.9])[2]).all()
+
+
+def test_the_time_limit_holds_when_the_networks_train_slower_than_the_planner_timed_them(monkeypatch):
+    data = noisy_cycles(n=6)
+    tiny = {"epochs": 200, "num_cells": 4, "num_layers": 1, "num_batches_per_epoch": 1, "num_samples": 10}
+
+    def probe(self, model, data):  # timed at 0.01 s an epoch ...
+        return (0.01 * model.epochs + 0.1, 0.01) if hasattr(model, "epochs") else (0.01, None)
+
+    sampler = DeepARPlus._window_sampler
+
+    def slow_sampler(self, design):  # ... each epoch then takes 0.05 s (a machine five times as busy)
+        sample = sampler(self, design)
+        return lambda size, rng: (time.sleep(0.05), sample(size, rng))[1]
+
+    monkeypatch.setattr(AutoPredictor, "_estimate", probe)
+    monkeypatch.setattr(DeepARPlus, "_window_sampler", slow_sampler)
+    import torch  # noqa: F401  (paid once per process; the real planner's warm-up fit pays it)
+
+    began = time.perf_counter()
+    model = AutoPredictor(["SeasonalNaive", "DeepAR+"], time_limit=3, candidate_params={"DeepAR+": tiny}).fit(data)
+    spent = time.perf_counter() - began
+    # Planned: about 120 epochs a fit, 6 s a fit at the real pace; the deadlines cut both fits.
+    assert model.epochs_["DeepAR+"] >= 100 and spent < 3 * 1.1
+    assert model.models_["DeepAR+"].stopped_by_deadline_ and model.models_["DeepAR+"].epochs_trained_ < 60
+    assert model.predict()[["p10", "p50", "p90"]].notna().all().all()
