@@ -116,14 +116,18 @@ class Sims(Recipe):
         return candidates, np.bincount(inverse, weights=scores)
 
     def _score_items(self, history: np.ndarray, times: np.ndarray, items: np.ndarray) -> np.ndarray:
-        candidates, scores = self._candidates(history, times, 0)
-        if len(candidates) == 0:
-            return np.zeros(len(items))
-        found = np.minimum(np.searchsorted(candidates, items), len(candidates) - 1)
-        return np.where(candidates[found] == items, scores[found], 0.0)
+        return scores_at(*self._candidates(history, times, 0), items)
 
     def _grow(self, count: int) -> None:
         self.indptr_ = np.concatenate([self.indptr_, np.full(count, self.indptr_[-1])])
+
+
+def scores_at(candidates: np.ndarray, scores: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """The scores of ``items`` among sorted ``candidates`` (0 for those not among them)."""
+    if len(candidates) == 0:
+        return np.zeros(len(items))
+    found = np.minimum(np.searchsorted(candidates, items), len(candidates) - 1)
+    return np.where(candidates[found] == items, scores[found], 0.0)
 
 
 def similar_items(

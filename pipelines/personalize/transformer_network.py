@@ -299,8 +299,19 @@ def validation_split(seqs: Sequences, fraction: float, rng: np.random.Generator)
     return held
 
 
+@dataclass
+class Validation:
+    """The validation slice as the kept network sees it: what the recipe chooses its blend on."""
+
+    users: np.ndarray  # validation users (indexes)
+    kept: np.ndarray  # per user, the events of its (collapsed) sequence read as input
+    truths: list[np.ndarray]  # per user, the held-out items not in the input
+    states: np.ndarray  # per user, the network's output after the input [users, d]
+
+
 def train_network(seqs: Sequences, n_items: int, tokens: ItemTokens | None, settings: Settings):
-    """Train; return ``(weights as numpy, users' final vectors [n_users, d], a training report)``."""
+    """Train; return ``(weights as numpy, users' final vectors [n_users, d], a training report, the
+    validation slice with the kept network's outputs)``."""
     threads = torch.get_num_threads()
     torch.set_num_threads(THREADS)
     try:
@@ -308,16 +319,20 @@ def train_network(seqs: Sequences, n_items: int, tokens: ItemTokens | None, sett
             torch.manual_seed(settings.seed)  # seeded; the caller's random state is restored after
             rng = np.random.default_rng(settings.seed)
             net = SequenceNetwork(n_items, tokens, settings)
-            report = fit_epochs(net, seqs, settings, rng)
+            report, held = fit_epochs(net, seqs, settings, rng)
             net.eval()
             vectors = final_vectors(net, seqs, settings.max_length)
+            users, states = held_states(net, seqs, held, settings.max_length, net.item_vectors())
     finally:
         torch.set_num_threads(threads)
     weights = {name: value.detach().numpy().astype(np.float32) for name, value in net.state_dict().items()}
-    return weights, vectors, report
+    kept = np.array([held[u][0] for u in users.tolist()], np.int64)
+    validation = Validation(users, kept, [held[u][1] for u in users.tolist()], states.numpy())
+    return weights, vectors, report, validation
 
 
-def fit_epochs(net: SequenceNetwork, seqs: Sequences, settings: Settings, rng: np.random.Generator) -> dict:
+def fit_epochs(net: SequenceNetwork, seqs: Sequences, settings: Settings, rng: np.random.Generator):
+    """Train for the epochs early stopping allows; ``(a report, the validation slice of validation_split)``."""
     held = validation_split(seqs, settings.validation_fraction, rng)
     train = Sequences(seqs.indptr, seqs.items, seqs.gaps, seqs.types, seqs.target.copy())
     for u, (kept, _) in held.items():
@@ -329,7 +344,7 @@ def fit_epochs(net: SequenceNetwork, seqs: Sequences, settings: Settings, rng: n
     report = {"windows": len(starts), "epochs": 0, "best_epoch": 0, "validation_ndcg": None, "full_softmax": False,
               "validation_by_epoch": []}  # fmt: skip
     if len(starts) == 0:
-        return report
+        return report, held
     counts = np.bincount(train.items[train.target > 0], minlength=net.n_items).astype(np.float64)
     full = net.n_items <= settings.full_softmax_max_items
     report["full_softmax"] = full
@@ -361,7 +376,7 @@ def fit_epochs(net: SequenceNetwork, seqs: Sequences, settings: Settings, rng: n
     if best_state is not None:
         net.load_state_dict(best_state)
         report["validation_ndcg"] = round(best, 6)
-    return report
+    return report, held
 
 
 def batches(starts: np.ndarray, stops: np.ndarray, size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -419,11 +434,8 @@ def encode_last(net: SequenceNetwork, seqs: Sequences, firsts: np.ndarray, ends:
 def validation_ndcg(net: SequenceNetwork, seqs: Sequences, held: dict, max_length: int) -> float:
     """Mean NDCG@25 of the held-out items over the catalog, the input's items left out."""
     net.eval()
-    users = np.fromiter(held, np.int64)
-    firsts = seqs.indptr[users]
-    ends = firsts + np.array([held[u][0] for u in users.tolist()])
     vectors = net.item_vectors()
-    states = torch.from_numpy(encode_last(net, seqs, firsts, ends, max_length, net.padded_table(vectors)))
+    users, states = held_states(net, seqs, held, max_length, vectors)
     scores = (states @ vectors.T).numpy()
     cutoff = min(VALIDATION_CUTOFF, net.n_items)
     discounts = 1 / np.log2(np.arange(2, cutoff + 2))
@@ -436,6 +448,17 @@ def validation_ndcg(net: SequenceNetwork, seqs: Sequences, held: dict, max_lengt
         gains = np.isin(top, truth) * discounts
         total += gains.sum() / discounts[: min(cutoff, len(truth))].sum()
     return total / len(users)
+
+
+@torch.no_grad()
+def held_states(net: SequenceNetwork, seqs: Sequences, held: dict, max_length: int, vectors: torch.Tensor):
+    """The validation users (indexes) and the network's outputs after their inputs."""
+    users = np.fromiter(held, np.int64, len(held))
+    firsts = seqs.indptr[users]
+    ends = firsts + np.array([held[u][0] for u in users.tolist()], np.int64)
+    if not len(users):
+        return users, torch.zeros((0, net.settings.dimension))
+    return users, torch.from_numpy(encode_last(net, seqs, firsts, ends, max_length, net.padded_table(vectors)))
 
 
 @torch.no_grad()

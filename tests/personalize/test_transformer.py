@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from pipelines.personalize import InteractionData, get_recipe
+from pipelines.personalize.ranking import softmax
 from pipelines.personalize.transformer_features import collapse_duplicates, event_type_bits, gap_buckets
 from pipelines.personalize.user_personalization import item_exploration
 from tests.personalize.conftest import T0
@@ -178,3 +179,58 @@ def test_the_catalog_cross_entropy_matches_torch_in_value_and_gradient():
         assert torch.allclose(got, want)
     small = (outputs[:5].detach().requires_grad_(), vectors.detach().requires_grad_(), targets[:5])
     assert torch.autograd.gradcheck(CatalogCrossEntropy.apply, small)
+
+
+def test_the_similar_items_share_is_chosen_on_the_validation_slice_without_its_held_out_events(data, monkeypatch):
+    from pipelines.personalize import transformer
+    from pipelines.personalize.similar_items import SimilarItems
+
+    trained_on = []
+    fit = SimilarItems.fit
+    monkeypatch.setattr(SimilarItems, "fit", lambda self, d: (trained_on.append(d), fit(self, d))[1])
+    recipe = get_recipe("user-personalization-v2", exploration_weight=0.0, **{**FAST, "validation_fraction": 0.2})
+    report = recipe.fit(data).training_report_
+    by_weight = report["validation_ndcg_by_similar_items_weight"]
+    assert [float(w) for w in by_weight] == list(transformer.SIMILAR_ITEMS_WEIGHTS)
+    best = max(by_weight.values())
+    assert (
+        report["similar_items_weight"]
+        == recipe.similar_items_weight_
+        == float(next(w for w, score in by_weight.items() if score == best))
+    )
+    # The choice's similar-items lacks exactly a suffix of each validation user's events (their held-out
+    # newest tenth); the served one, if any, has every event.
+    chooser = trained_on[0]
+    assert 0 < chooser.n_interactions < data.n_interactions
+    before, after = data.to_frame(), chooser.to_frame()
+    for user, events in before.groupby("USER_ID", sort=False):
+        kept = after[after["USER_ID"] == user]
+        assert (
+            events.head(len(kept))[["ITEM_ID", "TIMESTAMP"]].values.tolist()
+            == kept[["ITEM_ID", "TIMESTAMP"]].values.tolist()
+        )
+    assert (recipe.similar_ is None) == (recipe.similar_items_weight_ == 0)
+    if recipe.similar_ is not None:
+        assert trained_on[1] is data
+
+
+def test_a_given_similar_items_share_mixes_both_scores_and_zero_serves_the_network_alone(data, model):
+    mixed = get_recipe("user-personalization-v2", exploration_weight=0.0, similar_items_weight=0.5, **FAST).fit(data)
+    assert mixed.similar_items_weight_ == 0.5 and model.similar_items_weight_ == 0.0 and model.similar_ is None
+    user, later = "mix_user", T0 + 100 * 86_400
+    mixed.update(user, [("f_03", later), ("a_4", later + 60)])
+    history, times = mixed._history(user)
+    state = mixed._serving_state(history, times)
+    network = softmax(mixed.item_vectors_ @ state.vector)
+    items, similar = mixed.similar_._candidates(history, times, 0)
+    expected = 0.5 * network
+    expected[items] += 0.5 * similar / similar.sum()
+    assert np.allclose(mixed._scores(state), expected) and mixed._scores(state).sum() == pytest.approx(1.0)
+    assert mixed.item_index_["b_4"] in items.tolist()  # b_4 co-occurs with a_4: the similar part follows the event
+    assert top(mixed, user, 1) == ["b_4"]
+    ranking = get_recipe("personalized-ranking-v2", similar_items_weight=0.5, **FAST).fit(data)
+    ranking.update(user, [("f_03", later), ("a_4", later + 60)])
+    ranked = ranking.rank(user, ["f_00", "b_4", "f_01", "a_0"])
+    assert ranked[0][0] == "b_4" and sum(score for _, score in ranked) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="similar_items_weight"):
+        get_recipe("user-personalization-v2", similar_items_weight=1.0)
