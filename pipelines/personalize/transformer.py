@@ -20,13 +20,13 @@ metadata, summed over the user's recent items and scaled to sum to one) in the s
 ``similar_items_weight``; by default that share is chosen after training on the validation slice
 early stopping uses (the weight among 0, 0.1, ... 0.9 whose mix ranks the held-out events best,
 similar-items trained without them for the choice and on every event for serving), 0 without a
-validation slice. Personalize's offline metrics score a user's next tenth of events as a set, and
-there what co-occurs with the user's recent items adds to what the network reads from their order:
-on MovieLens (158k events, splits 42 and 43; a check on the test split, not how the share is
-chosen) mixes with 0.7 scored NDCG@10 0.1071 and 0.0882 where the network alone scored 0.0933 and
-0.0775 and similar-items alone 0.1047 and 0.0822; on latest-small 0.0835 and 0.1039 against 0.0699
-and 0.0932, and 0.0650 and 0.0798. A PutEvents event moves both parts: the network's vector is
-re-encoded, and similar-items reads the new history.
+validation slice or on a catalog served through the index. Personalize's offline metrics score a
+user's next tenth of events as a set, and there what co-occurs with the user's recent items adds
+to what the network reads from their order: on MovieLens (158k events, splits 42 and 43; a check
+on the test split, not how the share is chosen) mixes with 0.7 scored NDCG@10 0.1071 and 0.0882
+where the network alone scored 0.0933 and 0.0775 and similar-items alone 0.1047 and 0.0822; on
+latest-small 0.0835 and 0.1039 against 0.0699 and 0.0932, and 0.0650 and 0.0798. A PutEvents
+event moves both parts: the network's vector is re-encoded, and similar-items reads the new history.
 
 A catalog of ``ann_min_items`` items or more (default 100,000) is served through an approximate
 inner-product index (``ann.ItemIndex``, faiss): a request scores exactly the index's best
@@ -240,9 +240,12 @@ class SequenceTransformer(Recipe):
     def _choose_similar_items_weight(self, data: InteractionData, rows, first_held, validation) -> tuple[float, dict]:
         """The share of similar-items' scores in the served ones: as given, else the one of
         ``SIMILAR_ITEMS_WEIGHTS`` whose mix ranks the validation slice's held-out items best (NDCG@25,
-        inputs left out), similar-items trained without them; 0 without a validation slice.
-        ``first_held``: each validation user's first held-out event, a position in the histories."""
-        if self.similar_items_weight is not None or not len(validation.users):
+        inputs left out), similar-items trained without them; 0 without a validation slice, and on a
+        catalog served through the index (``ann_min_items``), where similar-items' metadata neighbours
+        over every item would cost more than the network's epochs and the index's latency was measured
+        without it. ``first_held``: each validation user's first held-out event, a history position."""
+        indexed = 0 < self.ann_min_items <= data.n_items
+        if self.similar_items_weight is not None or not len(validation.users) or indexed:
             return float(self.similar_items_weight or 0.0), {}
         ends = self.history_indptr_[validation.users + 1]
         held = np.concatenate([np.arange(a, b) for a, b in zip(first_held.tolist(), ends.tolist(), strict=True)])

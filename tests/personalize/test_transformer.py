@@ -212,6 +212,9 @@ def test_the_similar_items_share_is_chosen_on_the_validation_slice_without_its_h
     assert (recipe.similar_ is None) == (recipe.similar_items_weight_ == 0)
     if recipe.similar_ is not None:
         assert trained_on[1] is data
+    # A catalog served through the index keeps the network alone unless a share is given.
+    indexed = get_recipe("user-personalization-v2", ann_min_items=10, **{**FAST, "validation_fraction": 0.2})
+    assert indexed.fit(data).similar_items_weight_ == 0.0 and indexed.similar_ is None
 
 
 def test_a_given_similar_items_share_mixes_both_scores_and_zero_serves_the_network_alone(data, model):
