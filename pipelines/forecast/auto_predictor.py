@@ -254,9 +254,11 @@ class AutoPredictor(ForecastAlgorithm):
         if self.calibration_:  # what is published is the blend: its spread is calibrated too
             self.blend_calibration_ = calibration.factors(actual, blended[1], levels)
             blended = (blended[0], calibration.apply(blended[1], levels, self.blend_calibration_))
-        self._fit_chosen(data, names, timings, deadline)
-        with training_deadline(deadline):
-            self.cold_start_model_ = self._cold_start_model(data, names, timings)
+        cold = self._cold_start_name(data, names)
+        unused = cold is not None and not (self.weights_[:, names.index(cold)] > 0).any()
+        self._fit_chosen(data, names, timings, deadline, later=int(unused))
+        with training_deadline(deadline):  # a network fitted for cold start alone: the time left
+            self.cold_start_model_ = self._cold_start_model(data, cold, timings)
         self.candidate_names_ = names
         self.result_ = self._result(data, names, backtests, errors, timings, scores, blend_scores, self.weights_)
         self.result_.left_out, self.result_.excluded_items = left_out, excluded
@@ -316,7 +318,7 @@ class AutoPredictor(ForecastAlgorithm):
                     )
                     continue
                 if per_epoch:  # its training stops at the end of its share, however fast the machine is then
-                    stop_at = time.perf_counter() + max(share / fits - predicting, 0.0)
+                    stop_at = time.perf_counter() + max(share / fits, 0.0)
             began = time.perf_counter()
             try:
                 with training_deadline(stop_at):
@@ -347,19 +349,22 @@ class AutoPredictor(ForecastAlgorithm):
         total = weights.sum(axis=1, keepdims=True)
         return np.divide(weights, total, out=np.zeros_like(weights), where=total > 0)
 
-    def _fit_chosen(self, data: ForecastData, names: list[str], timings: dict, deadline: float | None) -> None:
+    def _fit_chosen(
+        self, data: ForecastData, names: list[str], timings: dict, deadline: float | None, later: int = 0
+    ) -> None:
         """Fit each candidate some item uses on the full data (local models only on those items); under
-        a time limit the networks, fitted last, share what is left of it (one epoch each at least)."""
+        a time limit the networks, fitted last, share what is left of it with ``later`` networks still
+        to fit (one epoch each at least)."""
         self.models_, self.model_ids_ = {}, {}
         used = [c for c in range(len(names)) if (self.weights_[:, c] > 0).any()]
-        networks = [c for c in used if hasattr(self.candidate(names[c]), "epochs")]
+        networks = [c for c in used if hasattr(self.candidate(names[c]), "epochs")] if deadline is not None else []
         for c in [c for c in used if c not in networks] + networks:
             name, ids = names[c], np.flatnonzero(self.weights_[:, c] > 0)
             began = time.perf_counter()
             model = self.candidate(name)
             stop_at = None
-            if deadline is not None and c in networks:
-                stop_at = began + max(deadline - began, 0.0) / len(networks[networks.index(c) :])
+            if c in networks:
+                stop_at = began + max(deadline - began, 0.0) / (len(networks[networks.index(c) :]) + later)
             if _is_global(model) or len(ids) == data.n_series:
                 with training_deadline(stop_at):
                     self.models_[name], self.model_ids_[name] = model.fit(data), None
@@ -415,14 +420,18 @@ class AutoPredictor(ForecastAlgorithm):
         per_series = (time.perf_counter() - began) / len(ids)
         return per_series * n / min(jobs, max(1, n // 8)), None
 
-    def _cold_start_model(self, data: ForecastData, names: list[str], timings: dict) -> str | None:
-        """The first candidate that forecasts items without history, fitted if no item chose it; None
-        when there are no such items (ITEM_METADATA items missing from the target) or no such candidate."""
+    @staticmethod
+    def _cold_start_name(data: ForecastData, names: list[str]) -> str | None:
+        """The first candidate that forecasts items without history; None when there are no such items
+        (ITEM_METADATA items missing from the target) or no such candidate."""
         meta = data.item_metadata
         key = next((k for k in data.series_keys if meta is not None and k in meta.columns), None)
         if key is None or meta[key].astype(str).isin(data.keys[key].astype(str)).all():
             return None
-        name = next((n for n in names if hasattr(get_algorithm(n), "predict_cold_start")), None)
+        return next((n for n in names if hasattr(get_algorithm(n), "predict_cold_start")), None)
+
+    def _cold_start_model(self, data: ForecastData, name: str | None, timings: dict) -> str | None:
+        """``name`` (``_cold_start_name``), fitted if no item chose it."""
         if name is not None and name not in self.models_:
             began = time.perf_counter()
             self.models_[name], self.model_ids_[name] = self.candidate(name).fit(data), None

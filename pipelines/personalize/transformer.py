@@ -114,7 +114,8 @@ class SequenceTransformer(Recipe):
     ann_min_items: int = 0  # models pickled before the index existed have none
     ann_candidates: int = 500
     index_ = None
-    similar_items_weight_ = 0.0  # nor a similar-items blend
+    similar_items_weight: float | None = 0.0  # nor a similar-items share (what they were trained with)
+    similar_items_weight_ = 0.0
     similar_ = None
 
     def __init__(
@@ -159,7 +160,20 @@ class SequenceTransformer(Recipe):
         self.seed = seed
         self.ann_min_items = ann_min_items
         self.ann_candidates = ann_candidates
-        self.similar_items_weight = similar_items_weight
+        self.similar_items_weight = self._share(similar_items_weight)
+
+    def _share(self, value: float | str | None) -> float | None:
+        """``similar_items_weight`` as a number, or None (chosen on the validation slice); a string as
+        Personalize passes hyperparameters ("0.5"; "auto", "none" or "" for None)."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip().lower()
+        if text in ("", "auto", "none", "null"):
+            return None
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"{self.name}: similar_items_weight {value!r} is not a number or 'auto'") from None
 
     def _rules(self) -> list[tuple[str, bool]]:
         return [
@@ -372,7 +386,11 @@ class SequenceTransformer(Recipe):
         found = items if pooled else index.candidates(vector, self.ann_candidates)
         support = items if pooled else np.union1d(items, found)
         logits = (self.item_vectors_[support] @ vector).astype(np.float64)
-        floor = float(logits[np.searchsorted(support, found)].min()) if len(found) else None
+        # The index's reach: the lowest of its candidates' logits, which a pool holds among items it
+        # added (explored, shown, similar-items'): the ann_candidates-th best logit of the pool.
+        reach = logits[np.searchsorted(support, found)]
+        k = min(len(reach), self.ann_candidates)
+        floor = float(np.partition(reach, len(reach) - k)[len(reach) - k]) if k else None
         log_z = index.log_normalizer(vector, support, logits, len(self.item_vectors_), floor)
         network = np.exp((logits if pooled else logits[np.searchsorted(support, items)]) - log_z)
         return state.network_share * network + state.similar_at(items)

@@ -131,6 +131,15 @@ def test_hyperparameters_are_checked_by_name():
         get_recipe("user-personalization-v2", embedding_dimension=30, heads=4)
     with pytest.raises(ValueError, match="exploration_weight"):
         get_recipe("user-personalization-v2", exploration_weight=2.0)
+    # Strings as Personalize passes them; "auto" chooses on the validation slice.
+    assert get_recipe("user-personalization-v2", similar_items_weight="0.5").similar_items_weight == 0.5
+    assert get_recipe("user-personalization-v2", similar_items_weight="auto").similar_items_weight is None
+    with pytest.raises(ValueError, match="similar_items_weight"):
+        get_recipe("user-personalization-v2", similar_items_weight="some")
+    # A model pickled before the share existed reads as trained without one.
+    old = get_recipe("personalized-ranking-v2")
+    del old.__dict__["similar_items_weight"]
+    assert old.get_params()["similar_items_weight"] == 0.0 and old.clone().similar_items_weight == 0.0
 
 
 def test_trains_through_the_workflow_on_the_example_group(tmp_path):
