@@ -59,6 +59,7 @@ from pipelines.personalize.similar_items import SimilarItems
 from pipelines.personalize.sims import scores_at
 from pipelines.personalize.transformer_features import (
     GAP_BUCKETS,
+    VALIDATION_CUTOFF,
     ItemFeatures,
     collapse_duplicates,
     event_type_bits,
@@ -69,7 +70,6 @@ from pipelines.personalize.tuning import Choice, FloatRange, IntRange, register_
 from pipelines.personalize.user_personalization import Exploration
 
 SIMILAR_ITEMS_WEIGHTS = tuple(k / 10 for k in range(10))  # the choices: the network keeps a tenth at least
-VALIDATION_CUTOFF = 25  # the blend is chosen on NDCG@25 of the validation slice, as early stopping is
 
 
 class UserState(NamedTuple):

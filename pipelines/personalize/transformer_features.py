@@ -41,6 +41,7 @@ from pipelines.personalize.metadata import MAX_TOKENS, MIN_COUNT, NOT_FEATURES, 
 
 GAP_BUCKETS = 33  # 0 for "no previous event", then floor(log2(1 + seconds)) + 1 up to about 68 years
 MAX_EVENT_TYPES = 63  # event types beyond the 63rd share the last bit
+VALIDATION_CUTOFF = 25  # the validation slice is scored by NDCG@25: early stopping, the similar-items share
 TEXT_MIN_WORDS = 3
 TEXT_MAX_SHARE = 0.5
 NUMERIC_BINS = 10

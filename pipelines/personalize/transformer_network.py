@@ -51,10 +51,9 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from pipelines.personalize.transformer_features import GAP_BUCKETS, MAX_EVENT_TYPES
+from pipelines.personalize.transformer_features import GAP_BUCKETS, MAX_EVENT_TYPES, VALIDATION_CUTOFF
 
 FEED_FORWARD = 2  # the feed-forward layer's width, in embedding dimensions
-VALIDATION_CUTOFF = 25
 INFERENCE_BATCH = 256
 SOFTMAX_ROWS = 128  # positions whose logits over the catalog are computed at once (64-128 were fastest)
 # These matrices are small: a second thread halves no step, and on a busy machine threads wait on
